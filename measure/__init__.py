@@ -1,0 +1,1 @@
+"""Measurement side: targets, environments, the campaign engine and `invoke measure`."""

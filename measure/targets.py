@@ -1,0 +1,148 @@
+"""Where environments run: this machine, or (see measure/ssh.py) a remote one over SSH.
+
+An environment never calls subprocess itself: it asks its target to run an argv
+(never a shell string built from user input), to copy a file there, or for facts.
+"""
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edgeio.errors import UserError
+
+
+class Target:
+    """Interface shared by LocalTarget and SshTarget."""
+
+    name = "target"
+
+    def run(self, argv: list[str], timeout: float | None = None, input: bytes | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+        """Run argv; stdout/stderr come back as bytes. check=True raises UserError on failure."""
+        raise NotImplementedError
+
+    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+        raise NotImplementedError
+
+    def get(self, remote: str, local: Path) -> None:
+        raise NotImplementedError
+
+    def mkdtemp(self, prefix: str = "edgeio-") -> str:
+        raise NotImplementedError
+
+    def which(self, program: str) -> str | None:
+        raise NotImplementedError
+
+    def read_text(self, path: str) -> str | None:
+        raise NotImplementedError
+
+    def facts(self) -> dict:
+        """Machine facts for metadata: host, arch, kernel, os, cpu, memory, KVM kind."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _check(proc: subprocess.CompletedProcess, argv: list[str]) -> None:
+    if proc.returncode != 0:
+        tail = (proc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise UserError(f"{argv[0]} failed (exit {proc.returncode}): {tail[0]}")
+
+
+class LocalTarget(Target):
+    name = "local"
+
+    def run(self, argv, timeout=None, input=None, check=False):
+        try:
+            proc = subprocess.run(argv, input=input, capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            raise UserError(f"{argv[0]}: not found on this machine") from None
+        except subprocess.TimeoutExpired as e:
+            raise TimeoutError(f"{argv[0]} timed out after {timeout:g} s") from e
+        if check:
+            _check(proc, argv)
+        return proc
+
+    def put(self, local, remote, mode=0o644):
+        if Path(local).resolve() != Path(remote).resolve():
+            shutil.copyfile(local, remote)
+        os.chmod(remote, mode)
+
+    def get(self, remote, local):
+        shutil.copyfile(remote, local)
+
+    def mkdtemp(self, prefix="edgeio-"):
+        return tempfile.mkdtemp(prefix=prefix)
+
+    def which(self, program):
+        return shutil.which(program)
+
+    def read_text(self, path):
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+    def facts(self):
+        return machine_facts(self)
+
+
+def kvm_kind(cpuinfo: str | None, arch: str, kvm_present: bool) -> str:
+    """'hardware', 'software' (a /dev/kvm without VT-x/AMD-V: guest kernel code emulated) or 'absent'."""
+    if not kvm_present:
+        return "absent"
+    if arch in ("x86_64", "i686"):
+        flags = set()
+        for line in (cpuinfo or "").splitlines():
+            if line.startswith("flags"):
+                flags.update(line.split(":", 1)[1].split())
+        return "hardware" if flags & {"vmx", "svm"} else "software"
+    # On arm64 KVM exists only where the CPU has EL2 virtualization: it is hardware.
+    return "hardware"
+
+
+def _meminfo_total(text: str | None) -> int | None:
+    for line in (text or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def machine_facts(target: Target) -> dict:
+    """Facts gathered through the target's own interface (so it works over SSH too)."""
+    def out(argv):
+        try:
+            p = target.run(argv, timeout=20)
+            return p.stdout.decode(errors="replace").strip() if p.returncode == 0 else ""
+        except (UserError, TimeoutError):
+            return ""
+
+    arch = out(["uname", "-m"])
+    cpuinfo = target.read_text("/proc/cpuinfo")
+    model = ""
+    for line in (cpuinfo or "").splitlines():
+        if line.lower().startswith(("model name", "hardware", "model\t")):
+            model = line.split(":", 1)[1].strip()
+            break
+    os_release = target.read_text("/etc/os-release") or ""
+    pretty = next((ln.split("=", 1)[1].strip('"') for ln in os_release.splitlines()
+                   if ln.startswith("PRETTY_NAME=")), "")
+    try:
+        kvm_present = target.run(["test", "-c", "/dev/kvm"], timeout=10).returncode == 0
+    except (UserError, TimeoutError):
+        kvm_present = False
+    return {
+        "host": out(["uname", "-n"]) or socket.gethostname(),
+        "arch": arch or platform.machine(),
+        "kernel": out(["uname", "-r"]),
+        "os": pretty,
+        "cpu_model": model,
+        "cpus": int(out(["nproc"]) or 0),
+        "memory_bytes": _meminfo_total(target.read_text("/proc/meminfo")),
+        "kvm": kvm_kind(cpuinfo, arch, kvm_present),
+    }
