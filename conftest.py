@@ -1,0 +1,1 @@
+# Makes the top-level packages importable when pytest runs from a checkout.
