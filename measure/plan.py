@@ -1,0 +1,90 @@
+"""Protocols and the plan of a campaign: the ordered list of cells to measure."""
+
+import random
+
+from edgeio.errors import UserError
+from edgeio.units import format_size, parse_size, parse_sizes
+
+OPS = ("write_sync", "write", "read")
+KIB, GIB = 1 << 10, 1 << 30
+
+# The study's protocol (DESIGN.md §1): 4 KiB x 100000 and 1 GiB x 10.
+PAPER = {4 * KIB: 100_000, 1 * GIB: 10}
+# `invoke measure` with no arguments: small sizes, a few minutes on a laptop.
+QUICK_SIZES = (4 * KIB, 1 << 20)
+QUICK_REPS = {4 * KIB: 1000, 1 << 20: 50}
+
+
+def parse_ops(text: str) -> list[str]:
+    if text in (None, "", "all"):
+        return list(OPS)
+    ops = [o.strip() for o in text.split(",") if o.strip()]
+    for op in ops:
+        if op not in OPS:
+            raise UserError(f"unknown op {op!r}: choose from {', '.join(OPS)} or all")
+    return ops
+
+
+def reps_for(size: int, reps: str | int | None, quick: bool) -> int:
+    """Repetitions for one size: a number, 'paper' (the study's N), or the quick default."""
+    if reps in (None, "", "quick"):
+        return QUICK_REPS.get(size, max(3, min(1000, (64 << 20) // size)))
+    if reps == "paper":
+        if size in PAPER:
+            return PAPER[size]
+        # The study only ran 4 KiB and 1 GiB; other sizes scale between its two points.
+        return max(10, min(100_000, (4 << 30) // (size * 10) * 10 // 10))
+    try:
+        n = int(reps)
+    except (TypeError, ValueError):
+        raise UserError(f"repetitions must be a positive integer, 'paper' or 'auto', got {reps!r}") from None
+    if n <= 0:
+        raise UserError(f"repetitions must be positive, got {n}")
+    return n
+
+
+def parse_params(items) -> dict:
+    """['blocks_per_call=8', 'flush=each-write'] -> dict; bad shapes are user errors."""
+    out = {}
+    for item in items or []:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UserError(f"--param takes key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def make_plan(envs: list[str], sizes: list[int], ops: list[str], reps, target: str = "local",
+              params: dict[str, dict] | None = None, order: str = "random", seed: int = 0,
+              batches: int = 100, io_size: int | None = None, sync: str = "fsync",
+              direct: bool = False, cache: str = "warm") -> list[dict]:
+    """Every (env, size, op) cell, interleaved so no environment runs all in a row.
+
+    params maps an environment name to its --param values.
+    """
+    if order not in ("random", "interleaved"):
+        raise UserError(f"unknown order {order!r}: random or interleaved")
+    if sync not in ("fsync", "fdatasync"):
+        raise UserError(f"unknown sync {sync!r}: fsync or fdatasync")
+    if cache not in ("warm", "cold"):
+        raise UserError(f"unknown cache mode {cache!r}: warm or cold")
+    cells = []
+    # Interleaved: size-major, then op, then env, so consecutive cells switch environment.
+    for size in sizes:
+        for op in ops:
+            for env in envs:
+                cells.append({
+                    "env": env, "target": target, "size_bytes": size, "op": op,
+                    "reps": reps_for(size, reps, quick=reps is None),
+                    "io_size_bytes": io_size, "batches": batches, "sync": sync,
+                    "direct": direct, "cache": cache, "params": dict((params or {}).get(env, {})),
+                })
+    if order == "random":
+        random.Random(seed).shuffle(cells)
+    for i, cell in enumerate(cells):
+        cell["index"] = i
+        cell["cell_id"] = f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}-{cell['op']}"
+    return cells
+
+
+__all__ = ["OPS", "PAPER", "make_plan", "parse_ops", "parse_params", "parse_sizes", "parse_size", "reps_for"]
