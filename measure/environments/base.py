@@ -47,6 +47,9 @@ class Environment:
     def check(self) -> None:
         """Raise Unavailable with the reason if this environment cannot run on the target."""
 
+    def preflight(self, cells: list[dict]) -> None:
+        """Before anything is written: raise UserError if the cells cannot run (e.g. free disk)."""
+
     def prepare(self) -> None:
         """Once per campaign: build or ship what the cells need."""
 
@@ -60,3 +63,40 @@ class Environment:
     def metadata(self) -> dict:
         """Environment-level facts for the campaign metadata (versions, config)."""
         return {"env": self.name, "params": dict(self.params)}
+
+
+def probe_args(cell: dict) -> list[str]:
+    """The C probe's arguments for a cell (docs/formats.md), without binary and --path."""
+    args = ["--size", str(cell["size_bytes"]), "--reps", str(cell["reps"]), "--op", cell["op"],
+            "--batches", str(cell.get("batches") or 100), "--sync", cell.get("sync") or "fsync"]
+    if cell.get("io_size_bytes"):
+        args += ["--io-size", str(cell["io_size_bytes"])]
+    if cell.get("direct"):
+        args.append("--direct")
+    if cell.get("cache") == "cold":
+        args.append("--cold")
+    return args
+
+
+def free_bytes(target, path: str) -> int | None:
+    """Free bytes on the filesystem holding `path` on the target (None if unknown)."""
+    proc = target.run(["df", "--output=avail", "-B1", path], timeout=30)
+    lines = proc.stdout.decode(errors="replace").split()
+    return int(lines[-1]) if proc.returncode == 0 and lines and lines[-1].isdigit() else None
+
+
+def check_free_space(target, path: str, need: int, what: str) -> None:
+    free = free_bytes(target, path)
+    if free is not None and free < need:
+        from edgeio.units import format_size
+        raise UserError(f"{what}: {path} has {free / 2**30:.2f} GiB free, the cells need "
+                        f"{need / 2**30:.2f} GiB ({format_size(need) if need % 1024 == 0 else need})")
+
+
+def filesystem_facts(target, path: str) -> dict:
+    """Filesystem, mount options and block device behind `path` on the target."""
+    proc = target.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "--target", path], timeout=30)
+    parts = proc.stdout.decode(errors="replace").split()
+    if proc.returncode != 0 or len(parts) < 3:
+        return {}
+    return {"block_device": parts[0], "filesystem": parts[1], "mount_options": parts[2]}
