@@ -1,46 +1,457 @@
-"""The campaign engine: run a plan's cells, store each as soon as it exists."""
+"""The campaign engine: run a plan's cells, store each as soon as it exists.
 
+Robust for campaigns of hours, on remote targets:
+- every finished cell (ok or failed) is stored atomically at once, so a killed campaign
+  loses at most the cell it was running; `resume` continues it without repeating a
+  stored cell;
+- a failed cell (probe error, timeout, crash of an environment) is stored with its log
+  and the campaign goes on; a dropped SSH connection retries the cell once
+  (`retries`) after reconnecting;
+- a cell marked adaptive (measure/adaptive.py) runs in rounds until its interval is
+  narrow enough or its budget is spent;
+- several targets (a fleet) run in parallel, one thread per target, each in plan order;
+- only the store's own errors (full disk, unwritable directory) stop the campaign.
+"""
+
+import os
+import threading
 import time
 import traceback
+from collections import OrderedDict
 
-from edgeio import store
+from edgeio import stats, store
 from edgeio.errors import UserError
-from measure.environments.base import CellFailed
+from measure import adaptive
+from measure.environments.base import CellFailed, Unavailable
+
+# A watchdog for environments that do not honour their timeout: wait this much longer.
+WATCHDOG_GRACE_S = 30.0
+
+
+class CellTimeout(CellFailed):
+    """The environment did not return within the cell timeout (plus grace)."""
+
+
+# -- plans over several targets --------------------------------------------------------
+def fleet_plan(plan: list[dict], targets: list[str]) -> list[dict]:
+    """The plan for every target: one copy of each cell per target, ids made unique.
+
+    With one target the plan keeps its cell ids; with several, each id gets the
+    target's slug ('0003-linux-4KiB-read-pi@pi1').
+    """
+    from measure.ssh import target_slug
+    targets = list(dict.fromkeys(targets or ["local"]))
+    if len(targets) == 1:
+        return [dict(cell, target=targets[0]) for cell in plan]
+    slugs, seen = {}, set()
+    for t in targets:
+        slug, i = target_slug(t), 1
+        while slug in seen:
+            i += 1
+            slug = f"{target_slug(t)}-{i}"
+        seen.add(slug)
+        slugs[t] = slug
+    return [dict(cell, target=t, cell_id=f"{cell['cell_id']}-{slugs[t]}") for cell in plan for t in targets]
+
+
+def target_names(plan: list[dict]) -> list[str]:
+    return list(dict.fromkeys(cell.get("target", "local") for cell in plan))
+
+
+def _parallel(items, fn) -> dict:
+    """fn(item) for each item in its own thread: {item: (result, exception)}."""
+    out = {}
+
+    def call(item):
+        try:
+            out[item] = (fn(item), None)
+        except BaseException as e:  # handed back to the caller, which decides
+            out[item] = (None, e)
+    threads = [threading.Thread(target=call, args=(item,), daemon=True) for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def target_metadata(targets: dict) -> dict:
+    """Machine facts of every target (name -> facts), gathered in parallel.
+
+    An unreachable target is a UserError now rather than an hour into the campaign.
+    """
+    results = _parallel(list(targets), lambda name: targets[name].facts())
+    out = {}
+    for name in targets:
+        facts, err = results[name]
+        if err is not None:
+            if isinstance(err, UserError):
+                raise err
+            raise UserError(f"target {name}: {err}") from None
+        out[name] = facts
+    return out
+
+
+def environments_for(plan: list[dict], targets: dict) -> dict:
+    """One Environment per (env, target) of the plan, with the params its cells carry."""
+    from measure.environments import environment_class
+    envs = {}
+    for cell in plan:
+        key = (cell["env"], cell.get("target", "local"))
+        if key not in envs:
+            envs[key] = environment_class(cell["env"])(targets[key[1]], params=cell.get("params") or {})
+    return envs
+
+
+def prepare(environments: dict, on_prepared=None) -> dict:
+    """check() then prepare() every environment, targets in parallel: once per campaign.
+
+    Returns {(env, target): reason} for those that cannot run; their cells are
+    reported as not run rather than failed.
+    """
+    by_target = OrderedDict()
+    for key in environments:
+        by_target.setdefault(key[1], []).append(key)
+    unavailable = {}
+
+    def prepare_target(target):
+        for key in by_target[target]:
+            env = environments[key]
+            try:
+                env.check()
+                env.prepare()
+            except (UserError, CellFailed) as e:
+                unavailable[key] = str(e)
+            if on_prepared:
+                on_prepared(key, unavailable.get(key))
+    for target, (_, err) in _parallel(list(by_target), prepare_target).items():
+        if err is not None:
+            for key in by_target[target]:
+                unavailable.setdefault(key, f"internal error while preparing: {err}")
+    return unavailable
+
+
+def teardown(environments: dict) -> dict:
+    """Best effort: every environment's teardown; {(env, target): error} of those that failed."""
+    errors = {}
+    for key, env in environments.items():
+        try:
+            env.teardown()
+        except Exception as e:  # a failed cleanup must not hide the campaign's results
+            errors[key] = str(e)
+    return errors
+
+
+def resume(path) -> tuple:
+    """(campaign, plan, records) of an existing campaign directory, for `--resume DIR`."""
+    campaign = store.Campaign.open(path)
+    return campaign, campaign.plan(), campaign.records()
+
+
+# -- running -------------------------------------------------------------------------
+class _Run:
+    """Shared state of one run: counts, stop flag, the first fatal error."""
+
+    def __init__(self, campaign, environments, unavailable, cell_timeout, retries, progress,
+                 on_cell, on_start):
+        self.campaign = campaign
+        self.environments = environments
+        self.unavailable = dict(unavailable or {})
+        self.cell_timeout = cell_timeout
+        self.retries = retries
+        self.progress = progress
+        self.on_cell = on_cell
+        self.on_start = on_start
+        self.stop = threading.Event()
+        self.fatal = None
+        self.lock = threading.Lock()
+        self.result = {"ok": 0, "failed": 0, "skipped": 0, "not_run": 0, "failed_cells": [],
+                       "not_run_cells": [], "interrupted": False, "warnings": []}
+        self.facts = {}
+
+    def callback(self, name, *args):
+        with self.lock:
+            if name == "started":
+                if self.progress:
+                    self.progress.started(*args)
+                if self.on_start:
+                    self.on_start(*args)
+            elif name == "finished":
+                if self.progress:
+                    self.progress.finished(*args)
+                if self.on_cell:
+                    self.on_cell(*args)
+            elif name == "note" and self.progress:
+                self.progress.note(*args)
 
 
 def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_timeout: float | None = None,
-        on_cell=None) -> dict:
+        on_cell=None, *, progress=None, unavailable: dict | None = None, retries: int = 1,
+        retry_failed: bool = False, on_start=None) -> dict:
     """Run every cell of `plan` not yet recorded in `campaign`.
 
-    environments maps (env name, target name) to a prepared Environment.
-    on_cell(cell, record) is called after each cell is stored (progress display).
-    Returns counts: {"ok": n, "failed": n, "skipped": n}.
+    environments maps (env name, target name) to a prepared Environment; cells whose
+    key is missing or listed in `unavailable` ({key: reason}) are not run.
+    on_start(cell) before a cell, on_cell(cell, record) after it is stored.
+    progress: a measure.progress.Progress (or anything with started/note/finished).
+    retries: how often a cell is retried after a dropped connection.
+    retry_failed: on resume, run cells that failed before again (their old records
+    are kept under cells/retried/).
+    Returns {"ok", "failed", "skipped" (already recorded), "not_run": counts,
+    "failed_cells", "not_run_cells": lists of dicts, "interrupted": bool, "warnings"}.
+    Raises the store's UserError (full disk...) after the other targets stopped.
     """
     done = campaign.records()
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    if retry_failed:
+        for cell_id, rec in list(done.items()):
+            if rec.get("status") != "ok":
+                _set_aside(campaign, cell_id)
+                del done[cell_id]
+    state = _Run(campaign, environments, unavailable, cell_timeout, retries, progress, on_cell, on_start)
+    by_target = OrderedDict()
     for cell in plan:
         if cell["cell_id"] in done:
-            counts["skipped"] += 1
+            state.result["skipped"] += 1
             continue
-        env = environments[(cell["env"], cell["target"])]
-        started = store.now_iso()
-        t0 = time.monotonic()
+        by_target.setdefault(cell.get("target", "local"), []).append(cell)
+    threads = [threading.Thread(target=_worker, args=(state, cells), name=f"campaign {target}", daemon=True)
+               for target, cells in by_target.items()]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        # The running cells are not stored (a probe killed by ^C is no failure); resume reruns them.
+        state.stop.set()
+        state.result["interrupted"] = True
+        for t in threads:
+            t.join(5)
+        raise
+    if state.fatal is not None:
+        raise state.fatal
+    return state.result
+
+
+def _set_aside(campaign, cell_id):
+    aside = campaign.cells_dir / "retried"
+    aside.mkdir(exist_ok=True)
+    n = 1
+    while (aside / f"{cell_id}.{n}.json").exists():
+        n += 1
+    for ext in ("log", "json"):   # the json last: it is what marks the cell as done
+        src = campaign.cells_dir / f"{cell_id}.{ext}"
+        if src.exists():
+            os.replace(src, aside / f"{cell_id}.{n}.{ext}")
+
+
+def _worker(state: _Run, cells: list[dict]):
+    try:
+        for cell in cells:
+            if state.stop.is_set():
+                return
+            key = (cell["env"], cell.get("target", "local"))
+            reason = state.unavailable.get(key)
+            if reason is None and key not in state.environments:
+                reason = f"env {key[0]} not prepared on {key[1]}"
+            if reason is not None:
+                with state.lock:
+                    state.result["not_run"] += 1
+                    state.result["not_run_cells"].append(
+                        {"cell_id": cell["cell_id"], "env": key[0], "target": key[1], "reason": reason})
+                continue
+            state.callback("started", cell)
+            record = _run_cell(state, state.environments[key], cell)
+            if record is None:          # stopped, or the environment turned out unavailable
+                continue
+            with state.lock:
+                if record["status"] == "ok":
+                    state.result["ok"] += 1
+                else:
+                    state.result["failed"] += 1
+                    state.result["failed_cells"].append(
+                        {"cell_id": cell["cell_id"], "env": key[0], "target": key[1],
+                         "error": record.get("error", ""), "log": record.get("log", "")})
+            state.callback("finished", cell, record)
+    except BaseException as e:   # the store failed (full disk...): stop every target
+        with state.lock:
+            if state.fatal is None:
+                state.fatal = e if isinstance(e, UserError) else UserError(f"campaign stopped: {e}")
+        state.stop.set()
+
+
+def _call(state: _Run, env, cell: dict, timeout: float | None):
+    """env.run(cell), with a watchdog in case the environment ignores its timeout."""
+    if timeout is None:
+        return env.run(cell, timeout=None)
+    box = {}
+
+    def target():
         try:
-            result = env.run(cell, timeout=cell_timeout)
-            record = campaign.record_cell(cell, "ok", result.probe, result.metadata, log=result.log,
-                                          started=started, wall_seconds=time.monotonic() - t0)
-            counts["ok"] += 1
-        except (CellFailed, TimeoutError) as e:
-            record = campaign.record_cell(cell, "failed", None, {}, log=getattr(e, "log", ""),
-                                          error=str(e), started=started,
-                                          wall_seconds=time.monotonic() - t0)
-            counts["failed"] += 1
-        except UserError:
-            raise
+            box["result"] = env.run(cell, timeout=timeout)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+    worker = threading.Thread(target=target, daemon=True, name=f"cell {cell['cell_id']}")
+    worker.start()
+    worker.join(timeout + max(WATCHDOG_GRACE_S, 0.1 * timeout))
+    if worker.is_alive():
+        raise CellTimeout(f"timed out after {timeout:g} s (the environment did not stop; abandoned)")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _measure(state: _Run, env, cell: dict, deadline: float | None):
+    """(probe, metadata, log, extra record keys) of one attempt at a cell."""
+    left = None if deadline is None else max(1.0, deadline - time.monotonic())
+    if not cell.get("adaptive"):
+        result = _call(state, env, cell, left)
+        return result.probe, result.metadata, result.log, {}
+    return _measure_adaptive(state, env, cell, deadline)
+
+
+def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
+    from measure.ssh import ConnectionLost
+    ci, budget = float(cell["adaptive"]["ci"]), float(cell["adaptive"]["budget_s"])
+    probes, logs, metadata = [], [], {}
+    t0 = time.monotonic()
+    round_batches = int(cell.get("batches") or 1)
+    this_round = cell
+    decision = None
+    while True:
+        t_round = time.monotonic()
+        left = None if deadline is None else max(1.0, deadline - t_round)
+        try:
+            result = _call(state, env, this_round, left)
+        except CellFailed as e:
+            if not probes or isinstance(e, ConnectionLost):
+                raise
+            logs.append(f"round {len(probes) + 1} failed: {e}\n{e.log}")
+            decision = adaptive.Decision(True, f"round {len(probes) + 1} failed", 0,
+                                         decision.rel_halfwidth if decision else float("nan"))
+            break
+        except TimeoutError as e:
+            if not probes:
+                raise
+            logs.append(f"round {len(probes) + 1} timed out: {e}")
+            decision = adaptive.Decision(True, "cell timeout", 0, decision.rel_halfwidth)
+            break
+        probes.append(result.probe)
+        logs.append(f"--- round {len(probes)}: {this_round['reps']} reps in {this_round.get('batches')} batches\n"
+                    + (result.log or ""))
+        metadata = {**metadata, **(result.metadata or {})}
+        merged = adaptive.merge_probes(probes)
+        values = stats.per_op(merged["batch_seconds"], merged["batch_reps"])
+        n_round = max(1, len(result.probe.get("batch_seconds", [])))
+        decision = adaptive.decide(values, time.monotonic() - t0, (time.monotonic() - t_round) / n_round,
+                                   ci, budget, rounds=len(probes), round_batches=round_batches)
+        state.callback("note", cell, f"round {len(probes)}: ±{decision.rel_halfwidth:.1%} (target ±{ci:.1%})")
+        if decision.stop or state.stop.is_set():
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            decision = adaptive.Decision(True, "cell timeout", 0, decision.rel_halfwidth)
+            break
+        this_round = adaptive.round_cell(cell, decision.next_batches)
+    merged = adaptive.merge_probes(probes)
+    values = stats.per_op(merged["batch_seconds"], merged["batch_reps"])
+    info = {"ci_target": ci, "budget_s": budget, "rounds": len(probes), "batches": int(len(values)),
+            "ci_achieved": decision.rel_halfwidth, "stopped": decision.reason,
+            "seconds": time.monotonic() - t0, "warnings": adaptive.warnings(values, ci, decision)}
+    return merged, metadata, "\n".join(logs), {"adaptive": info}
+
+
+def _target_facts(state: _Run, target) -> dict:
+    name = getattr(target, "name", "local")
+    if name not in state.facts:
+        try:
+            state.facts[name] = target.facts()
+        except (UserError, CellFailed, TimeoutError, OSError):
+            return {}
+    return state.facts[name]
+
+
+def _run_cell(state: _Run, env, cell: dict):
+    """Run one cell (retrying after a dropped connection), store it, return its record."""
+    from measure.ssh import ConnectionLost
+    started = store.now_iso()
+    t0 = time.monotonic()
+    deadline = None if state.cell_timeout is None else t0 + state.cell_timeout
+    logs, attempts = [], 0
+    probe, metadata, status, error, extra = None, {}, "failed", "", {}
+    while True:
+        attempts += 1
+        try:
+            probe, metadata, log, extra = _measure(state, env, cell, deadline)
+            logs.append(log or "")
+            status = "ok"
+            break
+        except ConnectionLost as e:
+            logs.append(f"attempt {attempts}: {e}\n{e.log}")
+            error = f"connection lost: {e}"
+            if attempts > state.retries or state.stop.is_set():
+                break
+            try:
+                reconnect = getattr(env.target, "reconnect", None)
+                if reconnect:
+                    reconnect()
+            except (ConnectionLost, UserError) as e2:
+                logs.append(f"reconnect failed: {e2}")
+                error = f"connection lost, reconnect failed: {e2}"
+                break
+            logs.append(f"reconnected; retrying the cell (attempt {attempts + 1})")
+        except Unavailable as e:
+            key = (cell["env"], cell.get("target", "local"))
+            with state.lock:
+                state.unavailable[key] = str(e)
+                state.result["not_run"] += 1
+                state.result["not_run_cells"].append(
+                    {"cell_id": cell["cell_id"], "env": key[0], "target": key[1], "reason": str(e)})
+            return None
+        except (CellFailed, TimeoutError, UserError) as e:
+            logs.append(getattr(e, "log", "") or "")
+            error = str(e) or type(e).__name__
+            break
         except Exception as e:  # a bug in an environment must not lose the campaign
-            record = campaign.record_cell(cell, "failed", None, {}, log=traceback.format_exc(),
-                                          error=f"internal error: {e}", started=started)
-            counts["failed"] += 1
-        if on_cell:
-            on_cell(cell, record)
-    return counts
+            logs.append(traceback.format_exc())
+            error = f"internal error: {type(e).__name__}: {e}"
+            break
+    if status != "ok" and state.stop.is_set():
+        return None       # interrupted, not failed: resume runs it again
+    facts = _target_facts(state, env.target)
+    metadata = dict(metadata or {})
+    for k in ("host", "arch"):
+        if k not in metadata and k in facts:
+            metadata[k] = facts[k]
+    return state.campaign.record_cell(
+        cell, status, probe if status == "ok" else None, metadata, log="\n".join(x for x in logs if x),
+        error=error if status != "ok" else "", started=started,
+        wall_seconds=time.monotonic() - t0, attempts=attempts, **extra)
+
+
+# -- the end ----------------------------------------------------------------------------
+def summary_lines(result: dict, records: dict | None = None) -> list[str]:
+    """What to print at the end: counts, then every failed and not-run cell with its reason.
+
+    records (campaign.records()) adds the adaptive cells' warnings.
+    """
+    head = f"{result['ok']} cells ok, {result['failed']} failed"
+    if result.get("not_run"):
+        head += f", {result['not_run']} not run"
+    if result.get("skipped"):
+        head += f", {result['skipped']} already done (resumed)"
+    if result.get("interrupted"):
+        head += " (interrupted: resume with --resume)"
+    lines = [head]
+    for c in result.get("failed_cells", []):
+        lines.append(f"failed: {c['cell_id']} on {c['target']}: {c['error']} (log: {c['log']})")
+    grouped = OrderedDict()
+    for c in result.get("not_run_cells", []):
+        grouped.setdefault((c["env"], c["target"], c["reason"]), []).append(c["cell_id"])
+    for (env, target, reason), ids in grouped.items():
+        lines.append(f"not run: {len(ids)} {env} cells on {target}: {reason}")
+    for rec in (records or {}).values():
+        info = rec.get("adaptive")
+        if info and info.get("warnings"):
+            lines.append(f"warning: {rec['cell']['cell_id']}: {'; '.join(info['warnings'])}")
+    return lines
