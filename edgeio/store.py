@@ -185,7 +185,8 @@ def sample_rows(campaign: str, record: dict) -> list[dict]:
         raise UserError(f"cell {cell.get('cell_id')}: corrupt results file (batch lists differ)")
     base = {
         "campaign": campaign, "cell_id": cell["cell_id"], "env": cell["env"],
-        "target": cell.get("target", "local"), "host": record.get("env_metadata", {}).get("host", ""),
+        "target": cell.get("target", "local"),
+        "host": cell.get("host") or record.get("env_metadata", {}).get("host", ""),
         "arch": cell.get("arch") or record.get("env_metadata", {}).get("arch", ""),
         "size_bytes": int(cell["size_bytes"]), "op": cell["op"],
         "io_size_bytes": int(probe.get("io_size", cell.get("io_size_bytes") or 0)),

@@ -44,8 +44,7 @@ def format_time(seconds: float, digits: int = 3) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "n/a"
     a = abs(seconds)
-    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if a >= factor:
+    for unit, factor in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if a >= factor or unit == "ns":
             text = f"{seconds / factor:.{digits}g}"
             return f"{seconds / factor:.0f} {unit}" if "e" in text else f"{text} {unit}"
-    return f"{seconds / 1e-9:.{digits}g} ns"

@@ -106,6 +106,16 @@ def kvm_kind(cpuinfo: str | None, arch: str, kvm_present: bool) -> str:
     return "hardware"
 
 
+def _cpu_model(cpuinfo: str) -> str:
+    """x86 'model name'; on a Pi the board's 'Model' line, else 'Hardware' (the SoC)."""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields.setdefault(key.strip(), value.strip())
+    return fields.get("model name") or fields.get("Model") or fields.get("Hardware") or ""
+
+
 def _meminfo_total(text: str | None) -> int | None:
     for line in (text or "").splitlines():
         if line.startswith("MemTotal:"):
@@ -124,11 +134,7 @@ def machine_facts(target: Target) -> dict:
 
     arch = out(["uname", "-m"])
     cpuinfo = target.read_text("/proc/cpuinfo")
-    model = ""
-    for line in (cpuinfo or "").splitlines():
-        if line.lower().startswith(("model name", "hardware", "model\t")):
-            model = line.split(":", 1)[1].strip()
-            break
+    model = _cpu_model(cpuinfo or "")
     os_release = target.read_text("/etc/os-release") or ""
     pretty = next((ln.split("=", 1)[1].strip('"') for ln in os_release.splitlines()
                    if ln.startswith("PRETTY_NAME=")), "")

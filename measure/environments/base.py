@@ -88,9 +88,8 @@ def free_bytes(target, path: str) -> int | None:
 def check_free_space(target, path: str, need: int, what: str) -> None:
     free = free_bytes(target, path)
     if free is not None and free < need:
-        from edgeio.units import format_size
-        raise UserError(f"{what}: {path} has {free / 2**30:.2f} GiB free, the cells need "
-                        f"{need / 2**30:.2f} GiB ({format_size(need) if need % 1024 == 0 else need})")
+        raise UserError(f"{what}: {path} has {free / 2**30:.2f} GiB free, the largest cell "
+                        f"needs {need / 2**30:.2f} GiB (file plus margin)")
 
 
 def filesystem_facts(target, path: str) -> dict:

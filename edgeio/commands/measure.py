@@ -1,0 +1,233 @@
+"""`invoke measure`: run the study's protocol in environments on targets, keep every sample."""
+
+import json
+import platform
+import subprocess
+import sys
+from importlib import metadata as _pkgmeta
+from pathlib import Path
+
+from edgeio import paths, store
+from edgeio.errors import UserError
+from edgeio.units import format_size, format_time, parse_sizes
+from measure import campaign as engine
+from measure import plan as planning
+from measure.environments import ENVIRONMENTS, environment_class
+from measure.environments.base import Unavailable
+from measure.table import study_table
+from measure.targets import LocalTarget
+
+
+def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | None = None,
+        out: str | None = None, params: list[str] | None = None, targets: list[str] | None = None,
+        resume: str | None = None, cell_timeout: float | None = None, order: str = "random",
+        seed: int = 0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
+        cold: bool = False, batches: int = 100, ci: str | None = None, budget: str | None = None,
+        quiet: bool = False, exclude: str | None = None) -> Path:
+    """Measure, store and print; returns the campaign directory."""
+    if resume:
+        return _resume(Path(resume), cell_timeout, quiet)
+    target_objs = [_target(t) for t in (targets or ["local"])]
+    names = _env_names(env)
+    excluded = [n for n in _env_names(exclude) if n in names] if exclude else []
+    sizes = parse_sizes(size) if size else list(planning.QUICK_SIZES)
+    ops = planning.parse_ops(op)
+    user_params = planning.parse_params(params)
+    if batches <= 0:
+        raise UserError(f"--batches must be positive, got {batches}")
+    explicit = env != "all"
+
+    environments, skipped, env_params = {}, [], {}
+    for t in target_objs:
+        for name in names:
+            if name in excluded:
+                skipped.append((name, t.name, "excluded by --exclude"))
+                continue
+            cls = _class_or_skip(name, explicit, skipped)
+            if cls is None:
+                continue
+            mine = {k: v for k, v in user_params.items() if k in cls.params_spec}
+            instance = cls(t, mine)
+            try:
+                instance.check()
+            except Unavailable as e:
+                if explicit:
+                    raise
+                skipped.append((name, t.name, str(e)))
+                continue
+            environments[(name, t.name)] = instance
+            env_params[name] = mine
+    _unused = set(user_params) - {k for p in env_params.values() for k in p}
+    if _unused:
+        raise UserError(f"--param {', '.join(sorted(_unused))} is not accepted by "
+                        f"{', '.join(sorted(env_params)) or 'any selected environment'}")
+    if not environments:
+        raise UserError("no environment can run here: " + "; ".join(r for _, _, r in skipped))
+
+    cells = []
+    for t in target_objs:
+        here = [n for n in names if (n, t.name) in environments]
+        cells += planning.make_plan(here, sizes, ops, _reps_arg(reps), target=t.name, params=env_params,
+                                    order=order, seed=seed, batches=batches,
+                                    io_size=planning.parse_size(io_size) if io_size else None,
+                                    sync=sync, direct=direct, cache="cold" if cold else "warm")
+    _renumber(cells)
+    facts = {t.name: t.facts() for t in target_objs}
+    for cell in cells:
+        cell["host"], cell["arch"] = facts[cell["target"]]["host"], facts[cell["target"]]["arch"]
+    for key, instance in environments.items():
+        instance.preflight([c for c in cells if (c["env"], c["target"]) == key])
+    for name, tname, reason in skipped:
+        _say(f"skipped {name} on {tname}: {reason}", quiet)
+
+    options = dict(env=env, exclude=exclude, size=[format_size(s) for s in sizes], op=ops, reps=reps, params=user_params,
+                   targets=[t.name for t in target_objs], order=order, seed=seed, io_size=io_size,
+                   sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget)
+    parent = Path(out) if out else paths.results_dir()
+    return _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet)
+
+
+def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
+             existing: store.Campaign | None = None) -> Path:
+    try:
+        for instance in environments.values():
+            instance.prepare()
+        meta = _metadata(facts, environments, skipped, options)
+        campaign = existing or store.Campaign.create(parent, meta, cells)
+        _say(f"campaign {campaign.path}: {len(cells)} cells in "
+             f"{', '.join(sorted({e for e, _ in environments}))}", quiet)
+        counts = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
+                            on_cell=None if quiet else _progress_line(len(cells)))
+        campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
+                        counts=counts)
+    finally:
+        for instance in environments.values():
+            try:
+                instance.teardown()
+            except Exception as e:  # teardown must never hide the measurement
+                _say(f"warning: teardown of {instance.name} failed: {e}", False)
+    summary = store.load_summary(campaign.path)
+    print(study_table(summary))
+    failed = [r for r in campaign.records().values() if r["status"] != "ok"]
+    for rec in failed:
+        print(f"FAILED {rec['cell']['cell_id']}: {rec['error']} (log: {campaign.path / rec['log']})")
+    print(f"results: {campaign.path}")
+    return campaign.path
+
+
+def _resume(path: Path, cell_timeout, quiet) -> Path:
+    campaign = store.Campaign.open(path)
+    cells = campaign.plan()
+    meta = campaign.metadata()
+    targets = {c["target"]: None for c in cells}
+    target_objs = [_target(t) for t in targets]
+    by_name = {t.name: t for t in target_objs}
+    environments = {}
+    for c in cells:
+        key = (c["env"], c["target"])
+        if key not in environments:
+            environments[key] = environment_class(c["env"])(by_name[c["target"]], c.get("params", {}))
+            environments[key].check()
+    todo = [c for c in cells if c["cell_id"] not in campaign.records()]
+    _say(f"resuming {path}: {len(cells) - len(todo)} of {len(cells)} cells already measured", quiet)
+    return _execute(path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
+                    meta.get("options", {}), cell_timeout, quiet, existing=campaign)
+
+
+def _target(spec: str):
+    if spec in ("local", "", None):
+        return LocalTarget()
+    if spec.startswith("ssh://"):
+        try:
+            from measure.ssh import parse_target
+        except ImportError:
+            raise UserError("ssh targets are not available in this version") from None
+        return parse_target(spec)
+    raise UserError(f"unknown target {spec!r}: local or ssh://user@host[:port]")
+
+
+def _env_names(env: str) -> list[str]:
+    if env in (None, "", "all"):
+        return list(ENVIRONMENTS)
+    names = [e.strip() for e in env.split(",") if e.strip()]
+    for name in names:
+        if name != "all" and name not in ENVIRONMENTS:
+            raise UserError(f"unknown env {name!r}: choose from {', '.join(ENVIRONMENTS)} or all")
+    return list(ENVIRONMENTS) if "all" in names else list(dict.fromkeys(names))
+
+
+def _class_or_skip(name, explicit, skipped):
+    try:
+        return environment_class(name)
+    except UserError as e:
+        if explicit:
+            raise
+        skipped.append((name, "*", str(e)))
+        return None
+
+
+def _reps_arg(reps):
+    if reps in (None, "", "paper", "quick", "auto"):
+        return reps
+    planning.reps_for(1, reps, quick=False)  # validates
+    return reps
+
+
+def _renumber(cells):
+    for i, cell in enumerate(cells):
+        cell["index"] = i
+        suffix = cell["cell_id"].split("-", 1)[1]
+        cell["cell_id"] = f"{i:04d}-{suffix}" + (f"-{cell['target']}" if cell["target"] != "local" else "")
+        cell["cell_id"] = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cell["cell_id"])
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(paths.PROJECT_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "pandas", "simpy", "statsmodels"):
+        try:
+            out[pkg] = _pkgmeta.version(pkg)
+        except _pkgmeta.PackageNotFoundError:
+            pass
+    return out
+
+
+def _metadata(facts, environments, skipped, options) -> dict:
+    from measure.probe_build import probe_version
+    first = next(iter(facts.values()))
+    envmeta = {f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()}
+    block = {k: v.get("block_device") for k, v in envmeta.items() if v.get("block_device")}
+    return {
+        "tool": "edgeio", "git_commit": _git_commit(), "probe_version": probe_version(),
+        "versions": _versions(), **first, "targets": facts,
+        "kvm_note": ("software KVM: no VT-x/AMD-V, guest kernel-mode code is emulated"
+                     if first.get("kvm") == "software" else ""),
+        "environments": envmeta, "block_devices": block,
+        "skipped": [list(s) for s in skipped], "options": options,
+        "command": " ".join(sys.argv),
+    }
+
+
+def _progress_line(total: int):
+    def on_cell(cell, record):
+        if record["status"] == "ok":
+            probe = record["probe"]
+            per_op = probe["total_seconds"] / max(1, sum(probe["batch_reps"]))
+            what = f"{format_time(per_op)}/op"
+        else:
+            what = f"FAILED: {record['error'][:120]}"
+        print(f"[{cell['index'] + 1}/{total}] {cell['env']} {format_size(cell['size_bytes'])} "
+              f"{cell['op']} x{cell['reps']} on {cell['target']}: {what}", file=sys.stderr, flush=True)
+    return on_cell
+
+
+def _say(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)

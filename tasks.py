@@ -1,0 +1,113 @@
+"""invoke tasks: measure, calibrate, predict, report, main (all four), test, setup.
+
+Every task turns a UserError into one line on stderr and exit status 2.
+"""
+
+import functools
+import os
+import sys
+
+from invoke import Exit, task
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _user_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        from edgeio.errors import UserError
+        try:
+            return fn(c, *args, **kwargs)
+        except UserError as e:
+            raise Exit(f"error: {e}", code=2)
+        except KeyboardInterrupt:
+            raise Exit("interrupted: cells already measured are kept (resume with --resume DIR)", code=130)
+    return wrapper
+
+
+@task(iterable=["param", "target"], help={
+    "env": "linux,docker,qemu,hvt,xen or all (default: all this machine supports)",
+    "exclude": "environments to leave out of --env all, e.g. qemu,hvt",
+    "size": "sizes, e.g. 4KiB,1GiB (default: a quick protocol)",
+    "op": "write_sync,write,read or all",
+    "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
+    "out": "parent directory of the campaign (default: results/)",
+    "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
+    "target": "local or ssh://user@host[:port] (repeatable)",
+    "resume": "continue a killed campaign directory",
+    "cell_timeout": "seconds before a cell is abandoned and marked failed",
+    "order": "random (default) or interleaved",
+    "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
+    "sync": "fsync (default) or fdatasync for write_sync",
+    "direct": "O_DIRECT",
+    "cold": "drop caches before each read repetition",
+    "ci": "with --reps auto: target 95%% CI half-width, e.g. 2%%",
+    "budget": "with --reps auto: time budget per cell, e.g. 10m",
+})
+@_user_errors
+def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, target=None,
+            resume=None, cell_timeout=None, order="random", seed=0, io_size=None, sync="fsync",
+            direct=False, cold=False, batches=100, ci=None, budget=None, quiet=False, exclude=None):
+    """Measure file I/O in environments; keep raw samples, print the study's table."""
+    from edgeio.commands import measure as command
+    command.run(env=env, size=size, op=op, reps=reps, out=out, params=param, targets=target,
+                resume=resume, cell_timeout=float(cell_timeout) if cell_timeout else None,
+                order=order, seed=int(seed), io_size=io_size, sync=sync, direct=direct, cold=cold,
+                batches=int(batches), ci=ci, budget=budget, quiet=quiet, exclude=exclude)
+
+
+@task(help={"source": "campaign directory or CSV (default: the study's Pi 4 figures)",
+            "out": "where to write the parameter set JSON",
+            "validate": "print leave-one-cell-out and leave-one-environment-out errors"})
+@_user_errors
+def calibrate(c, source=None, out=None, validate=False):
+    """Fit the model's parameters to a results set."""
+    from edgeio.commands import calibrate as command
+    command.run(source=source, out=out, validate=validate)
+
+
+@task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",
+                                "param": "scenario parameter key=value (repeatable)",
+                                "calibration": "parameter set JSON (default: the newest)",
+                                "out": "CSV file for the predictions"})
+@_user_errors
+def predict(c, scenario="list", param=None, calibration=None, out=None):
+    """Predict what a proposed fix would do, with prediction intervals."""
+    from edgeio.commands import predict as command
+    command.run(scenario=scenario, params=param or [], calibration=calibration, out=out)
+
+
+@task(iterable=["campaign", "compare"], help={
+    "campaign": "campaign directory (repeatable; default: the newest)",
+    "calibration": "parameter set JSON",
+    "out": "output directory",
+    "reference": "report the bundled study figures",
+    "compare": "two campaign directories or envs to compare (repeatable)"})
+@_user_errors
+def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None):
+    """Write the HTML and Markdown report: measured vs modelled vs what-if."""
+    from edgeio.commands import report as command
+    command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
+                compare=compare or None)
+
+
+@task(help={"fast": "skip tests marked slow"})
+def test(c, fast=False):
+    """Run the whole test suite."""
+    marker = " -m 'not slow'" if fast else ""
+    c.run(f"{sys.executable} -m pytest -q -rs --durations=15{marker}", pty=False)
+
+
+@task
+def setup(c):
+    """Install what the toolkit needs on Debian/Ubuntu (root): apt packages, Python deps, dockerd."""
+    c.run("bash scripts/install")
+
+
+@task
+def main(c):
+    """The main job: measure what this machine can run, calibrate, predict, report."""
+    measure(c)
+    calibrate(c, validate=True)
+    predict(c, scenario="hvt-multiblock", param=["blocks=8"])
+    report(c)

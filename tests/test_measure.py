@@ -1,0 +1,153 @@
+"""invoke measure end to end: real linux and docker environments, the store, CLI errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import docker_running
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def invoke(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def campaign_dirs(parent: Path) -> list[Path]:
+    return sorted(p for p in parent.iterdir() if p.is_dir()) if parent.exists() else []
+
+
+def measure_ok(out: Path, *args, env=None) -> tuple[Path, str]:
+    proc = invoke("measure", "--out", str(out), *args, env=env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    (campaign,) = campaign_dirs(out)
+    return campaign, proc.stdout
+
+
+def check_ordering(summary: pd.DataFrame, env: str):
+    s = summary[summary["env"] == env].set_index("op")["mean_per_op_s"]
+    assert s["write_sync"] > s["write"] > s["read"], s
+
+
+def test_linux_campaign_is_complete_and_ordered(tmp_path):
+    campaign, stdout = measure_ok(tmp_path, "--env", "linux", "--size", "4KiB", "--reps", "300",
+                                  "--batches", "30", "--quiet")
+    for name in ("metadata.json", "plan.json", "samples.csv", "summary.csv"):
+        assert (campaign / name).is_file(), name
+    samples = pd.read_csv(campaign / "samples.csv")
+    assert len(samples) == 3 * 30 and set(samples["op"]) == {"write_sync", "write", "read"}
+    assert (samples.groupby("op")["repetitions"].sum() == 300).all()
+    assert (samples["seconds"] > 0).all() and set(samples["host"].astype(str)) != {""}
+    summary = pd.read_csv(campaign / "summary.csv")
+    check_ordering(summary, "linux")
+    assert (summary["ci95_low_s"] <= summary["mean_per_op_s"]).all()
+    assert (summary["mean_per_op_s"] <= summary["ci95_high_s"]).all()
+    meta = json.loads((campaign / "metadata.json").read_text())
+    for key in ("host", "arch", "kernel", "cpu_model", "memory_bytes", "kvm", "probe_version",
+                "git_commit", "start_time", "end_time", "environments"):
+        assert meta.get(key) not in (None, ""), key
+    assert meta["environments"]["linux@local"]["filesystem"]
+    assert "write_sync" in stdout and "4 KiB" in stdout
+
+
+@pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
+@pytest.mark.docker
+def test_linux_and_docker_campaign(tmp_path):
+    campaign, stdout = measure_ok(tmp_path, "--env", "linux,docker", "--size", "4KiB", "--reps", "400",
+                                  "--batches", "20", "--quiet")
+    summary = pd.read_csv(campaign / "summary.csv")
+    assert set(summary["env"]) == {"linux", "docker"}
+    for env in ("linux", "docker"):
+        check_ordering(summary, env)
+    header = next(line for line in stdout.splitlines() if line.startswith("4 KiB"))
+    assert "linux" in header and "docker" in header
+    meta = json.loads((campaign / "metadata.json").read_text())
+    assert meta["environments"]["docker@local"]["docker_version"]
+    assert meta["environments"]["docker@local"]["memory_limit_bytes"] == 4 << 30
+    plan = json.loads((campaign / "plan.json").read_text())
+    envs = [c["env"] for c in plan]
+    assert envs != sorted(envs), "cells must be interleaved, not env by env"
+    images = subprocess.run(["docker", "images", "-q", "edgeio-probe"], capture_output=True, text=True)
+    assert images.stdout.strip() == "", "teardown leaves no image behind"
+
+
+@pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
+def test_docker_volume_really_holds_the_file(tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    campaign, _ = measure_ok(tmp_path / "out", "--env", "docker", "--size", "64KiB", "--op", "write",
+                             "--reps", "20", "--param", f"volume={vol}", "--param", "mem=256", "--quiet")
+    meta = json.loads((campaign / "metadata.json").read_text())
+    assert meta["environments"]["docker@local"]["storage"] == "volume"
+    rec = json.loads(next((campaign / "cells").glob("*.json")).read_text())
+    assert rec["status"] == "ok" and rec["probe"]["size"] == 65536
+    assert list(vol.iterdir()) == [], "the probe's file is removed after the cell"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "nosuch"], "unknown env 'nosuch'"),
+    (["--env", "linux", "--size", "4XB"], "malformed size"),
+    (["--env", "linux", "--size", "4KiB", "--reps", "0"], "repetitions must be positive"),
+    (["--env", "linux", "--size", "4KiB", "--reps", "many"], "repetitions must be"),
+    (["--env", "linux", "--op", "erase"], "unknown op"),
+    (["--env", "linux", "--param", "blocks_per_call=8"], "not accepted by linux"),
+    (["--env", "linux", "--size", "100TiB"], "GiB free"),
+    (["--env", "xen"], "no Xen hypervisor"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = invoke("measure", "--out", str(out), *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+    assert campaign_dirs(out) == []
+
+
+def test_unwritable_output_and_earlier_campaigns_untouched(tmp_path):
+    out = tmp_path / "out"
+    first, _ = measure_ok(out, "--env", "linux", "--size", "4KiB", "--op", "read", "--reps", "50", "--quiet")
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    proc = invoke("measure", "--out", str(first / "samples.csv" / "x"), "--env", "linux", "--size", "4KiB")
+    assert proc.returncode == 2 and "cannot create output directory" in proc.stderr
+    second, _ = measure_ok(tmp_path / "out2", "--env", "linux", "--size", "4KiB", "--op", "read",
+                           "--reps", "50", "--quiet")
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    assert second != first
+
+
+def test_docker_not_running_says_how_to_start(tmp_path):
+    proc = invoke("measure", "--out", str(tmp_path), "--env", "docker", "--size", "4KiB",
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
+    assert proc.returncode == 2
+    assert "not running" in proc.stderr and "dockerd --iptables=false --bridge=none" in proc.stderr
+
+
+def test_docker_absent(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("uname", "df", "findmnt", "mktemp", "test", "rm", "sh", "cat", "sha256sum", "nproc", "git"):
+        path = subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip()
+        if path:
+            (bindir / tool).symlink_to(path)
+    proc = invoke("measure", "--out", str(tmp_path / "out"), "--env", "docker",
+                  env={"PATH": f"{bindir}:{Path(sys.executable).parent}"})
+    assert proc.returncode == 2 and "docker: not installed" in proc.stderr
+
+
+def test_env_all_says_what_it_skipped(tmp_path):
+    proc = invoke("measure", "--out", str(tmp_path), "--env", "all", "--exclude", "qemu,hvt",
+                  "--size", "4KiB", "--op", "read", "--reps", "20", "--param", "dir=/var/tmp",
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no-such.sock"})
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped xen" in proc.stderr and "skipped docker" in proc.stderr
+    assert "skipped qemu on local: excluded" in proc.stderr
+    (campaign,) = campaign_dirs(tmp_path)
+    meta = json.loads((campaign / "metadata.json").read_text())
+    assert {s[0] for s in meta["skipped"]} >= {"xen", "docker", "qemu", "hvt"}
+    assert set(pd.read_csv(campaign / "summary.csv")["env"]) == {"linux"}
