@@ -1,0 +1,331 @@
+"""Assembling the report document from sources, a calibration and the model's scenarios."""
+
+import json
+import math
+
+import pandas as pd
+
+from edgeio.units import format_size, format_time
+from report import caveats, compare as cmp, data, plots, whatif
+from report.document import Cell, Document, Figure, Paragraph, Section, Table, Warnings
+
+_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
+# Metadata keys shown first, in this order; the rest follow as stored.
+_META_FIRST = ("campaign", "source", "host", "arch", "cpu_model", "cpus", "memory_bytes", "os",
+               "kernel", "kvm", "block_device", "filesystem", "probe_version", "git_commit",
+               "start_time", "end_time")
+
+
+# -- formatting --------------------------------------------------------------------
+
+def unit_for(seconds: float) -> tuple[str, float]:
+    """The unit format_time would pick for this value."""
+    text = format_time(seconds)
+    for unit, factor in _UNITS:
+        if text.endswith(" " + unit):
+            return unit, factor
+    return "s", 1.0
+
+
+def time_with_ci(mean: float, low: float | None = None, high: float | None = None) -> str:
+    """'2.35 ms [2.30, 2.41]': the interval in the mean's unit, so it reads at a glance."""
+    text = format_time(mean)
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return text
+    unit, factor = unit_for(mean)
+    return f"{text} [{_sig3(low / factor)}, {_sig3(high / factor)}]"
+
+
+def _sig3(x: float) -> str:
+    """Three significant digits without an exponent: 0.701, 88.3, 1240."""
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _num(x) -> str:
+    return repr(float(x)) if x is not None and not (isinstance(x, float) and math.isnan(x)) else ""
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and len(json.dumps(v, default=str)) > 80:
+            out += _flatten(v, key + ".")
+        else:
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
+            out.append((key, text if len(text) <= 300 else text[:297] + "..."))
+    return out
+
+
+def _panels(df) -> list[tuple[int, str]]:
+    keys = df[["size_bytes", "op"]].drop_duplicates()
+    return sorted(((int(s), o) for s, o in keys.itertuples(index=False)),
+                  key=lambda k: (k[0], data.op_rank(k[1])))
+
+
+# -- sections ----------------------------------------------------------------------
+
+def sources_section(sources, warnings: list[str]) -> Section:
+    sec = Section("sources", "Sources and their metadata")
+    if warnings:
+        sec.add(Warnings(warnings))
+    for s in sources:
+        meta = dict(s.metadata)
+        ordered = {k: meta.pop(k) for k in _META_FIRST if k in meta}
+        rows = [[Cell(k, header=True), Cell(v)] for k, v in _flatten({**ordered, **meta})]
+        where = f" ({s.path})" if s.path else ""
+        sec.add(Table(f"{s.name}{where}", ["key", "value"], rows, kind="metadata",
+                      attrs={"source": s.name}))
+    return sec
+
+
+def measured_section(df, samples, series) -> Section:
+    sec = Section("measured", "Measured time per operation")
+    sec.add(Paragraph("Mean time per operation (total time over total repetitions) and its 95% "
+                      "confidence interval over batches, in brackets in the same unit. Rows: "
+                      "operation at a size; columns: environments (as the study's Tables 2 and 3)."))
+    for size in sorted({int(s) for s in df["size_bytes"]}):
+        at = df[df["size_bytes"] == size]
+        cols = [s for s in series if s in set(at["series"])]
+        rows = []
+        for op in sorted(set(at["op"]), key=data.op_rank):
+            row = [Cell(op, header=True)]
+            for s in cols:
+                hit = at[(at["op"] == op) & (at["series"] == s)]
+                if not len(hit):
+                    row.append(Cell("—", {"series": s, "size": size, "op": op, "missing": "yes"}))
+                    continue
+                r = hit.iloc[0]
+                row.append(Cell(time_with_ci(r["mean_per_op_s"], r.get("ci95_low_s"), r.get("ci95_high_s")),
+                                {"series": s, "env": r["env"], "source": r["source"], "size": size,
+                                 "op": op, "mean": _num(r["mean_per_op_s"]),
+                                 "ci-low": _num(r.get("ci95_low_s")), "ci-high": _num(r.get("ci95_high_s"))}))
+            rows.append(row)
+        sec.add(Table(f"{format_size(size)} per operation", ["op"] + cols, rows, kind="measured",
+                      attrs={"size": size}))
+    notes = df[df["warnings"].fillna("").astype(str) != ""] if "warnings" in df else df.iloc[0:0]
+    if len(notes):
+        rows = [[Cell(r.series), Cell(format_size(int(r.size_bytes))), Cell(r.op), Cell(r.warnings)]
+                for r in notes.itertuples()]
+        sec.add(Table("Cells with unstable batches", ["series", "size", "op", "note"], rows, kind="notes"))
+    panels = _panels(df)
+    sec.add(Figure("time-per-op", plots.time_per_op(df, panels, series),
+                   "Time per operation per environment, log scale, 95% CI error bars; one panel per "
+                   "(size, op).", kind="time-per-op", attrs={"panels": len(panels)}))
+    if len(samples):
+        sp = _panels(samples)
+        sec.add(Figure("distributions", plots.distributions(samples, sp, series),
+                       "Distribution of per-batch time per operation per cell (box: quartiles; dots: "
+                       "batches).", kind="distributions", attrs={"panels": len(sp)}))
+    return sec
+
+
+def model_section(cal) -> Section:
+    sec = Section("model", "Calibration: measured vs modelled")
+    sec.add(Paragraph(f"Calibration fitted on: {cal.source}."))
+    rows = []
+    for name, p in (cal.params or {}).items():
+        value = p.get("value")
+        ci = f"[{p.get('ci95_low', float('nan')):.4g}, {p.get('ci95_high', float('nan')):.4g}]"
+        rows.append([Cell(name, {"param": name}, header=True), Cell(f"{value:.4g}", {"value": _num(value)}),
+                     Cell(ci), Cell(str(p.get("unit", ""))), Cell(str(p.get("description", "")))])
+    sec.add(Table("Model parameters (95% CI)", ["parameter", "value", "95% CI", "unit", "meaning"],
+                  rows, kind="params"))
+    fit = cal.fit_table
+    if fit is not None and len(fit):
+        fit = fit.copy()
+        rows = [[Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
+                 Cell(format_time(r.measured_s)), Cell(format_time(r.modelled_s)),
+                 Cell(f"{r.rel_error:+.1%}", {"env": r.env, "size": int(r.size_bytes), "op": r.op,
+                                              "rel-error": _num(r.rel_error)})]
+                for r in fit.itertuples()]
+        abs_err = fit["rel_error"].abs()
+        sec.add(Paragraph(f"Median absolute relative error {abs_err.median():.1%}, largest "
+                          f"{abs_err.max():.1%} over {len(fit)} cells."))
+        sec.add(Table("Fit per cell", ["env", "size", "op", "measured", "modelled", "relative error"],
+                      rows, kind="fit"))
+        sec.add(Figure("measured-vs-modelled", plots.measured_vs_modelled(fit),
+                       "Modelled against measured time per operation (log-log); points on the "
+                       "diagonal are explained exactly; labels give the relative error.",
+                       kind="measured-vs-modelled"))
+    val = getattr(cal, "validation", None)
+    if isinstance(val, pd.DataFrame) and len(val):
+        cols = list(val.columns)
+        rows = [[Cell(_fmt_any(c, v)) for c, v in zip(cols, r)] for r in val.itertuples(index=False)]
+        sec.add(Table("Validation (held-out prediction errors)", cols, rows, kind="validation"))
+    return sec
+
+
+def _fmt_any(col: str, v) -> str:
+    if isinstance(v, float):
+        if col.endswith("_s"):
+            return format_time(v)
+        if "error" in col:
+            return f"{v:+.1%}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def whatif_section(cal, scenarios: dict) -> Section:
+    sec = Section("whatif", "What-if: the proposed fixes, predicted")
+    if not scenarios:
+        sec.add(Paragraph("The model package offers no scenarios in this checkout."))
+        return sec
+    sec.add(Paragraph("Predicted time per operation under each scenario against the calibrated "
+                      "baseline (dashed), with 95% prediction intervals (shaded) that carry the "
+                      "calibration's uncertainty; the dotted black line is the linux level."))
+    for name, scenario in scenarios.items():
+        sub = sec.add(Section(f"whatif-{name}", f"Scenario {name}", level=3,
+                              attrs={"scenario": name}))
+        desc = getattr(scenario, "description", "")
+        if desc:
+            sub.add(Paragraph(desc))
+        try:
+            sweeps = whatif.sweep(cal, scenario)
+        except whatif.ScenarioFailed as e:
+            sub.add(Warnings([f"scenario {name} cannot be predicted from this calibration: {e}"],
+                             title="Not predicted"))
+            continue
+        for sw in sweeps:
+            if not len(sw.rows):
+                sub.add(Paragraph(f"{sw.param}: no cell changes under this scenario."))
+                continue
+            panels = _panels(sw.rows)
+            levels = whatif.linux_levels(sw.frame, cal)
+            sub.add(Figure(f"whatif-{name}-{sw.param}", plots.whatif(
+                sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values),
+                f"{name}: predicted time per op against {sw.param}"
+                + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
+                attrs={"scenario": name, "param": sw.param}))
+            rows = []
+            for r in sw.rows.sort_values(["env", "size_bytes", "op"], key=_sort_key).itertuples():
+                rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
+                             Cell(str(r.sweep_value)), Cell(format_time(r.baseline_s)),
+                             Cell(time_with_ci(r.predicted_s, r.pi95_low_s, r.pi95_high_s),
+                                  {"scenario": name, "env": r.env, "size": int(r.size_bytes), "op": r.op,
+                                   "param": sw.param, "value": r.sweep_value,
+                                   "predicted": _num(r.predicted_s)}),
+                             Cell(f"{r.speedup:.3g}x")])
+            sub.add(Table(f"{name}: predictions by {sw.param} (95% prediction interval)",
+                          ["env", "size", "op", sw.param, "baseline", "predicted", "speed-up"],
+                          rows, kind="whatif", attrs={"scenario": name, "param": sw.param}))
+    return sec
+
+
+def _sort_key(col):
+    if col.name == "op":
+        return col.map(lambda o: data.op_rank(o)[0])
+    if col.name == "env":
+        return col.map(lambda e: data.env_rank(e)[0])
+    return col
+
+
+def compare_section(rows: list[dict], label_a: str, label_b: str) -> Section:
+    sec = Section("compare", f"Comparison: {label_b} / {label_a}",
+                  attrs={"a": label_a, "b": label_b})
+    sec.add(Paragraph(f"Ratio of mean time per operation, {label_b} over {label_a} (above 1: "
+                      f"{label_b} is slower), with a 95% bootstrap interval over batches; "
+                      f"p-values of Mann-Whitney U (the verdict, α = {cmp.ALPHA}) and Welch's t on "
+                      "per-batch time per op. Differences that are not significant are flagged."))
+    if not rows:
+        sec.add(Paragraph("No cell was measured on both sides."))
+        return sec
+    table_rows = []
+    n_not = 0
+    for r in rows:
+        sig = r["significant"]
+        verdict = "significant" if sig else ("NOT significant" if sig is False else
+                                             "no test (fewer than 3 batches or published means)")
+        n_not += sig is False
+        ci = ("" if math.isnan(r["ci95_low"]) else f"[{r['ci95_low']:.3g}, {r['ci95_high']:.3g}]")
+        p = lambda x: "" if math.isnan(x) else f"{x:.3g}"
+        attrs = {"size": r["size_bytes"], "op": r["op"], "a": r["series_a"], "b": r["series_b"],
+                 "ratio": _num(r["ratio"]), "significant": {True: "yes", False: "no", None: "n/a"}[sig]}
+        table_rows.append([Cell(format_size(int(r["size_bytes"])), header=True), Cell(r["op"]),
+                           Cell(r["series_a"]), Cell(r["series_b"]),
+                           Cell(format_time(r["mean_a"])), Cell(format_time(r["mean_b"])),
+                           Cell(f"{r['ratio']:.3g}", attrs), Cell(ci), Cell(p(r["mannwhitney_p"])),
+                           Cell(p(r["welch_p"])), Cell(verdict, {"significant": attrs["significant"]})])
+    if n_not:
+        sec.add(Warnings([f"{n_not} of {len(rows)} differences are not significant at α = {cmp.ALPHA} "
+                          "(Mann-Whitney): do not read a difference into those ratios."],
+                         title="Not significant"))
+    sec.add(Table(f"{label_b} / {label_a}", ["size", "op", "A", "B", "A mean", "B mean", "ratio B/A",
+                                           "95% CI", "Mann-Whitney p", "Welch p", "verdict"],
+                  table_rows, kind="compare"))
+    return sec
+
+
+# -- the whole document ------------------------------------------------------------
+
+def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
+    """The report: sources (+ warnings), measured, model, what-if, comparison."""
+    df = data.measured(sources)
+    series = data.series_order(df) if len(df) else []
+    samples = data.per_op_samples(sources, df)
+    warnings = []
+    for s in sources:
+        envs = set(s.summary["env"]) if len(s.summary) else set()
+        if s.kind == "campaign":
+            warnings += caveats.source_warnings(s.name, s.metadata, envs, s.records)
+            warnings += caveats.target_warnings(s.name, s.metadata)
+            warnings += caveats.stability_warnings(s.name, s.summary)
+    warnings += caveats.cross_warnings([(s.name, s.metadata) for s in sources])
+    if cal is not None:
+        camps = [s for s in sources if s.kind == "campaign"]
+        warnings += caveats.calibration_warning(str(cal.source), [s.name for s in camps],
+                                                [str(s.path) for s in camps])
+    if any(s.kind == "reference" for s in sources):
+        warnings.append("study: published means only (no batches): no intervals, distributions or tests.")
+
+    names = ", ".join(s.name for s in sources)
+    doc = Document(f"edgeio report: {names}", [
+        f"Sources: {names}." + (f" Calibration: {cal.source}." if cal is not None else
+                                " No calibration given (pass --calibration FILE for the model sections)."),
+        "Times are per operation (one whole-file write, write+fsync or read).",
+    ])
+    doc.sections.append(sources_section(sources, warnings))
+    if len(df):
+        doc.sections.append(measured_section(df, samples, series))
+    else:
+        doc.sections.append(Section("measured", "Measured time per operation",
+                                    [Paragraph("No finished cell with samples in these sources.")]))
+    if comparison is not None:
+        doc.sections.append(compare_section(*comparison_rows(df, samples, sources, comparison)))
+    if cal is not None:
+        doc.sections.append(model_section(cal))
+        doc.sections.append(whatif_section(cal, scenarios or {}))
+    return doc
+
+
+def comparison_rows(df, samples, sources, comparison):
+    """Rows of the comparison: ("env", a, b) within each source, or ("source", a, b) per cell."""
+    kind, a, b = comparison
+    rows = []
+    cell = ["size_bytes", "op"]
+    if kind == "env":
+        pairs = []
+        for src in dict.fromkeys(df["source"]):
+            left = df[(df["source"] == src) & (df["env"] == a)]
+            right = df[(df["source"] == src) & (df["env"] == b)]
+            pairs.append(left.merge(right, on=cell, suffixes=("_a", "_b")))
+        matched = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
+    else:
+        keys = ["env", "target", "arch", "config", "io_size_bytes"] + cell
+        left, right = df[df["source"] == a], df[df["source"] == b]
+        matched = left.merge(right, on=keys, suffixes=("_a", "_b"))
+        if not len(matched):   # different targets/arches: match on the environment alone
+            matched = left.merge(right, on=["env"] + cell, suffixes=("_a", "_b"))
+    for r in matched.to_dict("records"):
+        sa = samples[(samples["series"] == r["series_a"]) & (samples["size_bytes"] == r["size_bytes"])
+                     & (samples["op"] == r["op"])] if len(samples) else samples
+        sb = samples[(samples["series"] == r["series_b"]) & (samples["size_bytes"] == r["size_bytes"])
+                     & (samples["op"] == r["op"])] if len(samples) else samples
+        res = cmp.compare(sa["seconds"] if len(sa) else [], sa["repetitions"] if len(sa) else [],
+                          sb["seconds"] if len(sb) else [], sb["repetitions"] if len(sb) else [])
+        if math.isnan(res["ratio"]):   # published means on a side: the ratio of means, no more
+            res["ratio"] = r["mean_per_op_s_b"] / r["mean_per_op_s_a"]
+        rows.append({**res, "size_bytes": r["size_bytes"], "op": r["op"], "series_a": r["series_a"],
+                     "series_b": r["series_b"], "mean_a": r["mean_per_op_s_a"], "mean_b": r["mean_per_op_s_b"]})
+    rows.sort(key=lambda r: (r["size_bytes"], data.op_rank(r["op"]), r["series_a"], r["series_b"]))
+    return rows, a, b

@@ -1,0 +1,78 @@
+"""Turning the command's arguments into what the report shows, with one-line errors."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeio.errors import UserError
+from report import data
+
+
+@dataclass
+class Inputs:
+    sources: list
+    calibration: object = None
+    scenarios: dict = field(default_factory=dict)
+    comparison: tuple | None = None       # ("env" | "source", a, b)
+
+
+def gather(campaigns=None, reference: bool = False, calibration=None, compare=None) -> Inputs:
+    campaigns = list(campaigns or [])
+    if not campaigns and not reference:
+        campaigns = [data.newest_campaign()]
+    sources = []
+    seen = set()
+    for c in campaigns:
+        path = Path(c).resolve() if Path(c).exists() else Path(c)
+        if path in seen:
+            continue
+        seen.add(path)
+        sources.append(data.load_campaign(path))
+    if len({s.name for s in sources}) < len(sources):
+        for i, s in enumerate(sources):        # same directory names: tell them apart
+            s.name = f"{s.name}#{i + 1}"
+            s.summary = s.summary.assign(source=s.name)
+            s.samples = s.samples.assign(source=s.name)
+    if reference:
+        sources.append(data.load_reference())
+    comparison = resolve_compare(compare, sources) if compare else None
+    cal = data.load_calibration(calibration) if calibration else None
+    scenarios = data.scenarios() if cal is not None else {}
+    return Inputs(sources, cal, scenarios, comparison)
+
+
+def resolve_compare(items, sources) -> tuple:
+    """Two environments present in the report, or two sources (campaign dirs, names, 'study')."""
+    items = [str(i) for i in items]
+    if len(items) != 2:
+        raise UserError(f"--compare takes exactly two campaigns or two environments, got {len(items)}")
+    a, b = items
+    if a == b:
+        raise UserError(f"--compare needs two different things, got {a!r} twice")
+    envs = set()
+    for s in sources:
+        envs |= set(s.summary["env"]) if len(s.summary) else set()
+    if a in envs and b in envs:
+        return ("env", a, b)
+    names = [find_source(i, sources) for i in items]
+    return ("source", names[0], names[1])
+
+
+def find_source(item: str, sources) -> str:
+    for s in sources:
+        if item == s.name or (s.path is not None and Path(item).exists()
+                              and Path(item).resolve() == s.path.resolve()):
+            return s.name
+    if item == data.REFERENCE_NAME:
+        ref = data.load_reference()
+        sources.append(ref)
+        return ref.name
+    if Path(item).is_dir():
+        src = data.load_campaign(item)
+        if src.name in {s.name for s in sources}:
+            src.name = f"{src.name}#{len(sources) + 1}"
+            src.summary = src.summary.assign(source=src.name)
+            src.samples = src.samples.assign(source=src.name)
+        sources.append(src)
+        return src.name
+    raise UserError(f"--compare {item}: neither an environment in the report nor a campaign directory "
+                    f"(nor '{data.REFERENCE_NAME}')")

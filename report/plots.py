@@ -1,0 +1,175 @@
+"""The report's plots, as PNG bytes (matplotlib's Agg canvas, no pyplot global state)."""
+
+import io
+import math
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from edgeio.units import format_size, format_time
+
+DPI = 100
+_time_axis = FuncFormatter(lambda y, _pos: format_time(y, 2) if y > 0 else "")
+
+
+def _minor_label(y, _pos=None) -> str:
+    """Label the 2x and 5x minor ticks of a log axis, so a short span still reads."""
+    if y <= 0:
+        return ""
+    mantissa = round(y / 10 ** math.floor(math.log10(y)), 6)
+    return format_time(y, 2) if mantissa in (2.0, 5.0) else ""
+
+
+_minor_time_axis = FuncFormatter(_minor_label)
+
+
+def _time_y(ax, axis: str = "y") -> None:
+    """Time labels on a log axis; minor ticks labelled only when it spans under a decade."""
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    a.set_major_formatter(_time_axis)
+    span = hi / lo if lo > 0 else math.inf
+    a.set_minor_formatter(_time_axis if span < 10 else _minor_time_axis if span < 300 else NullFormatter())
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.4, max_cols: int = 3):
+    cols = min(max_cols, max(1, n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+    return fig, axes
+
+
+def _panel_title(size: int, op: str) -> str:
+    return f"{op}, {format_size(int(size))}"
+
+
+def time_per_op(df, panels, series) -> bytes:
+    """Mean time per op per series on a log scale, 95% CI as error bars; a panel per (size, op)."""
+    fig, axes = _grid(len(panels))
+    colors = {s: f"C{i % 10}" for i, s in enumerate(series)}
+    for ax, (size, op) in zip(axes, panels):
+        cells = df[(df["size_bytes"] == size) & (df["op"] == op)]
+        labels = [s for s in series if s in set(cells["series"])]
+        for x, s in enumerate(labels):
+            row = cells[cells["series"] == s].iloc[0]
+            mean, lo, hi = row["mean_per_op_s"], row.get("ci95_low_s"), row.get("ci95_high_s")
+            yerr = None
+            if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+                yerr = [[max(mean - max(lo, mean * 1e-3), 0)], [max(hi - mean, 0)]]
+            ax.errorbar([x], [mean], yerr=yerr, fmt="o", color=colors[s], capsize=4, markersize=6)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        _time_y(ax)
+        ax.set_title(_panel_title(size, op), fontsize=10)
+        ax.set_ylabel("time per op")
+        ax.grid(True, which="both", axis="y", alpha=0.3)
+    with_ci = df[["ci95_low_s", "ci95_high_s"]].notna().all(axis=1).any() if "ci95_low_s" in df else False
+    fig.suptitle("Mean time per operation" + (" (95% CI)" if with_ci else ""), fontsize=11)
+    return _png(fig)
+
+
+def distributions(samples, panels, series) -> bytes:
+    """Per-batch time per op: a box per series with every batch drawn as a jittered dot."""
+    fig, axes = _grid(len(panels))
+    rng = np.random.default_rng(0)
+    for ax, (size, op) in zip(axes, panels):
+        cells = samples[(samples["size_bytes"] == size) & (samples["op"] == op)]
+        labels = [s for s in series if s in set(cells["series"])]
+        data = [cells.loc[cells["series"] == s, "per_op_s"].to_numpy(float) for s in labels]
+        if data:
+            ax.boxplot(data, positions=range(len(labels)), widths=0.5, showfliers=False)
+            for x, values in enumerate(data):
+                ax.plot(x + rng.uniform(-0.15, 0.15, values.size), values, ".",
+                        color=f"C{x % 10}", alpha=0.5, markersize=4)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+        _time_y(ax)
+        ax.set_title(_panel_title(size, op), fontsize=10)
+        ax.set_ylabel("time per op (per batch)")
+        ax.grid(True, which="both", axis="y", alpha=0.3)
+    fig.suptitle("Distribution of batch samples", fontsize=11)
+    return _png(fig)
+
+
+def measured_vs_modelled(fit) -> bytes:
+    """Modelled against measured time per op, log-log; the diagonal is a perfect fit."""
+    fig = Figure(figsize=(8, 7), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    envs = list(dict.fromkeys(fit["env"]))
+    for i, env in enumerate(envs):
+        rows = fit[fit["env"] == env]
+        ax.plot(rows["measured_s"], rows["modelled_s"], "o", color=f"C{i % 10}", label=env)
+        for r in rows.itertuples():
+            ax.annotate(f"{r.rel_error:+.0%}", (r.measured_s, r.modelled_s), fontsize=7,
+                        xytext=(4, -3), textcoords="offset points")
+    values = np.concatenate([fit["measured_s"].to_numpy(float), fit["modelled_s"].to_numpy(float)])
+    values = values[np.isfinite(values) & (values > 0)]
+    lo, hi = (values.min() / 2, values.max() * 2) if values.size else (1e-6, 1.0)
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="modelled = measured")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    _time_y(ax, "x")
+    _time_y(ax, "y")
+    ax.set_xlabel("measured time per op")
+    ax.set_ylabel("modelled time per op")
+    ax.set_title("Measured vs modelled (labels: relative error)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: bool,
+           values_order: list | None = None) -> bytes:
+    """Predicted time per op against a scenario parameter, a panel per (size, op).
+
+    Lines per environment with the 95% prediction interval shaded, the environment's
+    calibrated baseline dashed, and the linux level (the native figure) dotted black.
+    """
+    fig, axes = _grid(len(panels), width=4.8, height=3.8)
+    for ax, (size, op) in zip(axes, panels):
+        cells = pred[(pred["size_bytes"] == size) & (pred["op"] == op)]
+        for i, env in enumerate(dict.fromkeys(cells["env"])):
+            rows = cells[cells["env"] == env]
+            if numeric:
+                rows = rows.sort_values("sweep_value")
+                x = rows["sweep_value"].astype(float).to_numpy()
+            else:
+                order = values_order or list(dict.fromkeys(rows["sweep_value"]))
+                rows = rows.assign(_pos=[order.index(v) for v in rows["sweep_value"]]).sort_values("_pos")
+                x = rows["_pos"].to_numpy(float)
+            y = rows["predicted_s"].to_numpy(float)
+            color = f"C{i % 10}"
+            ax.plot(x, y, "o-", color=color, label=f"{env} predicted", markersize=4)
+            ax.fill_between(x, rows["pi95_low_s"].to_numpy(float), rows["pi95_high_s"].to_numpy(float),
+                            color=color, alpha=0.2, lw=0)
+            base = rows["baseline_s"].iloc[0]
+            ax.axhline(base, color=color, ls="--", lw=1, label=f"{env} baseline")
+        level = linux_levels.get((size, op))
+        if level is not None and np.isfinite(level):
+            ax.axhline(level, color="k", ls=":", lw=1.5, label="linux")
+        ax.set_yscale("log")
+        if numeric and loglog:
+            ax.set_xscale("log", base=2)
+        if not numeric:
+            order = values_order or list(dict.fromkeys(cells["sweep_value"]))
+            ax.set_xticks(range(len(order)), [str(v) for v in order], fontsize=8)
+        _time_y(ax)
+        ax.set_xlabel(param)
+        ax.set_ylabel("time per op")
+        ax.set_title(_panel_title(size, op), fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _png(fig)
