@@ -1,0 +1,66 @@
+#!/bin/busybox sh
+# edgeio guest init (template; the builder fills the @@...@@ module lists).
+# Loads the disk driver named by edgeio.disk=, mounts the ext4 disk, runs the probe
+# with the arguments in edgeio.probe= (comma-separated), prints the probe's JSON line
+# extended with the disk's /sys/block/<dev>/stat deltas, and powers off.
+# Anything that goes wrong leaves no JSON line: the host reports the serial log's tail.
+
+/bin/busybox mkdir -p /proc /sys /dev /mnt
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+say() { echo "edgeio-guest: $*"; }
+finish() {
+    sync
+    umount /mnt 2>/dev/null
+    poweroff -f    # no init system to ask: power off now (QEMU exits)
+}
+arg() {   # the value of edgeio.$1= on the kernel command line
+    for word in $(cat /proc/cmdline); do
+        case "$word" in edgeio.$1=*) echo "${word#*=}" ;; esac
+    done
+}
+uptime_s() { read -r up _ < /proc/uptime; echo "$up"; }
+
+disk=$(arg disk)
+probe_args=$(arg probe | tr ',' ' ')
+case "$disk" in
+    virtio) modules="@@MODULES_virtio@@"; dev=vda ;;
+    ide) modules="@@MODULES_ide@@"; dev=sda ;;
+    ahci) modules="@@MODULES_ahci@@"; dev=sda ;;
+    *) say "unknown edgeio.disk=$disk"; finish ;;
+esac
+for m in $modules; do
+    insmod "/modules/$m.ko" || say "insmod $m failed"
+done
+
+i=0
+while [ ! -b "/dev/$dev" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -b "/dev/$dev" ]; then say "no /dev/$dev after 60 s (disk=$disk)"; finish; fi
+if ! mount -t ext4 "/dev/$dev" /mnt; then say "mount /dev/$dev failed"; finish; fi
+
+mem_kib=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
+# /sys/block/<dev>/stat: reads, reads merged, sectors read, ms, writes, writes merged, sectors written, ...
+read -r r0 rm0 rs0 rt0 w0 wm0 ws0 rest < "/sys/block/$dev/stat"
+t0=$(uptime_s)
+out=$(/probe $probe_args)
+rc=$?
+t1=$(uptime_s)
+read -r r1 rm1 rs1 rt1 w1 wm1 ws1 rest < "/sys/block/$dev/stat"
+
+case "$out" in
+    *"}") ;;
+    *) say "probe printed no JSON (exit $rc): $out"; finish ;;
+esac
+extra="\"guest_block_device\": \"$dev\", \"guest_block_reads_bytes\": $(( (rs1 - rs0) * 512 ))"
+extra="$extra, \"guest_block_read_ops\": $((r1 - r0)), \"guest_block_writes_bytes\": $(( (ws1 - ws0) * 512 ))"
+extra="$extra, \"guest_block_write_ops\": $((w1 - w0))"
+extra="$extra, \"guest_block_stat_before\": [$r0, $rm0, $rs0, $w0, $wm0, $ws0]"
+extra="$extra, \"guest_block_stat_after\": [$r1, $rm1, $rs1, $w1, $wm1, $ws1]"
+extra="$extra, \"guest_mem_total_bytes\": $((mem_kib * 1024)), \"guest_kernel\": \"$(uname -r)\""
+extra="$extra, \"guest_uptime_probe_start_s\": $t0, \"guest_uptime_probe_end_s\": $t1, \"probe_exit\": $rc"
+echo "${out%\}}, $extra}"
+finish
