@@ -1,0 +1,175 @@
+/*
+ * probe.c: the study's Fig. 4 as a Solo5 application.
+ *
+ * Command line: op=write_sync|write|read size=BYTES reps=N [batches=B]
+ *               [blocks=K] [disk=NAME]
+ * Each repetition writes (or reads) the whole size from offset 0, K blocks per
+ * block call (1 = stock Solo5); write_sync then asks for a flush. Repetitions
+ * are timed in B batches with solo5_clock_monotonic. Prints one JSON line in
+ * the probes' format (docs/formats.md) and exits 0, 1 on an I/O error, 2 on
+ * bad arguments.
+ *
+ * The guest is emulated instruction by instruction on some hosts, so the
+ * timed loop does nothing but the block calls.
+ */
+#include "solo5.h"
+#include "edgeio_ext.h"
+#include "edgeio_util.h"
+
+#define PROBE_VERSION "1.0"
+#define MAX_BATCHES 1000
+#define MAX_SPAN (1024 * 1024)          /* data buffer, reused cyclically beyond */
+#define PATTERN_TAG 0xed10000000000000ULL  /* word at disk offset o = o | tag */
+
+static char out_buf[64 * 1024];
+static uint64_t batch_ns[MAX_BATCHES], batch_reps[MAX_BATCHES];
+
+struct run {
+    char op[16], disk[68];    /* a manifest name: up to 67 characters */
+    uint64_t size, reps, batches, blocks;
+    uint64_t block_size, io_size, checksum, batches_done;
+    int err;                /* errno-like: 0, 5 = EIO, 22 = EINVAL, 95 = EOPNOTSUPP */
+    const char *error;
+    uint64_t error_offset;
+};
+
+static void report(struct run *r)
+{
+    struct line l = { out_buf, 0, sizeof(out_buf) };
+    uint64_t total = 0;
+    line_str(&l, "{\"probe\": \"edgeio-solo5-probe\", \"version\": \"" PROBE_VERSION "\", \"op\": \"");
+    line_str(&l, r->op);
+    line_str(&l, "\", \"size\": "); line_u64(&l, r->size);
+    line_str(&l, ", \"reps\": "); line_u64(&l, r->reps);
+    line_str(&l, ", \"io_size\": "); line_u64(&l, r->io_size);
+    line_str(&l, ", \"sync\": \"");
+    line_str(&l, util_streq(r->op, "write_sync") ? "fsync" : "none");
+    line_str(&l, "\", \"direct\": false, \"cache\": \"warm\", \"batch_reps\": [");
+    for (uint64_t i = 0; i < r->batches_done; i++) {
+        if (i) line_str(&l, ", ");
+        line_u64(&l, batch_reps[i]);
+    }
+    line_str(&l, "], \"batch_seconds\": [");
+    for (uint64_t i = 0; i < r->batches_done; i++) {
+        if (i) line_str(&l, ", ");
+        line_seconds(&l, batch_ns[i]);
+        total += batch_ns[i];
+    }
+    line_str(&l, "], \"total_seconds\": "); line_seconds(&l, total);
+    line_str(&l, ", \"errno\": "); line_u64(&l, (uint64_t)r->err);
+    line_str(&l, ", \"error\": \"");
+    if (r->error) {
+        line_str(&l, r->error);
+        if (r->error_offset != UINT64_MAX) {
+            line_str(&l, " at offset ");
+            line_u64(&l, r->error_offset);
+        }
+    }
+    line_str(&l, "\", \"block_size\": "); line_u64(&l, r->block_size);
+    line_str(&l, ", \"blocks_per_call\": "); line_u64(&l, r->blocks);
+    line_str(&l, ", \"data_checksum\": "); line_u64(&l, r->checksum);
+    line_str(&l, "}\n");
+    line_write(&l);
+}
+
+static int fail(struct run *r, int err, const char *msg, uint64_t offset, int status)
+{
+    r->err = err;
+    r->error = msg;
+    r->error_offset = offset;
+    report(r);
+    return status;
+}
+
+static uint64_t checksum(const uint64_t *w, uint64_t bytes)
+{
+    uint64_t s = 0;
+    for (uint64_t i = 0; i < bytes / 8; i++)
+        s += w[i];
+    return s;
+}
+
+int solo5_app_main(const struct solo5_start_info *si)
+{
+    static struct run r;
+    bool ok = true;
+    r.error_offset = UINT64_MAX;
+    if (!arg_str(si->cmdline, "op", r.op, sizeof(r.op)))
+        r.op[0] = '\0';
+    if (!arg_str(si->cmdline, "disk", r.disk, sizeof(r.disk)))
+        arg_str("disk=storage", "disk", r.disk, sizeof(r.disk));
+    r.size = arg_u64(si->cmdline, "size", 0, &ok);
+    r.reps = arg_u64(si->cmdline, "reps", 0, &ok);
+    r.blocks = arg_u64(si->cmdline, "blocks", 1, &ok);
+    r.batches = arg_u64(si->cmdline, "batches", 0, &ok);
+    if (!ok)
+        return fail(&r, 22, "bad number in the command line", UINT64_MAX, 2);
+    int writing = util_streq(r.op, "write") || util_streq(r.op, "write_sync");
+    int syncing = util_streq(r.op, "write_sync");
+    if (!writing && !util_streq(r.op, "read"))
+        return fail(&r, 22, "op must be write_sync, write or read", UINT64_MAX, 2);
+    if (r.size == 0 || r.reps == 0 || r.blocks == 0 || r.blocks > 65536)
+        return fail(&r, 22, "size, reps and blocks (<= 65536) must be positive", UINT64_MAX, 2);
+    if (r.batches == 0 || r.batches > r.reps)
+        r.batches = r.reps < 10 ? r.reps : 10;
+    if (r.batches > MAX_BATCHES)
+        r.batches = MAX_BATCHES;
+
+    solo5_handle_t h;
+    struct solo5_block_info info;
+    if (solo5_block_acquire(r.disk, &h, &info) != SOLO5_R_OK)
+        return fail(&r, 19, "no block device of that name (disk=)", UINT64_MAX, 2);
+    r.block_size = info.block_size;
+    r.io_size = info.block_size * r.blocks;
+    if (r.size % r.io_size)
+        return fail(&r, 22, "size must be a multiple of block_size x blocks", UINT64_MAX, 2);
+    if (r.size > info.capacity)
+        return fail(&r, 27, "size is larger than the disk", UINT64_MAX, 2);
+    if (syncing && !edgeio_block_flush_supported())
+        return fail(&r, 95, "write_sync needs the tender's flush extension (stock solo5-hvt never flushes)",
+                    UINT64_MAX, 2);
+    edgeio_block_set_max_blocks((uint32_t)r.blocks);
+
+    /* The data: at most MAX_SPAN bytes, reused for every span of the file. */
+    uint64_t span = r.size <= MAX_SPAN ? r.size : (MAX_SPAN / r.io_size) * r.io_size;
+    if (span == 0 || 2 * span > si->heap_size)
+        return fail(&r, 12, "not enough guest memory for the buffers", UINT64_MAX, 2);
+    uint8_t *data = (uint8_t *)((si->heap_start + 4095) & ~4095UL);
+    if (writing) {
+        uint64_t *w = (uint64_t *)data;
+        for (uint64_t i = 0; i < span / 8; i++)
+            w[i] = (i * 8) | PATTERN_TAG;
+    }
+
+    uint64_t base = r.reps / r.batches, extra = r.reps % r.batches;
+    for (uint64_t b = 0; b < r.batches; b++) {
+        uint64_t n = base + (b < extra), t0 = solo5_clock_monotonic();
+        for (uint64_t rep = 0; rep < n; rep++) {
+            uint64_t boff = 0;
+            for (uint64_t off = 0; off < r.size; off += r.io_size) {
+                solo5_result_t rc = writing
+                    ? solo5_block_write(h, off, data + boff, r.io_size)
+                    : solo5_block_read(h, off, data + boff, r.io_size);
+                if (rc != SOLO5_R_OK) {
+                    batch_ns[b] = solo5_clock_monotonic() - t0;
+                    r.batches_done = b;
+                    return fail(&r, rc == SOLO5_R_EINVAL ? 22 : 5,
+                                writing ? "solo5_block_write failed" : "solo5_block_read failed", off, 1);
+                }
+                boff += r.io_size;
+                if (boff == span)
+                    boff = 0;
+            }
+            if (syncing && edgeio_block_flush(h) != SOLO5_R_OK) {
+                r.batches_done = b;
+                return fail(&r, 5, "block flush failed", UINT64_MAX, 1);
+            }
+        }
+        batch_ns[b] = solo5_clock_monotonic() - t0;
+        batch_reps[b] = n;
+        r.batches_done = b + 1;
+    }
+    r.checksum = checksum((const uint64_t *)data, span);
+    report(&r);
+    return 0;
+}

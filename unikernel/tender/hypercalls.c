@@ -1,0 +1,198 @@
+/*
+ * hypercalls.c: what the tender does for each hypercall.
+ *
+ * A hostile guest gets no second chance: any argument that is not exactly
+ * right (outside guest memory, bad handle, unaligned or beyond the disk,
+ * more blocks than --max-blocks-per-call) ends it with a one-line message.
+ * Stock bindings never issue such calls, so stock unikernels are unaffected.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "tender.h"
+
+static const char *const names[EDGEIO_HYPERCALL_LIMIT] = {
+    [HVT_HYPERCALL_WALLTIME] = "walltime", [HVT_HYPERCALL_PUTS] = "puts",
+    [HVT_HYPERCALL_POLL] = "poll", [HVT_HYPERCALL_BLOCK_WRITE] = "block_write",
+    [HVT_HYPERCALL_BLOCK_READ] = "block_read", [HVT_HYPERCALL_NET_WRITE] = "net_write",
+    [HVT_HYPERCALL_NET_READ] = "net_read", [HVT_HYPERCALL_HALT] = "halt",
+    [EDGEIO_HYPERCALL_BLOCK_FLUSH] = "block_flush",
+};
+
+/* The argument struct of a hypercall, wholly inside guest memory. */
+static void *arg(struct tender *t, const char *what, uint64_t gpa, size_t len)
+{
+    void *p = guest_range(t, gpa, len);
+    if (!p)
+        die_guest(t, "%s: argument at 0x%llx (+%zu bytes) is outside guest memory (%llu bytes)",
+                  what, (unsigned long long)gpa, len, (unsigned long long)t->mem_size);
+    return p;
+}
+
+static void set_ret(void *argp, size_t off, int32_t ret)
+{
+    memcpy((uint8_t *)argp + off, &ret, sizeof(ret));
+}
+
+static struct mft_entry *block_device(struct tender *t, const char *what, uint64_t handle)
+{
+    if (handle == 0 || handle >= t->mft->entries ||
+        t->mft->e[handle].type != MFT_DEV_BLOCK_BASIC || !t->mft->e[handle].attached)
+        die_guest(t, "%s: bad block handle %llu", what, (unsigned long long)handle);
+    return &t->mft->e[handle];
+}
+
+static void do_fsync(struct tender *t, int fd)
+{
+    if (fsync(fd) < 0)
+        die_host(t, "fsync of the disk failed: %s", strerror(errno));
+    t->c.fsyncs++;
+}
+
+static void block_io(struct tender *t, uint64_t gpa, int write)
+{
+    const char *what = write ? "block write" : "block read";
+    void *ap = arg(t, what, gpa, sizeof(struct hvt_hc_block_io));
+    struct hvt_hc_block_io a;
+    memcpy(&a, ap, sizeof(a));
+    struct mft_entry *e = block_device(t, what, a.handle);
+    uint64_t bs = e->u.block_basic.block_size, cap = e->u.block_basic.capacity;
+
+    if (a.len == 0 || a.len % bs)
+        die_guest(t, "%s: length %llu is not a positive multiple of the %llu-byte sector",
+                  what, (unsigned long long)a.len, (unsigned long long)bs);
+    if (a.offset % bs)
+        die_guest(t, "%s: offset %llu is not aligned to the %llu-byte sector",
+                  what, (unsigned long long)a.offset, (unsigned long long)bs);
+    if (a.len / bs > t->max_blocks)
+        die_guest(t, "%s: %llu blocks in one call, more than --max-blocks-per-call=%u",
+                  what, (unsigned long long)(a.len / bs), t->max_blocks);
+    if (a.offset >= cap || a.len > cap - a.offset)
+        die_guest(t, "%s: %llu bytes at offset %llu go beyond the end of the disk (%llu bytes)",
+                  what, (unsigned long long)a.len, (unsigned long long)a.offset,
+                  (unsigned long long)cap);
+    uint8_t *buf = guest_range(t, a.data, a.len);
+    if (!buf)
+        die_guest(t, "%s: buffer at 0x%llx (+%llu bytes) is outside guest memory",
+                  what, (unsigned long long)a.data, (unsigned long long)a.len);
+
+    int fd = (int)e->host_handle;
+    uint64_t done = 0;
+    while (done < a.len) {
+        ssize_t n = write ? pwrite(fd, buf + done, a.len - done, a.offset + done)
+                          : pread(fd, buf + done, a.len - done, a.offset + done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die_host(t, "%s of the disk failed: %s", write ? "pwrite" : "pread",
+                     n < 0 ? strerror(errno) : "unexpected end of file");
+        done += n;
+    }
+    if (write) {
+        t->c.bytes_written += a.len;
+        if (t->flush == FLUSH_EACH_WRITE)
+            do_fsync(t, fd);
+    } else {
+        t->c.bytes_read += a.len;
+    }
+    set_ret(ap, offsetof(struct hvt_hc_block_io, ret), HVT_R_OK);
+}
+
+static void block_flush(struct tender *t, uint64_t gpa)
+{
+    void *ap = arg(t, "block flush", gpa, sizeof(struct edgeio_hc_block_flush));
+    struct edgeio_hc_block_flush a;
+    memcpy(&a, ap, sizeof(a));
+    struct mft_entry *e = block_device(t, "block flush", a.handle);
+    /* none: as stock Solo5, data stays in the host page cache;
+     * each-write: every write was already followed by fsync. */
+    if (t->flush == FLUSH_ON_REQUEST)
+        do_fsync(t, (int)e->host_handle);
+    set_ret(ap, offsetof(struct edgeio_hc_block_flush, ret), HVT_R_OK);
+}
+
+static void puts_(struct tender *t, uint64_t gpa)
+{
+    struct hvt_hc_puts a;
+    memcpy(&a, arg(t, "puts", gpa, sizeof(a)), sizeof(a));
+    const uint8_t *p = guest_range(t, a.data, a.len);
+    if (!p)
+        die_guest(t, "puts: string at 0x%llx (+%llu bytes) is outside guest memory",
+                  (unsigned long long)a.data, (unsigned long long)a.len);
+    for (uint64_t done = 0; done < a.len;) {
+        ssize_t n = write(STDOUT_FILENO, p + done, a.len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;          /* console gone: the guest goes on, as stock */
+        done += n;
+    }
+}
+
+static void walltime(struct tender *t, uint64_t gpa)
+{
+    void *ap = arg(t, "walltime", gpa, sizeof(struct hvt_hc_walltime));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+    memcpy(ap, &ns, sizeof(ns));
+}
+
+static void poll_(struct tender *t, uint64_t gpa)
+{
+    void *ap = arg(t, "poll", gpa, sizeof(struct hvt_hc_poll));
+    struct hvt_hc_poll a;
+    memcpy(&a, ap, sizeof(a));
+    /* No network: nothing can become ready, so poll just sleeps the timeout. */
+    uint64_t ns = a.timeout_nsecs > 3600ULL * 1000000000ULL ? 3600ULL * 1000000000ULL : a.timeout_nsecs;
+    struct timespec ts = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    a.ready_set = 0;
+    a.ret = 0;
+    memcpy(ap, &a, sizeof(a));
+}
+
+int hypercall(struct tender *t, unsigned nr, uint64_t gpa)
+{
+    if (nr >= EDGEIO_HYPERCALL_LIMIT || names[nr] == NULL)
+        die_guest(t, "unknown hypercall %u", nr);
+    t->c.exits[nr]++;
+    switch (nr) {
+    case HVT_HYPERCALL_WALLTIME: walltime(t, gpa); return -1;
+    case HVT_HYPERCALL_PUTS: puts_(t, gpa); return -1;
+    case HVT_HYPERCALL_POLL: poll_(t, gpa); return -1;
+    case HVT_HYPERCALL_BLOCK_WRITE: block_io(t, gpa, 1); return -1;
+    case HVT_HYPERCALL_BLOCK_READ: block_io(t, gpa, 0); return -1;
+    case EDGEIO_HYPERCALL_BLOCK_FLUSH: block_flush(t, gpa); return -1;
+    case HVT_HYPERCALL_HALT: {
+        struct hvt_hc_halt a;
+        memcpy(&a, arg(t, "halt", gpa, sizeof(a)), sizeof(a));
+        return a.exit_status & 0xff;
+    }
+    default:
+        die_guest(t, "%s hypercall, but this tender has no network device", names[nr]);
+    }
+}
+
+void counters_print(const struct tender *t)
+{
+    static const char *const policy[] = { "none", "each-write", "on-request" };
+    uint64_t total = t->c.other_exits;
+    fprintf(stderr, "{\"edgeio_hvt_counters\": {\"exits\": {");
+    for (unsigned i = 0; i < EDGEIO_HYPERCALL_LIMIT; i++) {
+        if (!names[i])
+            continue;
+        fprintf(stderr, "\"%s\": %llu, ", names[i], (unsigned long long)t->c.exits[i]);
+        total += t->c.exits[i];
+    }
+    fprintf(stderr, "\"other\": %llu, \"total\": %llu}, \"bytes_written\": %llu, "
+            "\"bytes_read\": %llu, \"fsyncs\": %llu, \"flush\": \"%s\", "
+            "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\"}}\n",
+            (unsigned long long)t->c.other_exits, (unsigned long long)total,
+            (unsigned long long)t->c.bytes_written, (unsigned long long)t->c.bytes_read,
+            (unsigned long long)t->c.fsyncs, policy[t->flush], t->max_blocks,
+            (unsigned long long)t->cycle_freq, tender_arch_name);
+}

@@ -1,0 +1,79 @@
+/*
+ * tender.h: state of the edgeio hvt tender (an hvt-ABI-compatible KVM monitor).
+ *
+ * The guest is hostile: everything read from guest memory goes through
+ * guest_range(), which refuses any range not wholly inside guest memory.
+ */
+#ifndef EDGEIO_TENDER_H
+#define EDGEIO_TENDER_H
+
+#define HVT_HOST 1
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "edgeio_hvt_abi.h"
+
+/* Exit statuses of the tender itself (a halting guest's own status passes through). */
+#define EXIT_BAD_INPUT   2      /* options, ELF, disk, memory: the user's input */
+#define EXIT_GUEST_FAULT 3      /* the guest broke the ABI or crashed */
+#define EXIT_HOST_ERROR  4      /* KVM or host I/O failed */
+
+enum flush_policy { FLUSH_NONE, FLUSH_EACH_WRITE, FLUSH_ON_REQUEST };
+
+struct counters {
+    uint64_t exits[EDGEIO_HYPERCALL_LIMIT];  /* hypercalls by number */
+    uint64_t other_exits;                    /* non-hypercall VM exits (e.g. signals) */
+    uint64_t bytes_written, bytes_read;
+    uint64_t fsyncs;
+};
+
+struct tender {
+    uint8_t *mem;               /* host mapping of guest memory */
+    uint64_t mem_size;
+    uint64_t entry, kernel_end;
+    uint64_t cycle_freq;
+    struct mft *mft;            /* host copy, validated; the guest gets a copy */
+    size_t mft_size;
+    enum flush_policy flush;
+    uint32_t max_blocks;        /* blocks per block hypercall; 1 = stock */
+    bool print_counters;
+    struct counters c;
+};
+
+/* Pointer to [gpa, gpa+len) in guest memory, or NULL if any byte lies outside. */
+static inline void *guest_range(const struct tender *t, uint64_t gpa, uint64_t len)
+{
+    if (gpa > t->mem_size || len > t->mem_size - gpa)
+        return NULL;
+    return t->mem + gpa;
+}
+
+/* One-line errors; these never return. */
+void die_bad_input(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void die_guest(struct tender *t, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+void die_host(struct tender *t, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+void tender_exit(struct tender *t, int status) __attribute__((noreturn));
+
+/* elf.c */
+void elf_load(struct tender *t, const char *path, int expected_machine);
+
+/* mft.c */
+void mft_attach_block(struct tender *t, const char *name, const char *path);
+void mft_set_sector_size(struct tender *t, const char *name, const char *size);
+void mft_finish(struct tender *t);
+
+/* boot.c */
+void boot_info_place(struct tender *t, const char *cmdline, uint32_t host_features);
+
+/* hypercalls.c: handle hypercall nr with its argument at gpa.
+ * Returns -1 to resume the guest, or the exit status after a HALT. */
+int hypercall(struct tender *t, unsigned nr, uint64_t gpa);
+void counters_print(const struct tender *t);
+
+/* kvm_<arch>.c */
+extern const int tender_elf_machine;
+extern const char tender_arch_name[];
+void arch_mem_limits(uint64_t *max_mem);
+int arch_run(struct tender *t, const char *cmdline);  /* returns the exit status */
+
+#endif
