@@ -32,6 +32,10 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # Constant wrapper: report the pid (so a timed-out command can be killed), then exec argv.
 _WRAPPER = 'echo "edgeio-pid $$" >&2; exec "$@"'
 _PID_PREFIX = b"edgeio-pid "
+# Kill the session of pid $1 (constant script; the pid is a positional parameter).
+_KILL_SESSION = ('sid=$(ps -o sid= -p "$1" | tr -d " "); '
+                 'if [ -n "$sid" ] && [ "$sid" != 0 ]; then pkill -KILL -s "$sid"; fi; '
+                 'kill -KILL "$1" 2>/dev/null; true')
 
 # paramiko logs a dropped socket at ERROR level to stderr, through the progress display;
 # we report it ourselves as ConnectionLost.
@@ -266,14 +270,18 @@ class SshTarget(Target):
             select.select([chan], [], [], 0.01)
 
     def _kill_remote(self, err: bytes):
-        """A timed-out remote command would live on without us: kill it by its pid."""
+        """A timed-out remote command would live on without us: kill its whole session.
+
+        sshd starts every exec channel in a session of its own, so the session id of
+        the wrapper's pid covers the command's children too (sh -c, docker run...).
+        """
         line = bytes(err).partition(b"\n")[0]
         if not line.startswith(_PID_PREFIX):
             return
         pid = line[len(_PID_PREFIX):].strip().decode()
         if pid.isdigit():
             try:
-                self.run(["kill", "-KILL", pid], timeout=10)
+                self.run(["sh", "-c", _KILL_SESSION, "sh", pid], timeout=15)
             except (UserError, TimeoutError, CellFailed):
                 pass
 
