@@ -8,6 +8,7 @@ Mann-Whitney (no normality assumed; the headline) and Welch's t (for reference).
 """
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats as _st
@@ -51,7 +52,9 @@ def significance(per_op_a, per_op_b) -> dict:
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         welch = 0.0 if a[0] != b[0] else 1.0     # t is undefined with no spread at all
     else:
-        welch = float(_st.ttest_ind(a, b, equal_var=False).pvalue)
+        with warnings.catch_warnings():   # near-constant samples: scipy warns, p is still right
+            warnings.simplefilter("ignore", RuntimeWarning)
+            welch = float(_st.ttest_ind(a, b, equal_var=False).pvalue)
     return {"mannwhitney_p": float(mw.pvalue), "welch_p": welch}
 
 

@@ -1,0 +1,265 @@
+"""The report from a small real campaign (+ a real calibration), --reference, and bad input."""
+
+import base64
+import io
+import json
+import math
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import docker_running
+from edgeio import store
+from edgeio.errors import UserError
+from edgeio.units import format_size, format_time
+from edgeio.commands import report as report_cmd
+
+
+# -- a parsed report ---------------------------------------------------------------
+
+class ReportHTML(HTMLParser):
+    """Tables (with their cells' data-* attributes), figures, sections and warning boxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.figures, self.sections, self.warnings = [], [], [], []
+        self._table = self._cell = self._warning = None
+        self._text = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = {"attrs": a, "cells": []}
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell, self._text = a, []
+        elif tag == "figure":
+            self.figures.append({"attrs": a})
+        elif tag == "img" and self.figures:
+            self.figures[-1]["src"] = a.get("src", "")
+        elif tag == "section":
+            self.sections.append(a)
+        elif tag == "div" and "warnings" in (a.get("class") or ""):
+            self._warning = []
+        elif tag == "li" and self._warning is not None:
+            self._text = []
+
+    def handle_data(self, data):
+        self._text.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._table["cells"].append(dict(self._cell, text="".join(self._text)))
+            self._cell = None
+        elif tag == "table" and self._table is not None:
+            self.tables.append(self._table)
+            self._table = None
+        elif tag == "li" and self._warning is not None:
+            self._warning.append("".join(self._text))
+        elif tag == "div" and self._warning is not None:
+            self.warnings += self._warning
+            self._warning = None
+
+    def tables_of(self, kind):
+        return [t for t in self.tables if t["attrs"].get("data-kind") == kind]
+
+    def cells_of(self, kind):
+        return [c for t in self.tables_of(kind) for c in t["cells"]]
+
+
+def parse(report_dir: Path) -> ReportHTML:
+    p = ReportHTML()
+    p.feed((report_dir / "index.html").read_text(encoding="utf-8"))
+    return p
+
+
+def assert_nontrivial_png(data: bytes):
+    img = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+    assert img.shape[0] > 200 and img.shape[1] > 200
+    # Not a blank canvas: a good share of pixels are drawn (ink), and they vary.
+    assert img.std() > 10
+    assert (img < 200).mean() > 0.01
+
+
+def assert_images(report_dir: Path, parsed: ReportHTML):
+    md = (report_dir / "report.md").read_text(encoding="utf-8")
+    for fig in parsed.figures:
+        name = fig["attrs"]["data-name"]
+        assert fig["src"].startswith("data:image/png;base64,")
+        embedded = base64.b64decode(fig["src"].split(",", 1)[1])
+        beside = (report_dir / f"{name}.png").read_bytes()
+        assert embedded == beside
+        assert f"]({name}.png)" in md
+        assert_nontrivial_png(beside)
+
+
+# -- fixtures: a real campaign, a real calibration ------------------------------------
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    """A small real campaign made by `invoke measure`'s own code (linux, and docker when running)."""
+    from edgeio.commands import measure
+    root = tmp_path_factory.mktemp("campaign-results")
+    envs = "linux,docker" if docker_running() else "linux"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEIO_RESULTS", str(root))
+        path = measure.run(env=envs, size="4KiB,64KiB", op="all", reps="200", batches=10, quiet=True)
+    return Path(path)
+
+
+def expected_cells(path: Path) -> pd.DataFrame:
+    return store.load_summary(path)
+
+
+# -- the report of a campaign --------------------------------------------------------
+
+def test_campaign_report_has_every_cell_plot_and_comparison(campaign, results_tmp, capsys):
+    summary = expected_cells(campaign)
+    envs = sorted(set(summary["env"]))
+    compare = ["linux", "docker"] if "docker" in envs else None
+    out = report_cmd.run([str(campaign)], compare=compare)
+    assert out.parent == results_tmp / "reports"
+    assert str(out) in capsys.readouterr().out
+    parsed = parse(out)
+
+    # (1) one table per size; a cell per (env, size, op), value and interval the store's.
+    measured = parsed.cells_of("measured")
+    by_key = {(c["data-env"], int(c["data-size"]), c["data-op"]): c for c in measured if "data-env" in c}
+    assert len(by_key) == len(summary)
+    sizes = {int(t["attrs"]["data-size"]) for t in parsed.tables_of("measured")}
+    assert sizes == set(summary["size_bytes"])
+    for r in summary.itertuples():
+        cell = by_key[(r.env, r.size_bytes, r.op)]
+        assert float(cell["data-mean"]) == pytest.approx(r.mean_per_op_s, rel=1e-12)
+        assert float(cell["data-ci-low"]) == pytest.approx(r.ci95_low_s, rel=1e-12)
+        assert cell["text"].startswith(format_time(r.mean_per_op_s))   # unit chosen per cell
+        assert "[" in cell["text"]                                        # with its interval
+    # rows are ops, in the study's order
+    first = parsed.tables_of("measured")[0]["cells"]
+    ops = [c["text"] for c in first if c.get("data-env") is None and c["text"] in ("write_sync", "write", "read")]
+    assert ops == ["write_sync", "write", "read"]
+
+    # (2) plots: time per op and distributions, one panel per (size, op)
+    kinds = {f["attrs"]["data-kind"]: f for f in parsed.figures}
+    n_panels = len(summary[["size_bytes", "op"]].drop_duplicates())
+    assert int(kinds["time-per-op"]["attrs"]["data-panels"]) == n_panels
+    assert int(kinds["distributions"]["attrs"]["data-panels"]) == n_panels
+    assert_images(out, parsed)
+
+    # (4) comparison: a row per (size, op), ratio = docker / linux of the store's means
+    if compare:
+        rows = parsed.cells_of("compare")
+        ratios = {(int(c["data-size"]), c["data-op"]): c for c in rows if "data-ratio" in c}
+        assert len(ratios) == n_panels
+        for (size, op), c in ratios.items():
+            m = summary.set_index(["env", "size_bytes", "op"])["mean_per_op_s"]
+            assert float(c["data-ratio"]) == pytest.approx(m[("docker", size, op)] / m[("linux", size, op)])
+            assert c["data-significant"] in ("yes", "no")
+
+    # (5) metadata of the campaign is shown
+    meta = parsed.tables_of("metadata")
+    assert meta and meta[0]["attrs"]["data-source"] == campaign.name
+    md = json.loads((campaign / "metadata.json").read_text())
+    texts = {c["text"] for c in meta[0]["cells"]}
+    assert md["host"] in texts and md["kernel"] in texts
+
+
+def test_same_campaign_twice_ratio_one_not_significant_and_block_device_warning(campaign, tmp_path, results_tmp):
+    twin = tmp_path / "twin" / campaign.name
+    shutil.copytree(campaign, twin)
+    meta = json.loads((twin / "metadata.json").read_text())
+    meta["block_devices"] = {k: "/dev/mmcblk0p2" for k in (meta.get("block_devices") or {"linux@local": 0})}
+    meta["host"] = "raspberrypi"
+    (twin / "metadata.json").write_text(json.dumps(meta))
+    out = report_cmd.run([str(campaign), str(twin)], compare=[str(campaign), str(twin)],
+                         out=str(tmp_path / "rep"))
+    parsed = parse(out)
+    rows = [c for c in parsed.cells_of("compare") if "data-ratio" in c]
+    assert len(rows) == len(expected_cells(campaign))
+    for c in rows:      # identical batches: ratio exactly 1, flagged as not significant
+        assert float(c["data-ratio"]) == pytest.approx(1.0)
+        assert c["data-significant"] == "no"
+    box = " ".join(parsed.warnings)
+    assert "block device" in box and "/dev/mmcblk0p2" in box
+    assert "host" in box and "raspberrypi" in box
+    assert "not significant" in box
+    # two sources of the same directory name are told apart in the columns
+    series = {c["data-series"] for c in parsed.cells_of("measured") if "data-series" in c}
+    assert len(series) == 2 * len(set(expected_cells(campaign)["env"]))
+
+
+def test_newest_campaign_is_the_default(campaign, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEIO_RESULTS", str(campaign.parent))
+    out = report_cmd.run([], out=str(tmp_path / "r"))
+    sources = [t["attrs"]["data-source"] for t in parse(out).tables_of("metadata")]
+    assert sources == [campaign.name]
+
+
+# -- the study's figures on their own ------------------------------------------------
+
+def test_reference_on_a_fresh_machine(results_tmp):
+    from report.data import reference_results
+    ref = reference_results()
+    first = report_cmd.run([], reference=True)
+    second = report_cmd.run([], reference=True)
+    assert first != second and first.parent == second.parent == results_tmp / "reports"
+    parsed = parse(first)
+    cells = [c for c in parsed.cells_of("measured") if "data-env" in c]
+    assert len(cells) == len(ref) == 30
+    got = {(c["data-env"], int(c["data-size"]), c["data-op"]): float(c["data-mean"]) for c in cells}
+    for r in ref.itertuples():
+        assert got[(r.env, int(r.size_bytes), r.op)] == pytest.approx(r.mean_per_op_s)
+    # the study's column order (Tables 2 and 3)
+    header = parsed.tables_of("measured")[0]["cells"]
+    assert [c["text"] for c in header[:6]] == ["op", "linux", "docker", "qemu", "hvt", "xen"]
+    assert {f["attrs"]["data-kind"] for f in parsed.figures} == {"time-per-op"}
+    assert_images(first, parsed)
+    assert any("published means only" in w for w in parsed.warnings)
+
+
+# -- bad input ----------------------------------------------------------------------
+
+def _no_report_written(root: Path):
+    reports = root / "reports"
+    assert not reports.exists() or not any(reports.iterdir())
+
+
+def test_bad_inputs_are_one_line_user_errors(campaign, tmp_path, results_tmp):
+    not_campaign = tmp_path / "empty"
+    not_campaign.mkdir()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    corrupt_meta = tmp_path / "corrupt-meta"
+    shutil.copytree(campaign, corrupt_meta)
+    (corrupt_meta / "metadata.json").write_text("{not json")
+    corrupt_cell = tmp_path / "corrupt-cell"
+    shutil.copytree(campaign, corrupt_cell)
+    next((corrupt_cell / "cells").glob("*.json")).write_text('{"cell": {"cell_id": "x"}')
+    bad_cal = tmp_path / "cal.json"
+    bad_cal.write_text("{truncated")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("earlier report")
+    cases = [
+        dict(campaigns=[str(tmp_path / "missing")]),
+        dict(campaigns=[str(a_file)]),
+        dict(campaigns=[str(not_campaign)]),
+        dict(campaigns=[str(corrupt_meta)]),
+        dict(campaigns=[str(corrupt_cell)]),
+        dict(campaigns=[str(campaign)], calibration=str(tmp_path / "nope.json")),
+        dict(campaigns=[str(campaign)], calibration=str(bad_cal)),
+        dict(campaigns=[str(campaign)], compare=["linux"]),
+        dict(campaigns=[str(campaign)], compare=["linux", "no-such-env"]),
+        dict(campaigns=[str(campaign)], out=str(used)),
+        dict(campaigns=[]),                      # no campaign under an empty results dir
+    ]
+    for kwargs in cases:
+        with pytest.raises(UserError) as e:
+            report_cmd.run(**kwargs)
+        assert "\n" not in str(e.value) and str(e.value), kwargs
+    assert (used / "keep.txt").read_text() == "earlier report"
+    _no_report_written(results_tmp)
