@@ -304,7 +304,7 @@ def _call(state: _Run, env, cell: dict, timeout: float | None):
 
 def _measure(state: _Run, env, cell: dict, deadline: float | None):
     """(probe, metadata, log, extra record keys) of one attempt at a cell."""
-    left = None if deadline is None else max(1.0, deadline - time.monotonic())
+    left = None if deadline is None else max(0.05, deadline - time.monotonic())
     if not cell.get("adaptive"):
         result = _call(state, env, cell, left)
         return result.probe, result.metadata, result.log, {}
@@ -321,7 +321,7 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
     decision = None
     while True:
         t_round = time.monotonic()
-        left = None if deadline is None else max(1.0, deadline - t_round)
+        left = None if deadline is None else max(0.05, deadline - t_round)
         try:
             result = _call(state, env, this_round, left)
         except CellFailed as e:

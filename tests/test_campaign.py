@@ -1,0 +1,257 @@
+"""The campaign engine: failed cells, timeouts, unavailable environments, fleet, adaptive, progress."""
+
+import io
+import json
+import random
+import time
+
+import pytest
+
+from edgeio import store
+from edgeio.errors import UserError
+from measure import adaptive
+from measure import campaign as engine
+from measure import plan as planning
+from measure.environments.base import CellFailed, CellResult, Environment, Unavailable
+from measure.progress import Estimator, Progress
+
+
+class FakeTarget:
+    def __init__(self, name="local", host="h"):
+        self.name, self.host = name, host
+
+    def facts(self):
+        return {"host": self.host, "arch": "x86_64"}
+
+
+def probe_record(cell, per_op, rng=None, noise=0.0):
+    """A probe record with per-batch times around per_op (relative Gaussian noise)."""
+    rng = rng or random.Random(0)
+    batches = max(1, min(int(cell.get("batches") or 1), int(cell["reps"])))
+    per_batch = int(cell["reps"]) // batches
+    reps = [per_batch] * batches
+    secs = [max(1e-9, per_op * r * (1 + rng.gauss(0, noise))) for r in reps]
+    return {"probe": "edgeio-fileprobe", "version": "t", "op": cell["op"], "size": cell["size_bytes"],
+            "reps": sum(reps), "io_size": cell["size_bytes"], "sync": "fsync", "direct": False,
+            "cache": "warm", "batch_reps": reps, "batch_seconds": secs, "total_seconds": sum(secs),
+            "errno": 0, "error": ""}
+
+
+class FakeEnv(Environment):
+    """Behaviour per cell op: 'ok', 'fail', 'hang', 'sleep'; noise for adaptive tests."""
+    name = "fake"
+
+    def __init__(self, target, behaviour=None, sleep=0.0, noise=0.0, seed=1):
+        super().__init__(target)
+        self.behaviour = behaviour or {}
+        self.sleep, self.noise = sleep, noise
+        self.rng = random.Random(seed)
+        self.calls = []
+
+    def run(self, cell, timeout=None):
+        self.calls.append((cell["cell_id"], cell["reps"], cell.get("batches"), timeout))
+        what = self.behaviour.get(cell["op"], "ok")
+        if what == "fail":
+            raise CellFailed("probe exit 1: EIO", log="probe said: input/output error")
+        if what == "unavailable":
+            raise Unavailable("fake: engine went away")
+        if what == "bug":
+            raise KeyError("oops")
+        if what == "hang":      # ignores its timeout
+            time.sleep(30)
+        if what == "timeout":   # honours it
+            time.sleep(timeout or 0)
+            raise TimeoutError(f"probe timed out after {timeout:g} s")
+        time.sleep(self.sleep)
+        return CellResult(probe_record(cell, 1e-4, self.rng, self.noise), {"fs": "ext4"}, "ran fine")
+
+
+def make(tmp_path, envs=("fake",), ops=("write_sync", "write", "read"), reps=100, target="local", batches=10):
+    plan = planning.make_plan(list(envs), [4096], list(ops), reps, target=target, order="interleaved",
+                              batches=batches)
+    return store.Campaign.create(tmp_path, {"test": True}, plan), plan
+
+
+def test_failed_cell_is_stored_with_log_and_campaign_goes_on(tmp_path):
+    c, plan = make(tmp_path)
+    env = FakeEnv(FakeTarget(), {"write": "fail", "read": "bug"})
+    seen = []
+    res = engine.run(c, plan, {("fake", "local"): env}, on_cell=lambda cell, rec: seen.append(rec["status"]))
+    assert (res["ok"], res["failed"]) == (1, 2) and len(seen) == 3
+    recs = c.records()
+    failed = {r["cell"]["op"]: r for r in recs.values() if r["status"] == "failed"}
+    assert "EIO" in failed["write"]["error"]
+    assert "input/output error" in (c.path / failed["write"]["log"]).read_text()
+    assert "internal error" in failed["read"]["error"] and "KeyError" in (c.path / failed["read"]["log"]).read_text()
+    ok = next(r for r in recs.values() if r["status"] == "ok")
+    assert ok["env_metadata"]["host"] == "h" and ok["env_metadata"]["fs"] == "ext4"
+    lines = engine.summary_lines(res)
+    assert lines[0].startswith("1 cells ok, 2 failed")
+    assert any(l.startswith("failed: ") and "EIO" in l and ".log" in l for l in lines)
+    c.finish(counts=res)
+    assert len(store.load_samples(c.path)) == 10     # only the ok cell's batches
+
+
+def test_resume_skips_recorded_cells(tmp_path):
+    c, plan = make(tmp_path)
+    env = FakeEnv(FakeTarget(), {"write": "fail"})
+    engine.run(c, plan[:2], {("fake", "local"): env})
+    env2 = FakeEnv(FakeTarget())
+    campaign, plan2, done = engine.resume(c.path)
+    assert plan2 == plan and len(done) == 2
+    res = engine.run(campaign, plan2, {("fake", "local"): env2})
+    assert res["skipped"] == 2 and res["ok"] == 1 and len(env2.calls) == 1
+    # retry_failed runs the failed cell again, keeping its old record aside
+    res = engine.run(campaign, plan2, {("fake", "local"): env2}, retry_failed=True)
+    assert res["ok"] == 1 and res["skipped"] == 2
+    assert all(r["status"] == "ok" for r in campaign.records().values())
+    assert len(list((campaign.cells_dir / "retried").glob("*.json"))) == 1
+
+
+def test_timeouts_honoured_and_watchdog(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine, "WATCHDOG_GRACE_S", 0.5)
+    c, plan = make(tmp_path)
+    env = FakeEnv(FakeTarget(), {"write_sync": "timeout", "write": "hang"})
+    t0 = time.monotonic()
+    res = engine.run(c, plan, {("fake", "local"): env}, cell_timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    errors = {r["cell"]["op"]: r["error"] for r in c.records().values() if r["status"] == "failed"}
+    assert "probe timed out after 0.5" in errors["write_sync"] or "probe timed out after 0.4" in errors["write_sync"]
+    assert "did not stop" in errors["write"]
+    assert res["ok"] == 1
+    assert all(call[3] is not None and call[3] <= 0.5 for call in env.calls)
+
+
+def test_unavailable_environment_cells_are_not_run(tmp_path):
+    c, plan = make(tmp_path, envs=("fake", "other"))
+    env = FakeEnv(FakeTarget(), {"write": "unavailable"})
+    res = engine.run(c, plan, {("fake", "local"): env, ("other", "local"): FakeEnv(FakeTarget())},
+                     unavailable={("other", "local"): "other: not installed"})
+    assert res["not_run"] == 3 + 2 and res["ok"] == 1      # write_sync ran before fake went away
+    lines = engine.summary_lines(res)
+    assert any("3 other cells on local: other: not installed" in l for l in lines)
+    assert len(c.records()) == 1        # not-run cells are not recorded: a resume tries them
+
+
+def test_store_error_stops_every_target(tmp_path):
+    c, plan = make(tmp_path)
+
+    def broken(*a, **k):
+        raise UserError("cannot write x: No space left on device")
+    c.record_cell = broken
+    with pytest.raises(UserError, match="No space"):
+        engine.run(c, plan, {("fake", "local"): FakeEnv(FakeTarget())})
+
+
+def test_fleet_runs_targets_in_parallel(tmp_path):
+    plan = engine.fleet_plan(planning.make_plan(["fake"], [4096], list(planning.OPS), 100), ["ssh://pi@a", "ssh://pi@b"])
+    assert len({c["cell_id"] for c in plan}) == 6 and engine.target_names(plan) == ["ssh://pi@a", "ssh://pi@b"]
+    c = store.Campaign.create(tmp_path, {}, plan)
+    envs = {("fake", t): FakeEnv(FakeTarget(t, host=t[-1]), sleep=0.4) for t in engine.target_names(plan)}
+    t0 = time.monotonic()
+    res = engine.run(c, plan, envs)
+    elapsed = time.monotonic() - t0
+    assert res["ok"] == 6
+    assert elapsed < 0.4 * 6 * 0.8, elapsed         # serial would take 2.4 s
+    samples = store.load_samples(c.path)
+    assert set(zip(samples["target"], samples["host"])) == {("ssh://pi@a", "a"), ("ssh://pi@b", "b")}
+    assert engine.target_metadata({"x": FakeTarget("x", "hx")}) == {"x": {"host": "hx", "arch": "x86_64"}}
+
+
+# -- adaptive ----------------------------------------------------------------------------
+def test_parse_ci_and_duration():
+    assert adaptive.parse_ci("2%") == pytest.approx(0.02) and adaptive.parse_ci("0.05") == 0.05
+    assert adaptive.parse_duration("10m") == 600 and adaptive.parse_duration("1.5h") == 5400
+    assert adaptive.parse_duration("90s") == 90
+    for bad in ("0%", "150%", "x"):
+        with pytest.raises(UserError):
+            adaptive.parse_ci(bad)
+    for bad in ("-1m", "10 parsecs", "0"):
+        with pytest.raises(UserError):
+            adaptive.parse_duration(bad)
+
+
+def test_decide_rule():
+    rng = random.Random(3)
+    tight = [1.0 + rng.gauss(0, 0.01) for _ in range(20)]
+    d = adaptive.decide(tight, 1.0, 0.05, ci=0.02, budget_s=60)
+    assert d.stop and d.reason == "ci reached" and d.rel_halfwidth < 0.02
+    loose = [1.0 + rng.gauss(0, 0.2) for _ in range(20)]
+    d = adaptive.decide(loose, 1.0, 0.05, ci=0.02, budget_s=60)
+    # n_needed ≈ n (rel/ci)²: far more than 20 batches
+    assert not d.stop and d.next_batches > 100
+    d2 = adaptive.decide(loose, 1.0, 0.05, ci=0.02, budget_s=3)   # budget pays for 40 batches
+    assert not d2.stop and d2.next_batches == 40
+    d3 = adaptive.decide(loose, 59.9, 0.05, ci=0.02, budget_s=60)
+    assert d3.stop and d3.reason == "budget spent"
+    assert "budget spent" in adaptive.warnings(loose, 0.02, d3)[-1]
+
+
+def test_adaptive_cell_runs_rounds_until_ci(tmp_path):
+    c, plan = make(tmp_path, ops=("write",), reps=100, batches=10)
+    adaptive.mark_plan(plan, ci=0.01, budget_s=30)
+    env = FakeEnv(FakeTarget(), noise=0.05)
+    res = engine.run(c, plan, {("fake", "local"): env})
+    rec = next(iter(c.records().values()))
+    info = rec["adaptive"]
+    assert res["ok"] == 1 and info["stopped"] == "ci reached" and info["rounds"] >= 2
+    assert info["ci_achieved"] <= 0.01
+    assert len(rec["probe"]["batch_seconds"]) == info["batches"] == sum(call[2] for call in env.calls)
+    assert rec["probe"]["reps"] == sum(rec["probe"]["batch_reps"]) == sum(call[1] for call in env.calls)
+    # each round keeps the pilot's 10 repetitions per batch
+    assert all(r == 10 for r in rec["probe"]["batch_reps"])
+
+
+def test_adaptive_cell_stops_at_budget_with_warning(tmp_path):
+    c, plan = make(tmp_path, ops=("write",), reps=100, batches=10)
+    adaptive.mark_plan(plan, ci=0.001, budget_s=1.0)
+    env = FakeEnv(FakeTarget(), noise=0.5, sleep=0.3)
+    t0 = time.monotonic()
+    res = engine.run(c, plan, {("fake", "local"): env})
+    assert time.monotonic() - t0 < 2.5
+    rec = next(iter(c.records().values()))
+    assert rec["adaptive"]["stopped"] == "budget spent"
+    assert any("target ±0.1%" in w for w in rec["adaptive"]["warnings"])
+    assert any("warning:" in l for l in engine.summary_lines(res, c.records()))
+
+
+# -- progress -----------------------------------------------------------------------------
+def test_estimator_learns_from_finished_cells():
+    e = Estimator()
+    a = {"env": "linux", "target": "local", "op": "write", "size_bytes": 4096, "reps": 100}
+    assert e.estimate(a) is None
+    e.add(a, 2.0)
+    assert e.estimate(dict(a, reps=300)) == pytest.approx(6.0)
+    # another size of the same op scales by bytes moved
+    assert e.estimate(dict(a, size_bytes=8192)) == pytest.approx(4.0)
+    assert e.remaining([a, dict(a, reps=50)]) == pytest.approx(3.0)
+
+
+def test_progress_draws_current_cell_and_etas(tmp_path):
+    from rich.console import Console
+    c, plan = make(tmp_path, reps=100)
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=160)
+    p = Progress(plan, mode="rich", console=console, title="camp")
+    p.finished(plan[0], {"status": "ok", "wall_seconds": 2.0})
+    p.started(plan[1])
+    console.print(p._render())
+    text = buf.getvalue()
+    assert "1/3 cells" in text and plan[1]["cell_id"] in text and "ETA 0:00:0" in text
+
+
+def test_progress_quiet_in_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("CI", "true")
+    c, plan = make(tmp_path)
+    with Progress(plan) as p:
+        assert p.mode == "quiet"
+        res = engine.run(c, plan, {("fake", "local"): FakeEnv(FakeTarget())}, progress=p)
+    assert res["ok"] == 3 and len(p.done_ids) == 3
+
+
+def test_records_are_json(tmp_path):
+    c, plan = make(tmp_path)
+    engine.run(c, plan, {("fake", "local"): FakeEnv(FakeTarget())})
+    for path in c.cells_dir.glob("*.json"):
+        rec = json.loads(path.read_text())
+        assert rec["attempts"] == 1 and rec["wall_seconds"] > 0
