@@ -157,6 +157,8 @@ def model_section(cal) -> Section:
 
 
 def _fmt_any(col: str, v) -> str:
+    if col == "size_bytes" and isinstance(v, (int, float)) and v == v:
+        return format_size(int(v))
     if isinstance(v, float):
         if col.endswith("_s"):
             return format_time(v)

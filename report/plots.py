@@ -103,13 +103,16 @@ def distributions(samples, panels, series) -> bytes:
 
 
 def measured_vs_modelled(fit) -> bytes:
-    """Modelled against measured time per op, log-log; the diagonal is a perfect fit."""
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    """Left: modelled against measured, log-log, the diagonal a perfect fit, each point
+    labelled with its relative error. Right: the relative error of every cell, readable
+    where the points of the left panel crowd."""
+    fig = Figure(figsize=(14, max(7.0, 0.22 * len(fit))), layout="constrained")
+    ax, bars = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     envs = list(dict.fromkeys(fit["env"]))
-    for i, env in enumerate(envs):
+    colors = {env: f"C{i % 10}" for i, env in enumerate(envs)}
+    for env in envs:
         rows = fit[fit["env"] == env]
-        ax.plot(rows["measured_s"], rows["modelled_s"], "o", color=f"C{i % 10}", label=env)
+        ax.plot(rows["measured_s"], rows["modelled_s"], "o", color=colors[env], label=env)
         for r in rows.itertuples():
             ax.annotate(f"{r.rel_error:+.0%}", (r.measured_s, r.modelled_s), fontsize=7,
                         xytext=(4, -3), textcoords="offset points")
@@ -125,9 +128,25 @@ def measured_vs_modelled(fit) -> bytes:
     _time_y(ax, "y")
     ax.set_xlabel("measured time per op")
     ax.set_ylabel("modelled time per op")
-    ax.set_title("Measured vs modelled (labels: relative error)")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Measured vs modelled (labels: relative error)", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+
+    labels = [f"{r.env} {format_size(int(r.size_bytes))} {r.op}" for r in fit.itertuples()]
+    y = np.arange(len(fit))[::-1]
+    err = fit["rel_error"].to_numpy(float) * 100
+    bars.barh(y, err, color=[colors[e] for e in fit["env"]])
+    for yi, e in zip(y, err):
+        bars.annotate(f"{e:+.1f}%", (e, yi), fontsize=7, va="center",
+                      xytext=(3 if e >= 0 else -3, 0), textcoords="offset points",
+                      ha="left" if e >= 0 else "right")
+    bars.axvline(0, color="k", lw=1)
+    bars.axvspan(-10, 10, color="0.9", zorder=0, label="±10%")
+    bars.set_yticks(y, labels, fontsize=7)
+    bars.margins(x=0.15)
+    bars.set_xlabel("relative error of the model (%)")
+    bars.set_title("Relative error per cell", fontsize=10)
+    bars.grid(True, axis="x", alpha=0.3)
     return _png(fig)
 
 
@@ -151,10 +170,14 @@ def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: 
                 rows = rows.assign(_pos=[order.index(v) for v in rows["sweep_value"]]).sort_values("_pos")
                 x = rows["_pos"].to_numpy(float)
             y = rows["predicted_s"].to_numpy(float)
+            low, high = rows["pi95_low_s"].to_numpy(float), rows["pi95_high_s"].to_numpy(float)
             color = f"C{i % 10}"
-            ax.plot(x, y, "o-", color=color, label=f"{env} predicted", markersize=4)
-            ax.fill_between(x, rows["pi95_low_s"].to_numpy(float), rows["pi95_high_s"].to_numpy(float),
-                            color=color, alpha=0.2, lw=0)
+            if numeric:
+                ax.plot(x, y, "o-", color=color, label=f"{env} predicted", markersize=4)
+                ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+            else:   # categories: no line between them; the interval as error bars
+                ax.errorbar(x + 0.08 * i, y, yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)],
+                            fmt="o", color=color, capsize=4, label=f"{env} predicted")
             base = rows["baseline_s"].iloc[0]
             ax.axhline(base, color=color, ls="--", lw=1, label=f"{env} baseline")
         level = linux_levels.get((size, op))
