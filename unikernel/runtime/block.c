@@ -45,7 +45,9 @@ static solo5_result_t block_io(unsigned nr, solo5_handle_t h, solo5_off_t offset
     if (size == 0 || (size & (bs - 1)) || size > bs * max_blocks || (offset & (bs - 1)) ||
         offset >= cap || size > cap - offset)
         return SOLO5_R_EINVAL;
-    volatile struct hvt_hc_block_io a = {
+    /* Not volatile: the hypercall's "memory" clobber already makes the
+     * compiler store it before and reload ret after (fewer emulated stores). */
+    struct hvt_hc_block_io a = {
         .handle = h, .offset = offset, .data = buf, .len = size, .ret = 0,
     };
     hvt_hypercall(nr, &a);
