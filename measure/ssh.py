@@ -42,6 +42,15 @@ _KILL_SESSION = ('sid=$(ps -o sid= -p "$1" | tr -d " "); '
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+def _pid_of(err) -> str | None:
+    """The remote pid the wrapper printed first on stderr."""
+    line = bytes(err).partition(b"\n")[0]
+    if line.startswith(_PID_PREFIX):
+        pid = line[len(_PID_PREFIX):].strip().decode(errors="replace")
+        return pid if pid.isdigit() else None
+    return None
+
+
 class ConnectionLost(CellFailed):
     """The SSH connection dropped (or could not be re-established) during a command."""
 
@@ -96,6 +105,7 @@ class SshTarget(Target):
         self._sftp = None
         self._lock = threading.RLock()
         self._facts = None
+        self._orphans = []         # pids of commands cut off by a dropped connection
         self.connects = 0          # how many times a connection was (re)established
 
     def __repr__(self):
@@ -170,10 +180,24 @@ class SshTarget(Target):
                 time.sleep(delay)
                 try:
                     self._client = self._connect_once()
-                    return
                 except ConnectionError as e:
                     last = e
+                    continue
+                self._kill_orphans()
+                return
             raise ConnectionLost(f"cannot connect to {self.name}: {last}")
+
+    def _kill_orphans(self):
+        """Commands whose connection dropped still run there (no pty, no SIGHUP): a retried
+        cell must not race its own orphan for the same file, so kill them first."""
+        orphans, self._orphans = self._orphans, []
+        for pid, comm in orphans:
+            try:
+                # Only if that pid still runs the same program (after a reboot it may not).
+                self.run(["sh", "-c", '[ "$(cat /proc/$1/comm 2>/dev/null)" = "$2" ] || exit 0; ' + _KILL_SESSION,
+                          "sh", pid, comm], timeout=15)
+            except (UserError, TimeoutError, CellFailed):
+                pass
 
     def _alive(self) -> bool:
         t = self._client.get_transport() if self._client else None
@@ -261,6 +285,9 @@ class SshTarget(Target):
             if chan.closed or not self._alive():
                 if chan.exit_status_ready() and chan.exit_status >= 0:
                     return bytes(out), bytes(err), chan.exit_status
+                pid = _pid_of(err)
+                if pid:
+                    self._orphans.append((pid, os.path.basename(argv[0])[:15]))
                 self.close()
                 raise ConnectionLost(f"{self.name}: connection lost while running {argv[0]}",
                                      log=(bytes(out) + bytes(err)).decode(errors="replace"))
@@ -275,11 +302,8 @@ class SshTarget(Target):
         sshd starts every exec channel in a session of its own, so the session id of
         the wrapper's pid covers the command's children too (sh -c, docker run...).
         """
-        line = bytes(err).partition(b"\n")[0]
-        if not line.startswith(_PID_PREFIX):
-            return
-        pid = line[len(_PID_PREFIX):].strip().decode()
-        if pid.isdigit():
+        pid = _pid_of(err)
+        if pid:
             try:
                 self.run(["sh", "-c", _KILL_SESSION, "sh", pid], timeout=15)
             except (UserError, TimeoutError, CellFailed):

@@ -138,11 +138,15 @@ def test_dropped_connection_mid_command_then_reconnect(sshd, target):
     before = target.connects
     killer = threading.Timer(0.5, sshd.drop_connections)
     killer.start()
+    marker = f"7.{time.monotonic_ns() % 10**6:06d}"
     with pytest.raises(ConnectionLost):
-        target.run(["sleep", "5"], timeout=20)
+        target.run(["sleep", marker], timeout=20)
     killer.join()
+    # the orphaned command still runs there until the reconnection kills it
+    assert f"sleep {marker}" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert target.run(["echo", "back"]).stdout == b"back\n"
     assert target.connects == before + 1
+    assert f"sleep {marker}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
 
 
 def test_unreachable_host_is_connection_lost(tmp_path, sshd, monkeypatch):
