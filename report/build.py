@@ -65,10 +65,13 @@ def _panels(df) -> list[tuple[int, str]]:
 
 # -- sections ----------------------------------------------------------------------
 
-def sources_section(sources, warnings: list[str]) -> Section:
+def warnings_section(warnings: list[str]) -> Section:
+    """Read first: what makes figures of this report incomparable."""
+    return Section("warnings", "Read first", [Warnings(warnings)], attrs={"count": len(warnings)})
+
+
+def sources_section(sources) -> Section:
     sec = Section("sources", "Sources and their metadata")
-    if warnings:
-        sec.add(Warnings(warnings))
     for s in sources:
         meta = dict(s.metadata)
         ordered = {k: meta.pop(k) for k in _META_FIRST if k in meta}
@@ -286,7 +289,8 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
                                 " No calibration given (pass --calibration FILE for the model sections)."),
         "Times are per operation (one whole-file write, write+fsync or read).",
     ])
-    doc.sections.append(sources_section(sources, warnings))
+    if warnings:
+        doc.sections.append(warnings_section(warnings))
     if len(df):
         doc.sections.append(measured_section(df, samples, series))
     else:
@@ -297,6 +301,7 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
     if cal is not None:
         doc.sections.append(model_section(cal))
         doc.sections.append(whatif_section(cal, scenarios or {}))
+    doc.sections.append(sources_section(sources))
     return doc
 
 
