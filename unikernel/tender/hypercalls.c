@@ -157,7 +157,8 @@ static void poll_(struct tender *t, uint64_t gpa)
 
 int hypercall(struct tender *t, unsigned nr, uint64_t gpa)
 {
-    if (nr >= EDGEIO_HYPERCALL_LIMIT || names[nr] == NULL)
+    if (nr >= EDGEIO_HYPERCALL_LIMIT || names[nr] == NULL ||
+        (t->stock_abi && nr >= HVT_HYPERCALL_MAX))
         die_guest(t, "unknown hypercall %u", nr);
     t->c.exits[nr]++;
     switch (nr) {

@@ -103,7 +103,7 @@ int arch_run(struct tender *t, const char *cmdline)
     setup_page_tables(t);
     setup_vcpu(t, &vm);
     t->cycle_freq = counter_frequency();
-    boot_info_place(t, cmdline, EDGEIO_HF_BLOCK_FLUSH);
+    boot_info_place(t, cmdline, t->stock_abi ? 0 : EDGEIO_HF_BLOCK_FLUSH);
 
     struct kvm_run *run = vm.run;
     for (;;) {

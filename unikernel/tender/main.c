@@ -3,10 +3,12 @@
  *
  *   edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...
  *              [--flush=none|each-write|on-request] [--max-blocks-per-call=N]
- *              [--counters] [--] UNIKERNEL [ARGS...]
+ *              [--counters] [--stock-abi] [--] UNIKERNEL [ARGS...]
  *
  * Options as stock solo5-hvt, plus the flush policy, the multi-block limit and
- * counters. ARGS become the guest's command line.
+ * counters. --stock-abi hides the extensions from guests (host_features 0, the
+ * flush hypercall unknown), to see what a stock tender would do.
+ * ARGS become the guest's command line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@ static void usage(void)
     fprintf(stderr,
         "usage: edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...\n"
         "                  [--flush=none|each-write|on-request] [--max-blocks-per-call=N]\n"
-        "                  [--counters] [--] UNIKERNEL [ARGS...]\n");
+        "                  [--counters] [--stock-abi] [--] UNIKERNEL [ARGS...]\n");
 }
 
 static unsigned long parse_number(const char *opt, const char *s, unsigned long lo, unsigned long hi)
@@ -88,6 +90,8 @@ int main(int argc, char **argv)
             t.max_blocks = parse_number("--max-blocks-per-call", a + 22, 1, 65536);
         } else if (strcmp(a, "--counters") == 0) {
             t.print_counters = true;
+        } else if (strcmp(a, "--stock-abi") == 0) {
+            t.stock_abi = true;
         } else {
             usage();
             die_bad_input("unknown option %s", a);

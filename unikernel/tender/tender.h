@@ -37,6 +37,7 @@ struct tender {
     enum flush_policy flush;
     uint32_t max_blocks;        /* blocks per block hypercall; 1 = stock */
     bool print_counters;
+    bool stock_abi;             /* offer guests no edgeio extension (as stock solo5-hvt) */
     struct counters c;
 };
 
