@@ -133,8 +133,23 @@ def load_reference() -> Source:
         "cv": float("nan"), "warnings": "", "source": REFERENCE_NAME,
     })
     samples = pd.DataFrame(columns=store.SAMPLE_COLUMNS + ["source"])
-    return Source(name=REFERENCE_NAME, kind="reference", metadata=dict(STUDY_METADATA),
+    return Source(name=REFERENCE_NAME, kind="reference", metadata=study_metadata(),
                   samples=samples, summary=summary)
+
+
+def study_metadata() -> dict:
+    """The study's machine; environments from the bundled environment table when present."""
+    meta = dict(STUDY_METADATA)
+    path = paths.PROJECT_ROOT / "calibration" / "data" / "pi4_environments.csv"
+    try:
+        table = pd.read_csv(path)
+        meta["environments"] = {
+            r.env: {"description": r.description, "memory": format_size(int(r.guest_memory_bytes)),
+                    "os": r.os, "kernel": r.kernel}
+            for r in table.itertuples()}
+    except (OSError, ValueError, AttributeError):
+        pass     # not bundled, or another layout: keep the summary above
+    return meta
 
 
 # -- calibration and scenarios ---------------------------------------------------

@@ -78,3 +78,30 @@ def test_interval_is_written_in_the_unit_of_its_mean():
     assert time_with_ci(998e-6, 0.5e-3, 1.5e-3) == "998 µs [500, 1500]"
     assert time_with_ci(36.05) == "36 s"
     assert time_with_ci(1.61e-6, float("nan"), float("nan")) == "1.61 µs"
+
+
+def _summary(source, rows):
+    import pandas as pd
+    base = dict(target="local", arch="x86_64", io_size_bytes=0, config="{}", mean_per_op_s=1e-3,
+                ci95_low_s=0.9e-3, ci95_high_s=1.1e-3, warnings="")
+    return pd.DataFrame([dict(base, source=source, **r) for r in rows])
+
+
+def test_series_labels_tell_apart_only_what_differs():
+    from report.data import Source, measured, series_order
+    cells = [dict(env="hvt", size_bytes=4096, op="read", config='{"blocks":"1"}'),
+             dict(env="hvt", size_bytes=4096, op="read", config='{"blocks":"8"}'),
+             dict(env="linux", size_bytes=4096, op="read"),
+             dict(env="linux", size_bytes=4096, op="write")]
+    one = Source("c1", "campaign", {}, None, _summary("c1", cells))
+    df = measured([one])
+    assert set(df["series"]) == {"hvt (blocks=1)", "hvt (blocks=8)", "linux"}
+    assert series_order(df) == ["linux", "hvt (blocks=1)", "hvt (blocks=8)"]
+    two = Source("c2", "campaign", {}, None, _summary("c2", cells[2:]))
+    df = measured([one, two])
+    assert {"linux [c1]", "linux [c2]", "hvt (blocks=8) [c1]"} <= set(df["series"])
+    # one series measured at two I/O sizes for the same cell: one column per I/O size
+    io = [dict(env="linux", size_bytes=1 << 20, op="read", io_size_bytes=4096),
+          dict(env="linux", size_bytes=1 << 20, op="read", io_size_bytes=1 << 20)]
+    df = measured([Source("c3", "campaign", {}, None, _summary("c3", io))])
+    assert set(df["series"]) == {"linux io=4 KiB", "linux io=1 MiB"}
