@@ -1,0 +1,141 @@
+"""hvt performance figures, printed (not a timed test).
+
+1. Per-hypercall cost: a 512 B block write and read against a bare exit round trip
+   (WALLTIME), all timed by the same guest (unikernel/tests/callcost.c), beside the
+   host's own pwrite/pread of 512 B (unikernel/tests/pio_cost.c). The tender's own
+   overhead = block call - bare exit - host syscall, as a share of the bare exit
+   (target: <= 20 %).
+2. read, write (flush=none, as stock) and write_sync (flush=each-write, as the study's
+   tender) for k = 1, 8, 64, 2048 blocks per call, beside the linux environment on the
+   same filesystem; ratio to native.
+
+    python benchmarks/bench_hvt.py [--size 4MiB] [--reps 3] [--calls 5000] [--rounds 5]
+
+This machine's KVM may be software (guest kernel mode emulated): the figures say which.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgeio.paths import cache_dir                          # noqa: E402
+from edgeio.units import parse_size                         # noqa: E402
+from measure.environments.hvt import HvtEnvironment         # noqa: E402
+from measure.hvt_build import UNIKERNEL_DIR, build          # noqa: E402
+from measure.targets import LocalTarget, machine_facts      # noqa: E402
+
+KS = (1, 8, 64, 2048)
+
+
+def _json_line(text: str, key: str) -> dict:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{") and key in line:
+            return json.loads(line)[key]
+    raise SystemExit(f"no {key} output in: {text[-300:]}")
+
+
+def _pio_cost_binary() -> Path:
+    out = cache_dir("hvt", "bench") / "pio_cost"
+    src = UNIKERNEL_DIR / "tests" / "pio_cost.c"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["cc", "-O2", "-o", str(out), str(src)], check=True)
+    return out
+
+
+def call_costs(calls: int, rounds: int, directory: str) -> dict:
+    hvt = build()
+    pio = _pio_cost_binary()
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        disk = Path(d) / "disk.img"
+        disk.write_bytes(b"\0" * 4096)
+        samples = {"exit_ns": [], "write_ns": [], "read_ns": [], "pwrite_ns": [], "pread_ns": [],
+                   "clock_gettime_ns": []}
+        for _ in range(3):     # guest and host measured alternately; fastest of each kept
+            proc = subprocess.run([str(hvt.tender), f"--block:storage={disk}", str(hvt.callcost),
+                                   f"n={calls}", f"rounds={rounds}"], capture_output=True, text=True,
+                                  timeout=600)
+            guest = _json_line(proc.stdout, "callcost")
+            host = _json_line(subprocess.run([str(pio), str(disk), str(calls * 10)], capture_output=True,
+                                             text=True, check=True).stdout, "pio_cost")
+            for k in ("exit_ns", "write_ns", "read_ns"):
+                samples[k].append(guest[k])
+            for k in ("pwrite_ns", "pread_ns", "clock_gettime_ns"):
+                samples[k].append(host[k])
+    return {k: min(v) for k, v in samples.items()}
+
+
+def throughput(size: int, reps: int, directory: str) -> list[dict]:
+    from measure.environments.linux import LinuxEnvironment
+    target = LocalTarget()
+    rows = []
+    native = LinuxEnvironment(target, {"dir": directory})
+    native.prepare()
+    try:
+        linux = {}
+        for op in ("read", "write", "write_sync"):
+            cell = {"cell_id": f"linux-{op}", "size_bytes": size, "op": op, "reps": reps, "batches": reps,
+                    "io_size_bytes": None, "sync": "fsync", "direct": False, "cache": "warm"}
+            linux[op] = native.run(cell, timeout=3600).probe["total_seconds"] / reps
+    finally:
+        native.teardown()
+    for k in KS:
+        for op, flush in (("read", "none"), ("write", "none"), ("write_sync", "each-write")):
+            env = HvtEnvironment(target, {"blocks_per_call": str(k), "flush": flush, "dir": directory})
+            env.check()
+            env.prepare()
+            try:
+                cell = {"cell_id": f"hvt-{op}-{k}", "size_bytes": size, "op": op, "reps": reps,
+                        "batches": reps, "io_size_bytes": None, "sync": "fsync", "direct": False,
+                        "cache": "warm"}
+                r = env.run(cell, timeout=3600)
+            finally:
+                env.teardown()
+            per_op = r.probe["total_seconds"] / reps
+            c = r.metadata["counters"]
+            rows.append({"op": op, "k": k, "flush": flush, "hvt_s": per_op, "linux_s": linux[op],
+                         "ratio": per_op / linux[op],
+                         "exits_per_op": (c["exits"]["block_read"] + c["exits"]["block_write"]) / reps,
+                         "fsyncs_per_op": c["fsyncs"] / reps})
+            print(f"  {op:<10} k={k:<5} hvt {per_op * 1e3:10.2f} ms  linux {linux[op] * 1e3:8.3f} ms  "
+                  f"ratio {per_op / linux[op]:8.1f}x  exits/op {rows[-1]['exits_per_op']:.0f}  "
+                  f"fsyncs/op {rows[-1]['fsyncs_per_op']:.0f}", flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="4MiB", help="file size for the throughput part (multiple of 1 MiB)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=5000, help="hypercalls per kind per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args(argv)
+    facts = machine_facts(LocalTarget())
+    print(f"hvt benchmark on {facts['host']} ({facts['arch']}, {facts['cpu_model']}), KVM: {facts['kvm']}"
+          + ("  [software KVM: guest kernel code is emulated; absolute costs are far above a Pi's]"
+             if facts["kvm"] == "software" else ""))
+
+    c = call_costs(args.calls, args.rounds, args.dir)
+    print(f"\n1. per-hypercall cost (fastest of 3 x {args.rounds} interleaved rounds of {args.calls} calls, guest-timed)")
+    print(f"  bare exit (WALLTIME)      {c['exit_ns'] / 1e3:8.2f} us   (host clock_gettime {c['clock_gettime_ns']:.0f} ns)")
+    for kind, sysc in (("write", "pwrite"), ("read", "pread")):
+        own = c[f"{kind}_ns"] - c["exit_ns"] - c[f"{sysc}_ns"]
+        print(f"  512 B block {kind:<5}         {c[f'{kind}_ns'] / 1e3:8.2f} us   = exit + host {sysc} "
+              f"{c[f'{sysc}_ns'] / 1e3:.2f} us + tender {own / 1e3:+.2f} us "
+              f"({own / c['exit_ns'] * 100:+.1f} % of the exit; target <= 20 %)")
+
+    if not args.skip_throughput:
+        size = parse_size(args.size)
+        print(f"\n2. {args.size} per repetition, {args.reps} reps, ratio hvt / linux (same filesystem {args.dir}); "
+              "read and write with flush=none, write_sync with flush=each-write")
+        throughput(size, args.reps, args.dir)
+
+
+if __name__ == "__main__":
+    main()
