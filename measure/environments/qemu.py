@@ -113,7 +113,7 @@ class QemuEnvironment(Environment):
             self.remote = self.target.run(
                 ["mktemp", "-d", "-p", self.params["dir"], "edgeio-qemu.XXXXXX"],
                 timeout=60, check=True).stdout.decode().strip()
-        self.target.put(self.guest.kernel, f"{self.remote}/vmlinuz")
+        self.target.put(self.guest.kernel, f"{self.remote}/kernel")
         self.target.put(self.guest.initrd, f"{self.remote}/initrd.gz")
 
     def run(self, cell, timeout=None):
@@ -124,8 +124,7 @@ class QemuEnvironment(Environment):
         serial = f"{self.remote}/serial-{cell.get('cell_id', 'cell')}.log"
         self.target.run(["rm", "-f", serial], timeout=60)
         argv = self.qemu_argv(cell, disk, serial)
-        # QEMU gets the whole limit, minus a little for its own start and the wrapper.
-        wrapped = ["sh", "-c", _WRAPPER, "edgeio-qemu", serial, f"{max(limit - 5, 1):g}", *argv]
+        wrapped = ["sh", "-c", _WRAPPER, "edgeio-qemu", serial, f"{limit:g}", *argv]
         try:
             proc = self.target.run(wrapped, timeout=limit + 30)
             rc, out, err = proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
@@ -183,7 +182,7 @@ class QemuEnvironment(Environment):
                 "-m", str(self.mem_mib), "-smp", str(self.cpus),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-serial", f"file:{serial}",
-                "-kernel", f"{self.remote}/vmlinuz", "-initrd", f"{self.remote}/initrd.gz",
+                "-kernel", f"{self.remote}/kernel", "-initrd", f"{self.remote}/initrd.gz",
                 "-append", append]
         return argv + self._disk_args(disk)
 
@@ -277,7 +276,7 @@ class QemuEnvironment(Environment):
         meta = {"qemu_version": self.qemu_version, "machine": self._machine(), "accel": self.accel,
                 "cache": self.params["cache"], "transport": self.params["disk"],
                 "guest_arch": self.arch, "guest_mem_mib": self.mem_mib,
-                "guest_kernel": self.guest.kernel_description}
+                "guest_kernel": self.guest.kernel_description, "kernel_boot": self.guest.boot}
         for key, value in probe.items():
             if key.startswith("guest_block_") or key == "guest_mem_total_bytes":
                 meta[key] = value

@@ -31,11 +31,12 @@ __all__ = ["Guest", "build_guest", "disk_image", "default_image_bytes", "min_ima
 @dataclass(frozen=True)
 class Guest:
     arch: str
-    kernel: Path           # vmlinuz
+    kernel: Path           # what QEMU -kernel loads (vmlinuz, or the vmlinux inside for PVH)
     initrd: Path           # gzip'd cpio
     release: str           # guest uname -r
     kernel_package: str    # Debian package and version the kernel came from
     transports: tuple      # disk transports this kernel can drive
+    boot: str = "linux"    # "pvh": x86 kernel stored uncompressed, booted through its PVH entry
 
     @property
     def kernel_description(self) -> str:
@@ -62,16 +63,63 @@ def build_guest(arch: str, probe: Path | None = None, kernel_package: str | None
     if not manifest.exists():
         initrd, lists = build_initramfs(busybox, Path(probe), kernel.modules)
         _atomic_write(out / "initrd.gz", initrd)
-        _atomic_write(out / "vmlinuz", kernel.image.read_bytes())
+        boot = "linux"
+        image = kernel.image.read_bytes()
+        if arch == "x86_64":
+            vmlinux = _pvh_vmlinux(image)
+            if vmlinux is not None:
+                image, boot = vmlinux, "pvh"
+        _atomic_write(out / "kernel", image)
         _atomic_write(manifest, json.dumps({
             "arch": arch, "release": kernel.release,
             "kernel_package": f"{kernel.package} {kernel.version}",
             "busybox": busybox.parent.parent.name, "probe": Path(probe).name,
-            "modules": lists}, indent=1).encode())
+            "boot": boot, "modules": lists}, indent=1).encode())
     info = json.loads(manifest.read_text())
-    return Guest(arch=arch, kernel=out / "vmlinuz", initrd=out / "initrd.gz",
+    return Guest(arch=arch, kernel=out / "kernel", initrd=out / "initrd.gz",
                  release=info["release"], kernel_package=info["kernel_package"],
-                 transports=tuple(info["modules"]))
+                 transports=tuple(info["modules"]), boot=info["boot"])
+
+
+def _pvh_vmlinux(bzimage: bytes) -> bytes | None:
+    """The uncompressed kernel ELF inside an x86 bzImage, if it has a PVH entry note.
+
+    QEMU starts such an ELF directly at its PVH entry point. Under TCG this skips the
+    BIOS and the in-guest xz decompression, which cost ~8 s of emulated time per boot
+    (measured: 11.9 s -> 3.2 s to power-off); the kernel itself is the same.
+    """
+    import lzma
+    start = bzimage.find(b"\xfd7zXZ\x00")
+    if start < 0:
+        return None
+    try:
+        elf = lzma.LZMADecompressor().decompress(bzimage[start:])
+    except lzma.LZMAError:
+        return None
+    # Xen ELF note type 18 (XEN_ELFNOTE_PHYS32_ENTRY) is the PVH entry point.
+    if not elf.startswith(b"\x7fELF") or not _has_pvh_note(elf):
+        return None
+    return elf
+
+
+def _has_pvh_note(elf: bytes) -> bool:
+    import struct
+    if elf[4] != 2:        # 64-bit ELF only
+        return False
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+        if p_type != 4:    # PT_NOTE
+            continue
+        pos, end = p_offset, p_offset + p_filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12: pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == 18:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
 
 
 def _input_key(kernel: Kernel, busybox: Path, probe: Path) -> str:
@@ -79,7 +127,7 @@ def _input_key(kernel: Kernel, busybox: Path, probe: Path) -> str:
     h.update(f"{kernel.package}={kernel.version}\n{busybox.parent.parent.name}\n".encode())
     h.update(hashlib.sha256(probe.read_bytes()).digest())
     here = Path(__file__).parent
-    for name in ("init.sh", "initramfs.py"):    # the builder's own inputs
+    for name in ("init.sh", "initramfs.py", "__init__.py"):    # the builder's own inputs
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 

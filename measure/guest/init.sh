@@ -27,6 +27,7 @@ uptime_s() { read -r up _ < /proc/uptime; echo "$up"; }
 
 disk=$(arg disk)
 probe_args=$(arg probe | tr ',' ' ')
+say "init started (disk=$disk)"
 case "$disk" in
     virtio) modules="@@MODULES_virtio@@"; dev=vda ;;
     ide) modules="@@MODULES_ide@@"; dev=sda ;;
@@ -45,6 +46,7 @@ if ! mount -t ext4 "/dev/$dev" /mnt; then say "mount /dev/$dev failed"; finish; 
 mem_kib=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
 # /sys/block/<dev>/stat: reads, reads merged, sectors read, ms, writes, writes merged, sectors written, ...
 read -r r0 rm0 rs0 rt0 w0 wm0 ws0 rest < "/sys/block/$dev/stat"
+say "running /probe $probe_args"
 t0=$(uptime_s)
 out=$(/probe $probe_args)
 rc=$?

@@ -6,6 +6,8 @@ changes. A foreign architecture (arm64 on an amd64 host) needs apt to know it; w
 it does not, the error names the command that fixes it.
 """
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -82,8 +84,45 @@ def _host_deb_arch() -> str:
         return ""
 
 
+def _apt_state() -> str:
+    """Identifies apt's package lists: apt-cache answers cannot change while this does not."""
+    lists = Path("/var/lib/apt/lists")
+    h = hashlib.sha256(os.environ.get("APT_CONFIG", "").encode())
+    try:
+        for entry in sorted(os.scandir(lists), key=lambda e: e.name):
+            if entry.is_file():
+                st = entry.stat()
+                h.update(f"{entry.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    except OSError:
+        pass
+    return h.hexdigest()[:16]
+
+
 def _show(package: str, arch: str) -> dict | None:
-    """apt-cache's record of the candidate version of package:arch, or None if apt does not know it."""
+    """apt-cache's record of the candidate version of package:arch, or None if apt does not know it.
+
+    Remembered per state of apt's lists: without a binary package cache (Debian's
+    container images disable it) each apt-cache call parses every list, ~2-4 s here.
+    """
+    memo_path = cache_dir("guest") / "apt-show.json"
+    key = f"{_apt_state()} {package}:{DEB_ARCH[arch]}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    record = _apt_cache_show(package, arch)
+    memo = {k: v for k, v in memo.items() if k.split()[0] == key.split()[0]}   # drop stale states
+    memo[key] = record
+    fd, tmp = tempfile.mkstemp(prefix="apt-show.", dir=memo_path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(memo, f)
+    os.replace(tmp, memo_path)
+    return record
+
+
+def _apt_cache_show(package: str, arch: str) -> dict | None:
     qualified = f"{package}:{DEB_ARCH[arch]}"
     try:
         proc = subprocess.run(["apt-cache", "show", "--no-all-versions", qualified],

@@ -1,0 +1,179 @@
+"""The qemu environment with real guests: x86_64 (virtio, ide) and aarch64 under QEMU,
+the study's page-cache effect seen in the guest's block counters, and failures.
+
+Booting a guest under TCG takes ~5-10 s here, so the booting tests are marked slow.
+"""
+
+import os
+import platform
+import time
+
+import pytest
+
+from edgeio.errors import UserError
+from measure.environments.base import CellFailed, Unavailable
+from measure.environments.qemu import QemuEnvironment
+from measure.targets import LocalTarget, kvm_kind
+
+MiB = 1 << 20
+
+
+def cell(size, op="read", reps=200, batches=20, cell_id=None):
+    return {"cell_id": cell_id or f"{op}-{size}-{reps}", "size_bytes": size, "op": op,
+            "reps": reps, "batches": batches, "io_size_bytes": None, "sync": "fsync",
+            "direct": False, "cache": "warm"}
+
+
+def make_env(**params):
+    env = QemuEnvironment(LocalTarget(), {k: str(v) for k, v in params.items()})
+    env.check()
+    env.prepare()
+    return env
+
+
+@pytest.fixture
+def envs():
+    made = []
+
+    def factory(**params):
+        env = make_env(**params)
+        made.append(env)
+        return env
+    yield factory
+    for env in made:
+        env.teardown()
+
+
+def expected_accel(arch):
+    cpuinfo = open("/proc/cpuinfo").read()
+    kind = kvm_kind(cpuinfo, platform.machine(), os.path.exists("/dev/kvm"))
+    return "kvm" if kind == "hardware" and arch == platform.machine() else "tcg"
+
+
+# -- bad input, no boot ---------------------------------------------------------------
+
+def test_bad_params_are_user_errors():
+    for params, text in (({"cache": "directsync"}, "cache="), ({"disk": "scsi"}, "disk="),
+                         ({"accel": "hvf"}, "accel="), ({"mem": "lots"}, "mem="),
+                         ({"arch": "riscv64"}, "arch=")):
+        with pytest.raises(UserError, match=text):
+            QemuEnvironment(LocalTarget(), params)
+
+
+def test_aarch64_has_no_ide_and_says_what_to_use():
+    with pytest.raises(UserError, match="no IDE controller.*disk=ahci"):
+        QemuEnvironment(LocalTarget(), {"arch": "aarch64", "disk": "ide"})
+
+
+def test_disk_image_too_small_is_refused_before_running():
+    env = QemuEnvironment(LocalTarget(), {"disk_mib": "16"})
+    with pytest.raises(UserError, match="too small.*disk_mib >="):
+        env.preflight([cell(64 * MiB)])
+    env.preflight([cell(4096)])     # a small file fits
+
+
+def test_accel_is_decided_before_booting():
+    env = QemuEnvironment(LocalTarget(), {"arch": "x86_64"})
+    env.check()
+    assert env.accel == expected_accel("x86_64")
+    assert env.accel_reason
+    if env.accel == "tcg":
+        with pytest.raises(Unavailable, match="accel=kvm"):
+            QemuEnvironment(LocalTarget(), {"arch": "x86_64", "accel": "kvm"}).check()
+    foreign = "aarch64" if platform.machine() == "x86_64" else "x86_64"
+    with pytest.raises(Unavailable, match=f"cannot run a {foreign} guest"):
+        QemuEnvironment(LocalTarget(), {"arch": foreign, "accel": "kvm"}).check()
+
+
+# -- real guests -----------------------------------------------------------------------
+
+def check_result(result, env, device, machine):
+    probe, meta = result.probe, result.metadata
+    assert probe["probe"] == "edgeio-fileprobe" and probe["errno"] == 0
+    assert sum(probe["batch_reps"]) == probe["reps"]
+    assert probe["path"] == "/mnt/data"
+    assert meta["transport"] == env.params["disk"] and meta["machine"] == machine
+    assert meta["accel"] == expected_accel(env.arch)
+    assert meta["guest_block_device"] == device
+    assert meta["guest_kernel"].startswith(probe["guest_kernel"])
+    assert meta["qemu_version"][0].isdigit()
+    assert 0 < meta["boot_to_probe_seconds"] < meta["qemu_wall_seconds"]
+    assert meta["teardown_seconds"] >= 0
+    assert "reboot: Power down" in result.log    # the serial log is kept
+
+
+@pytest.mark.slow
+def test_x86_64_virtio_read(envs):
+    env = envs(arch="x86_64", mem=256)
+    result = env.run(cell(4096, "read", reps=200))
+    check_result(result, env, "vda", "q35")
+    assert result.probe["size"] == 4096 and result.probe["reps"] == 200
+
+
+@pytest.mark.slow
+def test_x86_64_ide_write_sync_reaches_the_device(envs):
+    env = envs(arch="x86_64", disk="ide", mem=256, cache="unsafe")
+    result = env.run(cell(4096, "write_sync", reps=50, batches=10))
+    check_result(result, env, "sda", "pc")
+    assert "cache=unsafe" in result.log
+    # every fsync of a 4 KiB write sends at least one write to the disk
+    assert result.metadata["guest_block_write_ops"] >= 50
+    assert result.metadata["guest_block_writes_bytes"] >= 50 * 4096
+
+
+@pytest.mark.slow
+def test_page_cache_effect_is_observable(envs):
+    """The study's finding: a file larger than the guest's page cache is read from the
+    device on every repetition; a small one is read from the device once, then from cache."""
+    env = envs(arch="x86_64", mem=128)
+    big, reps = 192 * MiB, 2
+    large = env.run(cell(big, "read", reps=reps, batches=reps))
+    assert large.metadata["guest_mem_total_bytes"] < big
+    assert large.metadata["guest_block_reads_bytes"] >= 0.9 * big * reps
+    small = env.run(cell(4096, "read", reps=100, batches=10))
+    assert small.metadata["guest_block_reads_bytes"] <= 64 * 1024     # the first read only
+    assert small.metadata["guest_block_read_ops"] <= 4
+
+
+@pytest.mark.slow
+def test_guest_panic_fails_the_cell_with_the_serial_tail_and_the_next_cell_runs(envs, tmp_path):
+    env = envs(arch="x86_64", mem=256)
+    junk = tmp_path / "initrd.gz"
+    junk.write_bytes(b"this is not an initramfs\n" * 100)
+    env.target.put(junk, f"{env.remote}/initrd.gz")
+    t0 = time.monotonic()
+    with pytest.raises(CellFailed) as e:
+        env.run(cell(4096))
+    assert time.monotonic() - t0 < 120
+    assert "serial log ends" in str(e.value) and "Kernel panic" in str(e.value)
+    assert "Kernel panic" in e.value.log
+    env.target.put(env.guest.initrd, f"{env.remote}/initrd.gz")
+    assert env.run(cell(4096)).probe["errno"] == 0        # the campaign goes on
+
+
+@pytest.mark.slow
+def test_timeout_stops_the_guest_and_shows_the_serial_tail(envs):
+    env = envs(arch="x86_64", mem=256, timeout=10)
+    t0 = time.monotonic()
+    with pytest.raises(CellFailed, match=r"timed out after 10 s[\s\S]*serial log ends") as e:
+        env.run(cell(4096, "write_sync", reps=1000000))    # hours under TCG
+    assert time.monotonic() - t0 < 40
+    assert "edgeio-guest: init started" in str(e.value)   # the tail shows how far the guest got
+    assert e.value.log.startswith("$ qemu-system-x86_64")
+
+
+@pytest.mark.slow
+def test_aarch64_guest_boots_and_runs_the_probe(envs):
+    env = envs(arch="aarch64", mem=256)
+    result = env.run(cell(4096, "write", reps=100))
+    check_result(result, env, "vda", "virt")
+    assert "cortex-a72" in result.log and "ttyAMA0" in result.log
+    assert result.probe["guest_kernel"].endswith("arm64")
+
+
+@pytest.mark.slow
+def test_aarch64_emulated_disk_is_ahci(envs):
+    env = envs(arch="aarch64", disk="ahci", mem=256)
+    result = env.run(cell(4096, "read", reps=50, batches=5))
+    check_result(result, env, "sda", "virt")
+    assert "ich9-ahci" in result.log
