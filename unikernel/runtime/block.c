@@ -9,26 +9,33 @@
 
 static uint32_t max_blocks = 1;     /* 1 = stock Solo5 behaviour */
 
+/* What a block call checks, kept per acquired handle so that a call costs a few
+ * compares: on a software KVM every guest instruction is emulated. */
+static struct {
+    uint64_t capacity, sector_mask, max_len;    /* max_len 0: not acquired */
+} dev[MFT_MAX_ENTRIES];
+
 int rt_strcmp(const char *a, const char *b);
 
-static const struct mft_entry *device(solo5_handle_t h)
+static const struct mft *manifest(void)
 {
-    const struct mft *m = (const struct mft *)(uintptr_t)hvt_bi->mft;
-    if (h == 0 || h >= m->entries || m->e[h].type != MFT_DEV_BLOCK_BASIC || !m->e[h].attached)
-        return 0;
-    return &m->e[h];
+    return (const struct mft *)(uintptr_t)hvt_bi->mft;
 }
 
 solo5_result_t solo5_block_acquire(const char *name, solo5_handle_t *handle,
                                    struct solo5_block_info *info)
 {
-    const struct mft *m = (const struct mft *)(uintptr_t)hvt_bi->mft;
-    for (uint32_t i = 1; i < m->entries; i++) {
+    const struct mft *m = manifest();
+    for (uint32_t i = 1; i < m->entries && i < MFT_MAX_ENTRIES; i++) {
         if (m->e[i].type == MFT_DEV_BLOCK_BASIC && m->e[i].attached &&
             rt_strcmp(m->e[i].name, name) == 0) {
+            uint64_t bs = m->e[i].u.block_basic.block_size;
+            dev[i].capacity = m->e[i].u.block_basic.capacity;
+            dev[i].sector_mask = bs - 1;
+            dev[i].max_len = bs * max_blocks;
             *handle = i;
-            info->capacity = m->e[i].u.block_basic.capacity;
-            info->block_size = m->e[i].u.block_basic.block_size;
+            info->capacity = dev[i].capacity;
+            info->block_size = bs;
             return SOLO5_R_OK;
         }
     }
@@ -38,11 +45,10 @@ solo5_result_t solo5_block_acquire(const char *name, solo5_handle_t *handle,
 static solo5_result_t block_io(unsigned nr, solo5_handle_t h, solo5_off_t offset,
                                uintptr_t buf, size_t size)
 {
-    const struct mft_entry *e = device(h);
-    if (!e)
+    if (h >= MFT_MAX_ENTRIES)
         return SOLO5_R_EINVAL;
-    uint64_t bs = e->u.block_basic.block_size, cap = e->u.block_basic.capacity;
-    if (size == 0 || (size & (bs - 1)) || size > bs * max_blocks || (offset & (bs - 1)) ||
+    uint64_t cap = dev[h].capacity;
+    if (size == 0 || size > dev[h].max_len || ((size | offset) & dev[h].sector_mask) ||
         offset >= cap || size > cap - offset)
         return SOLO5_R_EINVAL;
     /* Not volatile: the hypercall's "memory" clobber already makes the
@@ -68,6 +74,9 @@ solo5_result_t solo5_block_read(solo5_handle_t h, solo5_off_t offset, uint8_t *b
 void edgeio_block_set_max_blocks(uint32_t blocks)
 {
     max_blocks = blocks ? blocks : 1;
+    for (unsigned i = 0; i < MFT_MAX_ENTRIES; i++)
+        if (dev[i].max_len)
+            dev[i].max_len = (dev[i].sector_mask + 1) * max_blocks;
 }
 
 bool edgeio_block_flush_supported(void)
@@ -79,7 +88,7 @@ solo5_result_t edgeio_block_flush(solo5_handle_t h)
 {
     if (!edgeio_block_flush_supported())
         return SOLO5_R_EUNSPEC;
-    if (!device(h))
+    if (h >= MFT_MAX_ENTRIES || !dev[h].max_len)
         return SOLO5_R_EINVAL;
     volatile struct edgeio_hc_block_flush a = { .handle = h, .ret = 0 };
     hvt_hypercall(EDGEIO_HYPERCALL_BLOCK_FLUSH, &a);
