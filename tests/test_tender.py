@@ -67,6 +67,7 @@ def test_write_puts_the_pattern_on_the_disk_and_nothing_else(hvt, tmp_path):
     assert out["total_seconds"] > 0
     c = counters(proc)
     assert c["exits"]["block_write"] == 3 * 8 and c["bytes_written"] == 3 * 4096
+    assert c["exits"]["halt"] == 1 and c["handler_ns"]["block_write"] > 0
 
 
 def test_read_returns_the_bytes_on_the_disk(hvt, tmp_path):

@@ -25,6 +25,7 @@ struct counters {
     uint64_t other_exits;                    /* non-hypercall VM exits (e.g. signals) */
     uint64_t bytes_written, bytes_read;
     uint64_t fsyncs;
+    uint64_t handler_ns[EDGEIO_HYPERCALL_LIMIT];  /* host time in each kind's handler */
 };
 
 struct tender {
