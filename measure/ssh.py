@@ -222,8 +222,13 @@ class SshTarget(Target):
             self._drop()
 
     def _transport(self) -> paramiko.Transport:
-        self.connect()
-        return self._client.get_transport()
+        with self._lock:
+            self.connect()
+            client = self._client       # connect() may have lost it again (killing orphans)
+            transport = client.get_transport() if client else None
+            if transport is None or not transport.is_active():
+                raise ConnectionLost(f"{self.name}: connection lost right after connecting")
+            return transport
 
     def sftp(self) -> paramiko.SFTPClient:
         with self._lock:
