@@ -128,9 +128,11 @@ def model_section(cal) -> Section:
     sec.add(Paragraph(f"Calibration fitted on: {cal.source}."))
     rows = []
     for name, p in (cal.params or {}).items():
-        value = p.get("value")
-        ci = f"[{p.get('ci95_low', float('nan')):.4g}, {p.get('ci95_high', float('nan')):.4g}]"
-        rows.append([Cell(name, {"param": name}, header=True), Cell(f"{value:.4g}", {"value": _num(value)}),
+        value, unit = p.get("value"), str(p.get("unit", ""))
+        ci = (f"[{param_value(p.get('ci95_low', math.nan), unit)}, "
+              f"{param_value(p.get('ci95_high', math.nan), unit)}]")
+        rows.append([Cell(name, {"param": name}, header=True),
+                     Cell(param_value(value, unit), {"value": _num(value)}),
                      Cell(ci), Cell(str(p.get("unit", ""))), Cell(str(p.get("description", "")))])
     sec.add(Table("Model parameters (95% CI)", ["parameter", "value", "95% CI", "unit", "meaning"],
                   rows, kind="params"))
@@ -154,9 +156,33 @@ def model_section(cal) -> Section:
     val = getattr(cal, "validation", None)
     if isinstance(val, pd.DataFrame) and len(val):
         cols = list(val.columns)
+        if "kind" in val and "rel_error" in val:
+            for kind, g in val.groupby("kind", sort=False):
+                a = g["rel_error"].abs()
+                sec.add(Paragraph(f"Validation, {kind}: median absolute prediction error {a.median():.1%}, "
+                                  f"largest {a.max():.1%} over {len(g)} held-out cells."))
         rows = [[Cell(_fmt_any(c, v)) for c, v in zip(cols, r)] for r in val.itertuples(index=False)]
         sec.add(Table("Validation (held-out prediction errors)", cols, rows, kind="validation"))
     return sec
+
+
+def param_value(value, unit: str) -> str:
+    """A model parameter in the unit a person reads: 1.5 µs, 0.9 ns/B, 45 MB/s, 1 MiB."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "n/a"
+    if unit == "s":
+        return format_time(v) if v > 0 else "0 s"
+    if unit == "s/B":
+        return f"{v * 1e9:.3g} ns/B"
+    if unit == "B/s":
+        return f"{v / 1e6:.3g} MB/s"
+    if unit == "B":
+        return format_size(int(v)) if v >= 1 and v == int(v) else f"{v:.4g} B"
+    return f"{v:.4g}"
 
 
 def _fmt_any(col: str, v) -> str:
