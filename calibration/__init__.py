@@ -1,0 +1,117 @@
+"""Calibration: fit the model's parameters to a results set, with uncertainty.
+
+  load_results(source) -> DataFrame   None = the study's Pi 4 figures (bundled),
+                                      a campaign directory, or a CSV results set
+  fit(results) -> Calibration         WLS for per-call costs, simulation fit for the rest
+  load(path) -> Calibration           read a saved calibration (JSON)
+"""
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from calibration.core import FIT_COLUMNS, Calibration, load
+from calibration.fit import SIG_PRIOR_LIN, Fitter, cells_from
+from calibration.results import load_results
+from calibration.validate import validate as _validate
+from edgeio.errors import UserError
+from model.environments import STUDY
+from model.params import LINEAR, SPECS
+
+__all__ = ["Calibration", "fit", "load", "load_results", "validate"]
+
+
+def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibration:
+    """Fit the model to a results set (columns env, size_bytes, op, mean_per_op_s[, reps, config])."""
+    from calibration.results import _check
+    source = results.attrs.get("source", "results set given by the caller")
+    results = _check(results, source)
+    cells = cells_from(results)
+    t0 = time.perf_counter()
+    fitter = Fitter(cells)
+    fr = fitter.fit()
+    modelled = [r.per_op_s for r in fitter.model(fr.values)]
+    table = pd.DataFrame({
+        "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
+        "op": [c.op for c in cells], "measured_s": [c.measured_s for c in cells],
+        "modelled_s": modelled,
+    })
+    table["rel_error"] = table["modelled_s"] / table["measured_s"] - 1
+    table = table[FIT_COLUMNS]
+    abs_err = table["rel_error"].abs()
+    metadata = {
+        "model": "edgeio SimPy I/O path model 1",
+        "cells": len(cells),
+        "environments": {e: _cfg_dict(STUDY[e]) for e in sorted({c.env for c in cells})},
+        "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
+                       "io_size": c.io_size} for c in cells],
+        "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
+                "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
+                "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
+                          "on log errors (nonlinear parameters), weak priors"},
+        "unidentified": fr.unidentified,
+        "covariance": {
+            "linear": {"names": fr.linear_names, "matrix": np.asarray(fr.linear_cov).tolist()},
+            "nonlinear_log": {"names": fr.nonlinear_names, "matrix": np.asarray(fr.nonlinear_cov_log).tolist()},
+        },
+        "residual_log_sd": float(np.sqrt(np.mean(np.log1p(table["rel_error"].to_numpy()) ** 2))),
+    }
+    cal = Calibration(_param_table(fr), table, source, metadata)
+    if validate:
+        cal.validation = _validate(cells, fr.values, progress=progress)
+        metadata["validation"] = summarize_validation(cal.validation)
+    return cal
+
+
+def validate(cal: Calibration, results: pd.DataFrame, progress=None) -> pd.DataFrame:
+    """Leave-one-cell-out and leave-one-env-out errors for a calibration of `results`."""
+    cal.validation = _validate(cells_from(results), cal.values(), progress=progress)
+    cal.metadata["validation"] = summarize_validation(cal.validation)
+    return cal.validation
+
+
+def summarize_validation(v: pd.DataFrame) -> dict:
+    out = {}
+    for kind, g in v.groupby("kind"):
+        a = g["rel_error"].abs()
+        out[kind] = {"median_abs_rel_error": float(a.median()), "max_abs_rel_error": float(a.max()),
+                     "cells": int(len(g))}
+    return out
+
+
+def _cfg_dict(cfg) -> dict:
+    import dataclasses
+    return dataclasses.asdict(cfg)
+
+
+def _param_table(fr) -> dict:
+    out = {}
+    v = fr.values
+    lin_idx = {n: i for i, n in enumerate(fr.linear_names)}
+    nl_idx = {n: i for i, n in enumerate(fr.nonlinear_names)}
+    t_lin = _st.t.ppf(0.975, max(fr.linear_df, 1))
+    t_nl = _st.t.ppf(0.975, max(fr.nonlinear_df, 1))
+    for name, spec in SPECS.items():
+        val = float(v[name])
+        desc = spec.description
+        if spec.kind == "fixed":
+            se, lo, hi = 0.0, val, val
+            desc += " [fixed]"
+        elif name in fr.unidentified or (name not in lin_idx and name not in nl_idx):
+            sd = SIG_PRIOR_LIN if spec.kind == "linear" else spec.prior_sd
+            se, lo, hi = val * sd, val * math.exp(-1.96 * sd), val * math.exp(1.96 * sd)
+            desc += " [prior: no cell of this results set informs it]"
+        elif name in lin_idx:
+            i = lin_idx[name]
+            se = float(math.sqrt(max(fr.linear_cov[i, i], 0)))
+            lo, hi = max(0.0, val - t_lin * se), val + t_lin * se
+        else:
+            i = nl_idx[name]
+            sl = float(math.sqrt(max(fr.nonlinear_cov_log[i, i], 0)))
+            se, lo, hi = val * sl, val * math.exp(-t_nl * sl), val * math.exp(t_nl * sl)
+        out[name] = {"value": val, "stderr": se, "ci95_low": lo, "ci95_high": hi,
+                     "unit": spec.unit, "description": desc}
+    return out

@@ -1,0 +1,160 @@
+"""A calibration: fitted parameter values with their uncertainty, and the fit table."""
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from edgeio.errors import UserError
+from model.params import FITTED, SPECS
+
+FORMAT = "edgeio-calibration/1"
+FIT_COLUMNS = ["env", "size_bytes", "op", "measured_s", "modelled_s", "rel_error"]
+VALIDATION_COLUMNS = ["kind", "env", "size_bytes", "op", "measured_s", "predicted_s", "rel_error"]
+PARAM_KEYS = ("value", "stderr", "ci95_low", "ci95_high", "unit", "description")
+
+
+class Calibration:
+    """Fitted parameters (`params`), per-cell fit (`fit_table`), where the data came from
+    (`source`), how the fit went (`metadata`), and optional `validation`."""
+
+    def __init__(self, params: dict, fit_table: pd.DataFrame, source: str, metadata: dict,
+                 validation: pd.DataFrame | None = None, created: str | None = None):
+        self.params = params
+        self.fit_table = fit_table
+        self.source = source
+        self.metadata = metadata
+        self.validation = validation
+        self.created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    # -- values and their uncertainty -----------------------------------------------------
+    def values(self) -> dict[str, float]:
+        return {k: float(v["value"]) for k, v in self.params.items()}
+
+    def workloads(self) -> list[dict]:
+        """The cells the calibration was fitted on (env, size_bytes, op, reps, io_size)."""
+        return list(self.metadata.get("workloads", []))
+
+    def residual_log_sd(self) -> float:
+        """Spread of the model's log error on its own cells (model error, for intervals)."""
+        e = np.log1p(self.fit_table["rel_error"].to_numpy(float))
+        return float(np.sqrt(np.mean(e ** 2))) if e.size else 0.0
+
+    def sample(self, n: int, seed: int = 0) -> list[dict]:
+        """Parameter sets drawn from the fit's uncertainty: linear costs from the WLS
+        covariance (normal, kept positive), nonlinear ones log-normal from the
+        least-squares covariance in log space."""
+        rng = np.random.default_rng(seed)
+        base = self.values()
+        draws = [dict(base) for _ in range(n)]
+        cov = self.metadata.get("covariance", {})
+        lin = cov.get("linear") or {}
+        if lin.get("names"):
+            names, C = lin["names"], np.array(lin["matrix"], float)
+            mean = np.array([base[k] for k in names])
+            x = rng.multivariate_normal(mean, _psd(C), size=n, method="eigh")
+            x = np.maximum(x, mean * 0.05)
+            for d, row in zip(draws, x):
+                d.update(zip(names, row.tolist()))
+        nl = cov.get("nonlinear_log") or {}
+        if nl.get("names"):
+            names, C = nl["names"], np.array(nl["matrix"], float)
+            mean = np.log([base[k] for k in names])
+            x = np.exp(rng.multivariate_normal(mean, _psd(C), size=n, method="eigh"))
+            for d, row in zip(draws, x):
+                for k, v in zip(names, row.tolist()):
+                    if SPECS[k].unit == "fraction":
+                        v = min(v, 1.0)
+                    if k == "guest_fsync_flushes":
+                        v = max(v, 1.0)
+                    d[k] = v
+        return draws
+
+    # -- files ------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "created": self.created,
+            "source": self.source,
+            "metadata": self.metadata,
+            "params": self.params,
+            "fit": _records(self.fit_table),
+            "validation": None if self.validation is None else _records(self.validation),
+        }
+
+    def save(self, path) -> Path:
+        from edgeio.store import write_atomic
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create {path.parent}: {e.strerror}") from None
+        write_atomic(path, json.dumps(self.to_json(), indent=1, default=_jsonable))
+        return path
+
+
+def load(path) -> Calibration:
+    """Read a calibration file; a corrupt or foreign file is a UserError naming it."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such calibration file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, not a calibration file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: corrupt calibration file ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: not an {FORMAT} calibration file")
+    try:
+        params = data["params"]
+        missing = [k for k in FITTED if k not in params]
+        if missing:
+            raise UserError(f"{path}: corrupt calibration file (no value for {', '.join(missing)})")
+        for k, v in params.items():
+            if k not in SPECS:
+                raise UserError(f"{path}: corrupt calibration file (unknown parameter {k})")
+            if not all(key in v for key in PARAM_KEYS) or not math.isfinite(float(v["value"])):
+                raise UserError(f"{path}: corrupt calibration file (parameter {k})")
+        fit = pd.DataFrame(data["fit"], columns=FIT_COLUMNS)
+        val = data.get("validation")
+        val = None if val is None else pd.DataFrame(val, columns=VALIDATION_COLUMNS)
+        cal = Calibration(params, fit, str(data["source"]), dict(data.get("metadata") or {}),
+                          val, data.get("created"))
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: corrupt calibration file ({type(e).__name__}: {e})") from None
+    from model.params import check
+    try:
+        check(cal.values())
+    except UserError as e:
+        raise UserError(f"{path}: corrupt calibration file ({e})") from None
+    return cal
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [{k: _jsonable(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _jsonable(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        v = float(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def _psd(C: np.ndarray) -> np.ndarray:
+    """The nearest positive semi-definite matrix (clip negative eigenvalues from pinv noise)."""
+    C = (C + C.T) / 2
+    w, V = np.linalg.eigh(C)
+    return (V * np.maximum(w, 0)) @ V.T

@@ -1,0 +1,188 @@
+"""Fit the model's parameters to a results set.
+
+Two stages, alternated until the values settle (backfitting):
+  1. linear per-call costs by weighted least squares (statsmodels WLS). The model's
+     ledger gives, for every cell where the probe never waited behind another process,
+     how many times each per-call cost was paid; measured time minus synchronous
+     device time is then exactly linear in those costs. Weights make errors relative.
+  2. nonlinear parameters (device, memory, virtualisation) by simulation: scipy's
+     least_squares on log(modelled / measured) over all cells, linear costs held.
+Both stages add weak priors as pseudo-observations (Theil-Goldberger mixed
+estimation), so a parameter no cell informs stays at its prior instead of running off,
+which is what keeps leave-one-out validation meaningful.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import optimize
+
+from model.environments import STUDY, study_reps
+from model.params import LINEAR, NONLINEAR, SPECS, priors
+from model.simulate import Simulator, Workload
+
+SIG_DATA = 0.10      # nominal relative error of a cell (model error dominates measurement error)
+SIG_PRIOR_LIN = 1.0  # prior relative standard deviation of a per-call cost
+BOUNDS = {"guest_fsync_flushes": (1.0, 50.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0)}
+
+
+@dataclass
+class Cell:
+    env: str
+    size_bytes: int
+    op: str
+    reps: int
+    io_size: int | None
+    measured_s: float
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.size_bytes, self.op, self.reps, self.io_size)
+
+    @property
+    def cfg(self):
+        return STUDY[self.env]
+
+
+def cells_from(results: pd.DataFrame) -> list[Cell]:
+    out = []
+    for r in results.itertuples(index=False):
+        reps = getattr(r, "reps", None)
+        reps = int(reps) if reps is not None and reps == reps and reps > 0 else study_reps(int(r.size_bytes))
+        io = getattr(r, "io_size_bytes", None)
+        io = int(io) if io is not None and io == io and io > 0 else None
+        out.append(Cell(r.env, int(r.size_bytes), r.op, reps, io, float(r.mean_per_op_s)))
+    return out
+
+
+@dataclass
+class FitResult:
+    values: dict
+    linear_names: list
+    linear_cov: np.ndarray
+    linear_df: float
+    nonlinear_names: list
+    nonlinear_cov_log: np.ndarray
+    nonlinear_df: float
+    unidentified: list
+    outer_iterations: int
+    seconds: float
+
+
+class Fitter:
+    def __init__(self, cells: list[Cell], simulator: Simulator | None = None):
+        self.cells = cells
+        self.sim = simulator or Simulator()
+        self.measured = np.array([c.measured_s for c in cells])
+
+    def model(self, values: dict, idx=None):
+        idx = range(len(self.cells)) if idx is None else idx
+        return [self.sim(values, self.cells[i].cfg, self.cells[i].workload) for i in idx]
+
+    # -- stage 1 -------------------------------------------------------------------------
+    def linear_stage(self, values: dict, results) -> tuple[dict, list, np.ndarray, float]:
+        rows = [i for i, r in enumerate(results) if r.linear]
+        names = [n for n in LINEAR if any(results[i].ledger.coef.get(n, 0) > 0 for i in rows)]
+        values = dict(values)
+        floor: dict[str, float] = {}
+        while True:
+            free = [n for n in names if n not in floor]
+            if not free:
+                return values, [], np.zeros((0, 0)), 0.0
+            X, y, w = [], [], []
+            for i in rows:
+                led = results[i].ledger
+                fixed = sum(led.coef.get(n, 0) * v for n, v in floor.items())
+                X.append([led.coef.get(n, 0.0) for n in free])
+                y.append(self.measured[i] - led.device_s - fixed)
+                w.append(1.0 / (SIG_DATA * self.measured[i]) ** 2)
+            for j, n in enumerate(free):
+                row = [0.0] * len(free)
+                row[j] = 1.0
+                X.append(row)
+                y.append(SPECS[n].prior)
+                w.append(1.0 / (SIG_PRIOR_LIN * SPECS[n].prior) ** 2)
+            res = sm.WLS(np.array(y), np.array(X), weights=np.array(w)).fit()
+            beta = np.asarray(res.params)
+            if (beta > 0).all():
+                break
+            # a cost cannot be negative: hold the most negative one at a tiny floor, refit
+            worst = free[int(np.argmin(beta))]
+            floor[worst] = SPECS[worst].prior * 1e-3
+        values.update(dict(zip(free, beta.tolist())))
+        values.update(floor)
+        return values, free, np.asarray(res.cov_params()), float(res.df_resid)
+
+    # -- stage 2 -------------------------------------------------------------------------
+    def nonlinear_stage(self, values: dict, names: list, max_nfev: int | None = None):
+        pri = np.log([SPECS[n].prior for n in names])
+        sd = np.array([SPECS[n].prior_sd for n in names])
+        lo = np.array([math.log(BOUNDS.get(n, (SPECS[n].prior / 1e3,))[0]) for n in names])
+        hi = np.array([math.log(BOUNDS.get(n, (0, SPECS[n].prior * 1e3))[1]) for n in names])
+        x0 = np.clip(np.log([values[n] for n in names]), lo + 1e-9, hi - 1e-9)
+        base = dict(values)
+
+        def resid(x):
+            v = dict(base)
+            v.update(zip(names, np.exp(x).tolist()))
+            t = np.array([r.per_op_s for r in self.model(v)])
+            return np.concatenate([np.log(t / self.measured) / SIG_DATA, (x - pri) / sd])
+
+        out = optimize.least_squares(resid, x0, bounds=(lo, hi), diff_step=1e-3, x_scale=1.0,
+                                     max_nfev=max_nfev, xtol=1e-4, ftol=1e-4)
+        values = dict(values)
+        values.update(zip(names, np.exp(out.x).tolist()))
+        n = len(self.cells)
+        J = out.jac
+        r = out.fun[:n]
+        return values, J, r
+
+    def fit(self, start: dict | None = None, outer: int = 4, max_nfev: int | None = None) -> FitResult:
+        t0 = time.perf_counter()
+        values = dict(start or priors())
+        results = self.model(values)
+        used = set().union(*(r.used for r in results))
+        nl_names = [n for n in NONLINEAR if n in used]
+        it = 0
+        lin_names, lin_cov, lin_df = [], np.zeros((0, 0)), 0.0
+        J, r = None, None
+        for it in range(1, outer + 1):
+            before = dict(values)
+            values, lin_names, lin_cov, lin_df = self.linear_stage(values, results)
+            if nl_names:
+                values, J, r = self.nonlinear_stage(values, nl_names, max_nfev)
+            results = self.model(values)
+            change = max(abs(values[k] / before[k] - 1) for k in values if before[k])
+            if change < 1e-3:
+                break
+        n_data = len(self.cells)
+        p_total = len(lin_names) + len(nl_names)
+        nl_cov, nl_df = np.zeros((0, 0)), 0.0
+        if nl_names and J is not None:
+            nl_df = float(max(1, n_data - p_total))
+            s2 = max(float(np.sum(r ** 2)) / nl_df, 1e-6)
+            nl_cov = np.linalg.pinv(J.T @ J) * s2
+        unidentified = self._unidentified(values, results, lin_names, nl_names, J)
+        return FitResult(values, lin_names, lin_cov, lin_df, nl_names, nl_cov, nl_df,
+                         unidentified, it, time.perf_counter() - t0)
+
+    def _unidentified(self, values, results, lin_names, nl_names, J):
+        """Parameters no cell informs: under 1% of every cell's time (or sensitivity)."""
+        used = set().union(*(r.used for r in results))
+        out = []
+        for n in LINEAR:
+            if n not in used:
+                continue
+            share = max((r.ledger.coef.get(n, 0) * values[n] / r.per_op_s for r in results), default=0)
+            if share < 0.01:
+                out.append(n)
+        if J is not None:
+            sens = np.abs(J[:len(self.cells)]) * SIG_DATA
+            for j, n in enumerate(nl_names):
+                if sens[:, j].max() < 0.01:
+                    out.append(n)
+        return out
