@@ -165,9 +165,10 @@ def test_timeout_stops_the_guest_and_shows_the_serial_tail(envs):
 
 @pytest.mark.slow
 def test_aarch64_guest_boots_and_runs_the_probe(envs):
-    env = envs(arch="aarch64", mem=256)
+    env = envs(arch="aarch64", mem=256, cache="none")
     result = env.run(cell(4096, "write", reps=100))
     check_result(result, env, "vda", "virt")
+    assert result.metadata["cache"] == "none" and "cache=none" in result.log
     assert "cortex-a72" in result.log and "ttyAMA0" in result.log
     assert result.probe["guest_kernel"].endswith("arm64")
 
