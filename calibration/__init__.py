@@ -47,7 +47,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "cells": len(cells),
         "environments": {e: _cfg_dict(STUDY[e]) for e in sorted({c.env for c in cells})},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
-                       "io_size": c.io_size} for c in cells],
+                       "io_size": c.io_size, "config": c.config} for c in cells],
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "

@@ -21,7 +21,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import optimize
 
-from model.environments import STUDY, study_reps
+from model.environments import config_for, study_reps
 from model.params import LINEAR, NONLINEAR, SPECS, priors
 from model.simulate import Simulator, Workload
 
@@ -38,6 +38,7 @@ class Cell:
     reps: int
     io_size: int | None
     measured_s: float
+    config: str = ""
 
     @property
     def workload(self) -> Workload:
@@ -45,7 +46,7 @@ class Cell:
 
     @property
     def cfg(self):
-        return STUDY[self.env]
+        return config_for(self.env, self.config)
 
 
 def cells_from(results: pd.DataFrame) -> list[Cell]:
@@ -55,7 +56,11 @@ def cells_from(results: pd.DataFrame) -> list[Cell]:
         reps = int(reps) if reps is not None and reps == reps and reps > 0 else study_reps(int(r.size_bytes))
         io = getattr(r, "io_size_bytes", None)
         io = int(io) if io is not None and io == io and io > 0 else None
-        out.append(Cell(r.env, int(r.size_bytes), r.op, reps, io, float(r.mean_per_op_s)))
+        config = getattr(r, "config", "")
+        config = "" if config is None or config != config or str(config).strip() in ("", "{}") else str(config)
+        cell = Cell(r.env, int(r.size_bytes), r.op, reps, io, float(r.mean_per_op_s), config)
+        cell.cfg  # an unusable config is a UserError now, not in the middle of the fit
+        out.append(cell)
     return out
 
 

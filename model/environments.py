@@ -55,6 +55,45 @@ STUDY = {
 }
 
 
+def config_for(env: str, config: str | dict | None = None) -> EnvConfig:
+    """The study's environment with a campaign cell's --param values applied (the
+    measurement side's names: hvt flush/blocks_per_call/sector_size/mem, qemu and docker
+    mem in MiB). Keys that do not change the model's structure are ignored."""
+    import json
+    if env not in STUDY:
+        raise UserError(f"the model has no environment {env!r} (known: {', '.join(STUDY)})")
+    cfg = STUDY[env]
+    if not config:
+        return cfg
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            raise UserError(f"{env}: config {config!r} is not a JSON object") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{env}: config {config!r} is not a JSON object")
+    changes = {}
+    try:
+        if "mem" in config and cfg.kind != "native":
+            changes["memory_bytes"] = int(float(config["mem"]) * MIB)
+        if env == "hvt":
+            flush = {"none": "none", "each-write": "block", "on-request": "call",
+                     "block": "block", "call": "call"}
+            if "flush" in config:
+                if str(config["flush"]) not in flush:
+                    raise UserError(f"hvt: unknown flush policy {config['flush']!r} in config")
+                changes["flush"] = flush[str(config["flush"])]
+            if "blocks_per_call" in config:
+                changes["blocks_per_call"] = int(config["blocks_per_call"])
+            if "sector_size" in config:
+                changes["block_size"] = int(config["sector_size"])
+    except (TypeError, ValueError):
+        raise UserError(f"{env}: config {config!r} has a value that is not a number") from None
+    cfg = cfg.replace(**changes)
+    validate(cfg)
+    return cfg
+
+
 def default_io_size(size: int) -> int:
     """The file probe's default bytes per call (probes/args.c): the file, at most 1 MiB."""
     return min(size, MIB)

@@ -1,0 +1,94 @@
+"""`invoke calibrate`: fit the model to a results set, print the fit, save the parameter set."""
+
+import datetime as _dt
+from pathlib import Path
+
+from edgeio import paths
+from edgeio.errors import UserError
+from edgeio.units import format_size, format_time
+
+
+def run(source: str | None = None, out: str | None = None, validate: bool = False) -> Path:
+    """Fit, print the fit table (and validation tables), save JSON; returns the saved file."""
+    import calibration
+    target = _output_path(out)          # bad --out fails before a minute of fitting
+    results = calibration.load_results(source)
+    print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells)...", flush=True)
+    cal = calibration.fit(results, validate=validate,
+                          progress=(lambda s: print(f"  validation: {s}", end="\r", flush=True)) if validate else None)
+    if validate:
+        print(" " * 60, end="\r")
+    print_parameters(cal)
+    print_fit(cal)
+    if cal.validation is not None:
+        print_validation(cal.validation)
+    path = cal.save(target)
+    print(f"\nParameter set written to {path}")
+    return path
+
+
+def _output_path(out: str | None) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if out:
+        p = Path(out)
+        if p.is_dir():
+            return _fresh(p, stamp)
+        if p.exists():
+            raise UserError(f"{p} exists; calibrations are never overwritten (give a new file or a directory)")
+        if p.suffix != ".json":
+            raise UserError(f"--out {p}: give a .json file or an existing directory")
+        return p
+    return _fresh(paths.results_dir() / "calibrations", stamp)
+
+
+def _fresh(directory: Path, stamp: str) -> Path:
+    for i in range(1000):
+        p = directory / (f"{stamp}.json" if i == 0 else f"{stamp}-{i}.json")
+        if not p.exists():
+            return p
+    raise UserError(f"{directory}: too many calibrations named {stamp}*")
+
+
+def _fmt_value(v: float, unit: str) -> str:
+    if unit == "s":
+        return format_time(v)
+    if unit == "s/B":
+        return f"{v * 1e9:.3g} ns/B"
+    if unit == "B/s":
+        return f"{v / 1e6:.3g} MB/s"
+    if unit == "B":
+        return format_size(int(v))
+    return f"{v:.3g}"
+
+
+def print_parameters(cal) -> None:
+    print("\nParameters (value, 95% interval)")
+    for name, p in cal.params.items():
+        if p["description"].endswith("[fixed]"):
+            continue
+        flag = "  (prior)" if "[prior" in p["description"] else ""
+        print(f"  {name:24s} {_fmt_value(p['value'], p['unit']):>12s}   "
+              f"[{_fmt_value(p['ci95_low'], p['unit'])}, {_fmt_value(p['ci95_high'], p['unit'])}]{flag}")
+
+
+def print_fit(cal) -> None:
+    t = cal.fit_table
+    print("\nFit: time per operation, measured vs modelled")
+    print(f"  {'env':7s} {'size':>7s} {'op':11s} {'measured':>10s} {'modelled':>10s} {'error':>7s}")
+    for r in t.itertuples(index=False):
+        print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.measured_s):>10s} "
+              f"{format_time(r.modelled_s):>10s} {r.rel_error:+7.1%}")
+    a = t["rel_error"].abs()
+    print(f"  median |error| {a.median():.1%}, largest {a.max():.1%} "
+          f"({t.loc[a.idxmax(), 'env']} {format_size(int(t.loc[a.idxmax(), 'size_bytes']))} {t.loc[a.idxmax(), 'op']})")
+
+
+def print_validation(v) -> None:
+    for kind, g in v.groupby("kind", sort=False):
+        print(f"\nValidation, {kind}: predicted without the left-out data")
+        print(f"  {'env':7s} {'size':>7s} {'op':11s} {'measured':>10s} {'predicted':>10s} {'error':>7s}")
+        for r in g.itertuples(index=False):
+            print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.measured_s):>10s} "
+                  f"{format_time(r.predicted_s):>10s} {r.rel_error:+7.1%}")
+        a = g["rel_error"].abs()
+        print(f"  {kind}: median |error| {a.median():.1%}, largest {a.max():.1%}")

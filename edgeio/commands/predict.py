@@ -1,0 +1,90 @@
+"""`invoke predict`: what a proposed fix would do, with prediction intervals."""
+
+from pathlib import Path
+
+from edgeio import paths
+from edgeio.errors import UserError
+from edgeio.units import format_size, format_time
+
+
+def run(scenario: str | None, params: list[str], calibration: str | None = None,
+        out: str | None = None) -> None:
+    """Print the scenario's predicted time per op (and write CSV to `out`); 'list' lists scenarios."""
+    import model
+    if scenario in (None, "", "list"):
+        list_scenarios()
+        return
+    sc = model.scenarios.get(scenario)
+    given = parse_params(params)
+    sc.parse(given)                               # unknown parameters fail before any fitting
+    out_path = _out_path(out)
+    cal = _calibration(calibration)
+    df = model.predict(cal, sc.name, given)
+    print_prediction(df, sc, cal)
+    if out_path:
+        from edgeio.store import write_atomic
+        write_atomic(out_path, df.to_csv(index=False))
+        print(f"\nPredictions written to {out_path}")
+
+
+def parse_params(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise UserError(f"--param {item!r}: use key=value, e.g. blocks=8")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _out_path(out):
+    if not out:
+        return None
+    p = Path(out)
+    if p.exists():
+        raise UserError(f"{p} exists; predictions are never overwritten")
+    if not p.parent.is_dir():
+        raise UserError(f"--out {p}: directory {p.parent} does not exist")
+    return p
+
+
+def newest_calibration() -> Path | None:
+    d = paths.results_dir() / "calibrations"
+    files = sorted(d.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)) if d.is_dir() else []
+    return files[-1] if files else None
+
+
+def _calibration(path):
+    import calibration
+    if path:
+        return calibration.load(path)
+    newest = newest_calibration()
+    if newest:
+        print(f"Using calibration {newest}")
+        return calibration.load(newest)
+    print(f"No calibration in {paths.results_dir() / 'calibrations'}: calibrating on the bundled "
+          "Pi 4 figures now (run `invoke calibrate` to keep one)...", flush=True)
+    return calibration.fit(calibration.load_results(None))
+
+
+def list_scenarios() -> None:
+    import model
+    print("Scenarios (invoke predict --scenario NAME [--param key=value ...]):")
+    for sc in model.SCENARIOS.values():
+        print(f"\n  {sc.name}  [{', '.join(sc.envs)}]")
+        print(f"    {sc.description}")
+        for k, v in sc.defaults.items():
+            sweep = sc.sweep.get(k)
+            print(f"    --param {k}=VALUE   default {v}" + (f"; report sweeps {', '.join(map(str, sweep))}" if sweep else ""))
+
+
+def print_prediction(df, sc, cal) -> None:
+    params = {k: df[k].iloc[0] for k in sc.defaults} if len(df) else {}
+    desc = ", ".join(f"{k}={v}" for k, v in params.items())
+    print(f"\nScenario {sc.name}{' (' + desc + ')' if desc else ''}: {sc.description}")
+    print(f"Calibration: {cal.source}")
+    print(f"  {'env':7s} {'size':>7s} {'op':11s} {'baseline':>10s} {'predicted':>10s} {'95% interval':>23s} {'speed-up':>9s}")
+    for r in df.itertuples(index=False):
+        pi = f"[{format_time(r.pi95_low_s)}, {format_time(r.pi95_high_s)}]"
+        print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.baseline_s):>10s} "
+              f"{format_time(r.predicted_s):>10s} {pi:>23s} {r.speedup:8.2f}x")

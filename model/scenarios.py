@@ -1,0 +1,131 @@
+"""What-if scenarios: data plus a small function that changes an environment's stages.
+
+A scenario names the environments it changes, its parameters with defaults and types,
+the values a report should sweep, and `apply(cfg, params) -> cfg`. Adding one is adding
+an entry to SCENARIOS.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from edgeio.errors import UserError
+from edgeio.units import parse_size
+from model.environments import FLUSH_POLICIES, STUDY, EnvConfig
+from model.params import GIB, MIB
+
+
+def _int(name):
+    def parse(v):
+        try:
+            x = int(str(v), 0) if not isinstance(v, (int, float)) else int(v)
+        except ValueError:
+            raise UserError(f"{name} must be an integer, got {v!r}") from None
+        if isinstance(v, float) and v != int(v):
+            raise UserError(f"{name} must be an integer, got {v!r}")
+        return x
+    return parse
+
+
+def _float(name):
+    def parse(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise UserError(f"{name} must be a number, got {v!r}") from None
+    return parse
+
+
+def _choice(name, choices):
+    def parse(v):
+        if str(v) not in choices:
+            raise UserError(f"{name} must be one of {', '.join(choices)}, got {v!r}")
+        return str(v)
+    return parse
+
+
+def _size(name):
+    def parse(v):
+        if isinstance(v, str) and v.strip().startswith("-"):
+            raise UserError(f"{name} must be positive, got {v!r}")
+        return parse_size(v)
+    return parse
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    envs: tuple
+    defaults: dict
+    sweep: dict
+    types: dict
+    apply: Callable[[EnvConfig, dict], EnvConfig] = field(repr=False)
+
+    def parse(self, params: dict) -> dict:
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            known = ", ".join(self.defaults) or "none"
+            raise UserError(f"scenario {self.name}: unknown parameter {', '.join(unknown)} (known: {known})")
+        out = dict(self.defaults)
+        for k, v in params.items():
+            out[k] = self.types[k](v)
+        return out
+
+
+def _powers(lo, hi):
+    out, x = [], lo
+    while x <= hi:
+        out.append(x)
+        x *= 2
+    return out
+
+
+def _hvt_only(cfg, fn):
+    return fn(cfg) if cfg.kind == "hvt" else cfg
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
+    Scenario(
+        "baseline", "the environments as the study ran them (speed-up 1 by construction)",
+        tuple(STUDY), {}, {}, {}, lambda cfg, p: cfg),
+    Scenario(
+        "hvt-multiblock", "Solo5 block calls carrying k blocks: one hypercall and one host "
+        "pread/pwrite per call (flush policy unchanged: the study's tender fsyncs each block)",
+        ("hvt",), {"blocks": 8}, {"blocks": _powers(1, 2048)}, {"blocks": _int("blocks")},
+        lambda cfg, p: cfg.replace(blocks_per_call=p["blocks"])),
+    Scenario(
+        "hvt-flush", "the tender's flush policy for write_sync: fsync per block (study), per call, "
+        "or none (stock Solo5: data reaches only the host page cache)",
+        ("hvt",), {"flush": "call", "blocks": 8}, {"flush": list(FLUSH_POLICIES)},
+        {"flush": _choice("flush", FLUSH_POLICIES), "blocks": _int("blocks")},
+        lambda cfg, p: cfg.replace(flush=p["flush"], blocks_per_call=p["blocks"])),
+    Scenario(
+        "hvt-blocksize", "a larger Solo5 block size (power of two, 512..32768): fewer blocks per file",
+        ("hvt",), {"block_size": 4096}, {"block_size": _powers(512, 32768)},
+        {"block_size": _int("block_size")},
+        lambda cfg, p: cfg.replace(block_size=p["block_size"])),
+    Scenario(
+        "hvt-ring", "a paravirtual transport for hvt: requests on a shared ring, one notification "
+        "(hypercall) per batch; the tender still does one host call per request",
+        ("hvt",), {"batch": 32, "blocks": 1}, {"batch": _powers(1, 256)},
+        {"batch": _int("batch"), "blocks": _int("blocks")},
+        lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"])),
+    Scenario(
+        "passthrough", "para-passthrough (BitVisor-style): the guest driver drives the SD card; no "
+        "QEMU/tender/blkback and no host page cache; `exits_per_request` traps remain per request",
+        ("qemu", "xen", "hvt"), {"exits_per_request": 1.0}, {"exits_per_request": [0, 0.5, 1, 2, 4]},
+        {"exits_per_request": _float("exits_per_request")},
+        lambda cfg, p: cfg.replace(transport="passthrough", exits_per_request=p["exits_per_request"])),
+    Scenario(
+        "guest-memory", "memory given to the qemu and xen guests (the guest page cache grows; "
+        "qemu's host page cache shrinks by as much)",
+        ("qemu", "xen"), {"memory": 3 * GIB},
+        {"memory": [512 * MIB, 1 * GIB, 2 * GIB, 3 * GIB, int(3.5 * GIB)]}, {"memory": _size("memory")},
+        lambda cfg, p: cfg.replace(memory_bytes=p["memory"])),
+]}
+
+
+def get(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise UserError(f"unknown scenario {name!r} (known: {', '.join(SCENARIOS)})")
+    return SCENARIOS[name]
