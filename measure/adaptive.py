@@ -20,6 +20,7 @@ DEFAULT_CI = 0.02          # 2% of the mean
 DEFAULT_BUDGET_S = 600.0   # 10 minutes per cell
 MIN_ROUND_BATCHES = 10     # a round smaller than this costs more in start-up than it buys
 MAX_ROUNDS = 50
+BUDGET_SHARE = 0.8
 
 
 def parse_ci(text) -> float:
@@ -88,7 +89,8 @@ def decide(values, elapsed_s: float, seconds_per_batch: float, ci: float, budget
     if rounds >= MAX_ROUNDS:
         return Decision(True, "max rounds", 0, rel)
     remaining = budget_s - elapsed_s
-    affordable = int(remaining / seconds_per_batch) if seconds_per_batch > 0 else round_batches
+    # Plan for 80% of what is left: batch times drift (an fsync's cost is heavy-tailed).
+    affordable = int(BUDGET_SHARE * remaining / seconds_per_batch) if seconds_per_batch > 0 else round_batches
     smallest = max(1, min(MIN_ROUND_BATCHES, round_batches))
     if affordable < smallest:
         return Decision(True, "budget spent", 0, rel)
