@@ -14,6 +14,7 @@ Robust for campaigns of hours, on remote targets:
 """
 
 import os
+import signal
 import threading
 import time
 import traceback
@@ -216,6 +217,7 @@ def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_tim
         by_target.setdefault(cell.get("target", "local"), []).append(cell)
     threads = [threading.Thread(target=_worker, args=(state, cells), name=f"campaign {target}", daemon=True)
                for target, cells in by_target.items()]
+    previous = _stop_on_sigint(state)
     for t in threads:
         t.start()
     try:
@@ -229,9 +231,28 @@ def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_tim
         for t in threads:
             t.join(5)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if state.fatal is not None:
         raise state.fatal
     return state.result
+
+
+def _stop_on_sigint(state: _Run):
+    """^C reaches the probe too, which then fails: set the stop flag first, so the
+    workers see an interruption, not a failure. Returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None      # someone else (a test runner, the caller) handles ^C
+
+    def on_sigint(signum, frame):
+        state.stop.set()
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
+    return previous
 
 
 def _set_aside(campaign, cell_id):
@@ -416,8 +437,9 @@ def _run_cell(state: _Run, env, cell: dict):
             logs.append(traceback.format_exc())
             error = f"internal error: {type(e).__name__}: {e}"
             break
-    if status != "ok" and state.stop.is_set():
-        return None       # interrupted, not failed: resume runs it again
+    # A failure at the moment of ^C is the interruption itself: not stored, resume reruns it.
+    if status != "ok" and (state.stop.is_set() or state.stop.wait(0.25)):
+        return None
     facts = _target_facts(state, env.target)
     metadata = dict(metadata or {})
     for k in ("host", "arch"):

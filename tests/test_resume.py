@@ -276,3 +276,28 @@ def test_ssh_connection_dropped_mid_cell(sshd, tmp_path, repeat):
         assert res["ok"] == 3
     # the campaign went on after it
     assert recs[plan[2]["cell_id"]]["status"] == "ok"
+
+
+def test_ctrl_c_mid_cell_stores_no_failure(tmp_path):
+    """^C (SIGINT to the whole foreground group, probe included) is no failed cell."""
+    out = tmp_path / "camp"
+    proc = _driver(out)
+    started = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("START"):
+                started.append(line.split()[1])
+                if len(started) == 2:
+                    break
+        deadline = time.monotonic() + 10
+        while not any(n.startswith("fileprobe") for n in _children(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read()
+    recs = store.Campaign.open(out).records()
+    assert started[1] not in recs and all(r["status"] == "ok" for r in recs.values())
