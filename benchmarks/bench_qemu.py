@@ -82,14 +82,14 @@ def main():
                     per_op = res.probe["total_seconds"] / res.probe["reps"]
                     row = {"arch": arch, "disk": disk, "accel": env.accel, "size": size, "op": op,
                            "reps": reps, "boot_to_probe_s": m.get("boot_to_probe_seconds"),
-                           "teardown_s": m.get("teardown_seconds"), "qemu_wall_s": m.get("qemu_wall_seconds"),
+                           "warmup_s": m.get("warmup_seconds"), "teardown_s": m.get("teardown_seconds"), "qemu_wall_s": m.get("qemu_wall_seconds"),
                            "run_s": round(host_s, 3), "guest_per_op_s": per_op, "native_per_op_s": nat,
                            "ratio": per_op / nat if nat else None,
                            "guest_block_reads_bytes": m.get("guest_block_reads_bytes"),
                            "guest_block_writes_bytes": m.get("guest_block_writes_bytes")}
                     rows.append(row)
                     print(f"   {format_size(size):>7} {op:<10} x{reps:<5} boot-to-probe {row['boot_to_probe_s']:6.2f} s"
-                          f"  teardown {row['teardown_s']:5.2f} s  run() {host_s:6.2f} s"
+                          f" (warm-up {row['warmup_s']:4.2f})  teardown {row['teardown_s']:5.2f} s  run() {host_s:6.2f} s"
                           f"  guest {format_time(per_op):>9}/op  native {format_time(nat):>9}/op"
                           f"  ratio {row['ratio']:7.2f}  ({env.accel})", flush=True)
         finally:

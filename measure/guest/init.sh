@@ -52,6 +52,7 @@ case " $probe_args " in
 esac
 # /sys/block/<dev>/stat: reads, reads merged, sectors read, ms, writes, writes merged, sectors written, ...
 read -r a0 am0 as0 rest < "/sys/block/$dev/stat"
+tw=$(uptime_s)
 if $warmup; then cat /mnt/data > /dev/null; fi
 read -r r0 rm0 rs0 rt0 w0 wm0 ws0 rest < "/sys/block/$dev/stat"
 say "running /probe $probe_args"
@@ -72,6 +73,6 @@ extra="$extra, \"guest_warmup_reads_bytes\": $(( (rs0 - as0) * 512 ))"
 extra="$extra, \"guest_block_stat_before\": [$r0, $rm0, $rs0, $w0, $wm0, $ws0]"
 extra="$extra, \"guest_block_stat_after\": [$r1, $rm1, $rs1, $w1, $wm1, $ws1]"
 extra="$extra, \"guest_mem_total_bytes\": $((mem_kib * 1024)), \"guest_kernel\": \"$(uname -r)\""
-extra="$extra, \"guest_uptime_probe_start_s\": $t0, \"guest_uptime_probe_end_s\": $t1, \"probe_exit\": $rc"
+extra="$extra, \"guest_uptime_warmup_start_s\": $tw, \"guest_uptime_probe_start_s\": $t0, \"guest_uptime_probe_end_s\": $t1, \"probe_exit\": $rc"
 echo "${out%\}}, $extra}"
 finish
