@@ -83,6 +83,9 @@ class PageCache:
         self.background_pages = max(1, self.limit_pages // 2)
         self.fsync_flushes = fsync_flushes
         self.wb_request = writeback_request_bytes or p["writeback_request_bytes"]
+        # aggregate pieces: AGG_CHUNK, but at most 1/16 of the dirty limit so that small
+        # caches still see the writer and the flusher interleave finely
+        self.chunk_pages = max(self.wb_request_pages(p), min(AGG_CHUNK // self.P, self.limit_pages // 16))
         self.file_pages = 0
         self.pos = 0
         self.dirty = 0
@@ -95,6 +98,9 @@ class PageCache:
         self._progress = sim.env.event()
         sim.caches.append(self)
         sim.env.process(self._flusher())
+
+    def wb_request_pages(self, p):
+        return max(1, int(self.wb_request // self.P))
 
     # -- state --------------------------------------------------------------------------
     def open(self, file_bytes):
@@ -143,7 +149,7 @@ class PageCache:
     def headroom_bytes(self) -> int:
         """Bytes a writer can dirty before anything else happens (aggregate pieces)."""
         below = self.background_pages - self.dirty
-        return max(self.P, below * self.P if below > 0 else AGG_CHUNK)
+        return max(self.P, below * self.P if below > 0 else self.chunk_pages * self.P)
 
     def _touch(self, page):
         self.lru[page] = True
@@ -154,7 +160,7 @@ class PageCache:
     def _flusher(self):
         """Background writeback: above the background threshold, clean the oldest pages."""
         env = self.sim.env
-        chunk_pages = max(1, (AGG_CHUNK if self.sim.mode == "aggregate" else self.wb_request) // self.P)
+        chunk_pages = self.chunk_pages if self.sim.mode == "aggregate" else self.wb_request_pages(self.sim.p)
         while True:
             if self.dirty <= self.background_pages or self.syncing:
                 if self._kick.triggered:
@@ -199,16 +205,20 @@ class PageCache:
             return
         first, last = self.pos // self.P, (self.pos + nbytes - 1) // self.P
         self.pos = (self.pos + nbytes) % self.file_bytes
-        per_req = max(1, request_bytes // self.P)
-        missing = []
-        for i in range(first, last + 1):
+        window = max(1, int(request_bytes // self.P))
+        i = first
+        while i <= last:
             page = i % self.file_pages
-            if page not in self.lru:
-                missing.append(page)
-            self._touch(page)
-        for k in range(0, len(missing), per_req):   # one readahead request per run of misses
-            n = min(per_req, len(missing) - k) * self.P
-            yield from self.backing.read(ctx, min(n, nbytes), 1)
+            if page in self.lru:
+                self._touch(page)
+                i += 1
+                continue
+            # a miss reads the readahead window from here (up to the end of the file)
+            n = min(window, self.file_pages - page)
+            yield from self.backing.read(ctx, n * self.P, 1)
+            for k in range(n):
+                self._touch(page + k)
+            i += 1
 
 
 class HostFile:
