@@ -97,11 +97,10 @@ class QemuEnvironment(Environment):
             raise Unavailable(f"qemu: {e}") from None
 
     def preflight(self, cells):
-        need = sum(self._image_bytes(s) for s in {c["size_bytes"] for c in cells})
-        for size in {c["size_bytes"] for c in cells}:
-            self._image_bytes(size)      # "too small" is bad input: say so before anything runs
-        check_free_space(self.target, self.params["dir"], need, "qemu disk images")
         self._sizes = sorted({c["size_bytes"] for c in cells})
+        # "too small" (disk_mib) is bad input: _image_bytes says so before anything runs
+        need = sum(self._image_bytes(size) for size in self._sizes)
+        check_free_space(self.target, self.workdir or self.params["dir"], need, "qemu disk images")
 
     def prepare(self):
         from measure.guest import build_guest
@@ -127,7 +126,7 @@ class QemuEnvironment(Environment):
             self.prepare()
         limit = self._timeout(timeout)
         disk = self._disk_for(cell["size_bytes"])
-        serial = f"{self.remote}/serial-{cell.get('cell_id', 'cell')}.log"
+        serial = f"{self.remote}/serial-{re.sub(r'[^A-Za-z0-9_.-]', '_', str(cell.get('cell_id', 'cell')))}.log"
         self.target.run(["rm", "-f", serial], timeout=60)
         argv = self.qemu_argv(cell, disk, serial)
         wrapped = ["sh", "-c", _WRAPPER, "edgeio-qemu", serial, f"{limit:g}", *argv]
