@@ -38,7 +38,7 @@ def fleet_plan(plan: list[dict], targets: list[str]) -> list[dict]:
     """The plan for every target: one copy of each cell per target, ids made unique.
 
     With one target the plan keeps its cell ids; with several, each id gets the
-    target's slug ('0003-linux-4KiB-read-pi@pi1').
+    target's slug ('0003-linux-4KiB-read-pi_pi1'), safe in file and container names.
     """
     from measure.ssh import target_slug
     targets = list(dict.fromkeys(targets or ["local"]))
@@ -452,6 +452,11 @@ def _run_cell(state: _Run, env, cell: dict):
 
 
 # -- the end ----------------------------------------------------------------------------
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def summary_lines(result: dict, records: dict | None = None) -> list[str]:
     """What to print at the end: counts, then every failed and not-run cell with its reason.
 
@@ -466,7 +471,7 @@ def summary_lines(result: dict, records: dict | None = None) -> list[str]:
         head += " (interrupted: resume with --resume)"
     lines = [head]
     for c in result.get("failed_cells", []):
-        lines.append(f"failed: {c['cell_id']} on {c['target']}: {c['error']} (log: {c['log']})")
+        lines.append(f"failed: {c['cell_id']} on {c['target']}: {_one_line(c['error'])} (log: {c['log']})")
     grouped = OrderedDict()
     for c in result.get("not_run_cells", []):
         grouped.setdefault((c["env"], c["target"], c["reason"]), []).append(c["cell_id"])

@@ -2,18 +2,17 @@
 
 rich draws it on a terminal; nothing is drawn when stdout is not a terminal or when
 the CI variable is set (the command prints its summary at the end either way).
-ETAs come from the cells already finished (also those of a resumed campaign):
-seconds per repetition of the same (env, target, op, size), else bytes per second of
-the same (env, target, op), else of the target.
+ETAs come from the cells already finished (also those of a resumed campaign); see
+Estimator for the rule.
 """
 
+import math
 import os
 import sys
 import threading
 import time
 from collections import defaultdict
 
-from edgeio.units import format_size
 
 
 def _fmt_duration(seconds) -> str:
@@ -25,39 +24,79 @@ def _fmt_duration(seconds) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
-def _work(cell: dict) -> float:
-    """Bytes a cell moves: the unit its duration scales with when nothing closer is known."""
-    return float(cell["size_bytes"]) * float(cell.get("reps") or 1)
+def _short(target: str) -> str:
+    return target[len("ssh://"):] if target.startswith("ssh://") else target
+
+
+def _median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if v else None
 
 
 class Estimator:
-    """Predicts a cell's wall time from the cells finished so far (pure bookkeeping)."""
+    """Predicts a cell's wall time from the cells finished so far (pure bookkeeping).
+
+    wall = overhead (process start, SSH round trips, store; per env and target)
+         + reps x time per repetition, the latter taken from, in order:
+      1. the same env, target, op and size;
+      2. the same target, op and size in other environments;
+      3. the same env, target and op at two or more other sizes: a + b x size;
+      4. the same env, target and op at one other size, scaled by the square root of
+         the size ratio (a 4 KiB fsync costs about what a 64 KiB one does, a read of
+         64 KiB 16 times a 4 KiB one: the root is the compromise);
+      5. any op of the target, the same way.
+    A random-order campaign of the study's protocol runs each (env, op, size) once, so
+    rungs 2-5 carry most of its estimates.
+    """
 
     def __init__(self):
-        self._per_rep = defaultdict(list)     # (env, target, op, size) -> seconds per rep
-        self._rate = defaultdict(list)        # (env, target, op) -> seconds per byte
-        self._target_rate = defaultdict(list)  # target -> seconds per byte
+        self._per_rep = defaultdict(list)    # (env, target, op, size) -> seconds per rep
+        self._overhead = defaultdict(list)   # (env, target) -> seconds outside the probe's timing
 
-    def add(self, cell: dict, wall_seconds: float | None) -> None:
+    def add(self, cell: dict, wall_seconds: float | None, probe_seconds: float | None = None) -> None:
         if not wall_seconds or wall_seconds <= 0:
             return
         t = cell.get("target", "local")
         reps = float(cell.get("reps") or 1)
-        self._per_rep[(cell["env"], t, cell["op"], cell["size_bytes"])].append(wall_seconds / reps)
-        self._rate[(cell["env"], t, cell["op"])].append(wall_seconds / _work(cell))
-        self._target_rate[t].append(wall_seconds / _work(cell))
+        timed = probe_seconds if probe_seconds and 0 < probe_seconds <= wall_seconds else wall_seconds
+        self._per_rep[(cell["env"], t, cell["op"], cell["size_bytes"])].append(timed / reps)
+        self._overhead[(cell["env"], t)].append(wall_seconds - timed)
+
+    def _rep_time(self, env, target, op, size) -> float | None:
+        same = self._per_rep.get((env, target, op, size))
+        if same:
+            return sum(same) / len(same)
+        others = [v for (e, t, o, sz), vs in self._per_rep.items() if (t, o, sz) == (target, op, size) for v in vs]
+        if others:
+            return _median(others)
+        for scope in ("env and op", "op", "any"):
+            sizes = {}
+            for (e, t, o, sz), vs in self._per_rep.items():
+                if t != target or (scope != "any" and o != op) or (scope == "env and op" and e != env):
+                    continue
+                sizes.setdefault(sz, []).extend(vs)
+            if len(sizes) >= 2:
+                xs = sorted(sizes)
+                ys = [_median(sizes[x]) for x in xs]
+                mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+                b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+                if b >= 0 and my - b * mx + b * size > 0:
+                    return my - b * mx + b * size
+            if sizes:
+                nearest = min(sizes, key=lambda x: abs(math.log(x / size)))
+                return _median(sizes[nearest]) * math.sqrt(size / nearest)
+        return None
 
     def estimate(self, cell: dict) -> float | None:
-        t = cell.get("target", "local")
         if cell.get("adaptive"):
             return float(cell["adaptive"]["budget_s"])   # an upper bound; rounds stop earlier
-        per_rep = self._per_rep.get((cell["env"], t, cell["op"], cell["size_bytes"]))
-        if per_rep:
-            return sum(per_rep) / len(per_rep) * float(cell.get("reps") or 1)
-        for rates in (self._rate.get((cell["env"], t, cell["op"])), self._target_rate.get(t)):
-            if rates:
-                return sorted(rates)[len(rates) // 2] * _work(cell)
-        return None
+        t = cell.get("target", "local")
+        per_rep = self._rep_time(cell["env"], t, cell["op"], cell["size_bytes"])
+        if per_rep is None:
+            return None
+        overhead = _median(self._overhead.get((cell["env"], t), [])) \
+            or _median([v for (e, tt), vs in self._overhead.items() if tt == t for v in vs]) or 0.0
+        return overhead + per_rep * float(cell.get("reps") or 1)
 
     def remaining(self, cells: list[dict]) -> float | None:
         """Seconds for cells of one target run one after another (None: unknown yet)."""
@@ -68,6 +107,10 @@ class Estimator:
                 return None
             total += e
         return total
+
+
+def _probe_seconds(record: dict) -> float | None:
+    return (record.get("probe") or {}).get("total_seconds")
 
 
 def quiet_by_default() -> bool:
@@ -93,7 +136,7 @@ class Progress:
         self.counts = {"ok": 0, "failed": 0}
         for rec in (done or {}).values():
             self.done_ids.add(rec["cell"]["cell_id"])
-            self.estimator.add(rec["cell"], rec.get("wall_seconds"))
+            self.estimator.add(rec["cell"], rec.get("wall_seconds"), _probe_seconds(rec))
         self.resumed = len(self.done_ids)
         self.current = {}              # target -> (cell, start monotonic, note)
         self.t0 = time.monotonic()
@@ -136,7 +179,7 @@ class Progress:
             status = record.get("status", "failed")
             self.counts[status] = self.counts.get(status, 0) + 1
             if status == "ok":
-                self.estimator.add(cell, record.get("wall_seconds"))
+                self.estimator.add(cell, record.get("wall_seconds"), _probe_seconds(record))
             if self.mode == "lines":
                 eta = self.campaign_eta()
                 print(f"[{len(self.done_ids)}/{len(self.plan)}] {cell['cell_id']} {cell.get('target', 'local')} "
@@ -174,33 +217,36 @@ class Progress:
         return worst
 
     # -- drawing -----------------------------------------------------------------------
+    def _labels(self) -> list[str]:
+        return [self.title] + ["  " + _short(c.get("target", "local")) for c in self.plan]
+
     def _render(self):
         from rich.progress_bar import ProgressBar
         from rich.table import Table
         with self._lock:
             total = len(self.plan)
             done = len(self.done_ids)
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column(no_wrap=True)
-            grid.add_column(no_wrap=True)
-            grid.add_column(width=24)
-            grid.add_column(no_wrap=True)
+            # Fixed columns around one that gives way (the cell id) on a narrow terminal.
+            grid = Table.grid(padding=(0, 2), expand=True)
+            grid.add_column(no_wrap=True, width=min(24, max(len(t) for t in self._labels())), overflow="ellipsis")
+            grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+            grid.add_column(width=24, no_wrap=True)
+            grid.add_column(no_wrap=True, width=29)
             eta = self.campaign_eta()
             failed = self.counts.get("failed", 0)
             grid.add_row(
                 f"[bold]{self.title}[/]",
-                f"{done}/{total} cells  [green]ok {self.counts.get('ok', 0) + 0}[/]"
+                f"{done}/{total} cells  [green]ok {self.counts.get('ok', 0)}[/]"
                 + (f"  [red]failed {failed}[/]" if failed else "")
-                + (f"  resumed {self.resumed}" if self.resumed else ""),
+                + (f"  (resumed with {self.resumed})" if self.resumed else ""),
                 ProgressBar(total=max(total, 1), completed=done, width=24),
                 f"elapsed {_fmt_duration(time.monotonic() - self.t0)}  ETA {_fmt_duration(eta)}")
-            for target, (cell, t_start, note) in sorted(self.current.items()):
+            for target, (cell, _, note) in sorted(self.current.items()):
                 elapsed, left = self.cell_eta(target)
                 est = None if left is None else elapsed + left
-                what = (f"{cell['cell_id']}  {cell['env']} {format_size(cell['size_bytes'])} {cell['op']}"
-                        f" x{cell.get('reps')}")
-                bar = ProgressBar(total=est or 1.0, completed=min(elapsed, (est or 1.0) * 0.99) if est else 0,
+                bar = ProgressBar(total=est or 1.0, completed=min(elapsed, est * 0.99) if est else 0,
                                   width=24, pulse=est is None)
-                grid.add_row(f"  {target}", what + (f"  [dim]{note}[/]" if note else ""), bar,
+                grid.add_row(f"  {_short(target)}", f"{cell['cell_id']} x{cell.get('reps')}"
+                             + (f"  [dim]{note}[/]" if note else ""), bar,
                              f"cell {_fmt_duration(elapsed)}  ETA {_fmt_duration(left)}")
             return grid

@@ -80,9 +80,10 @@ def parse_target(url: str, identity: str | None = None, known_hosts: str | None 
 
 
 def target_slug(name: str) -> str:
-    """A file-name-safe short form of a target name: 'local', 'pi@pi1', 'root@127.0.0.1_2222'."""
+    """A short form of a target name safe in file and container names ([A-Za-z0-9_.-]):
+    'local', 'pi_pi1', 'root_127.0.0.1_2222'."""
     text = name[len("ssh://"):] if name.startswith("ssh://") else name
-    return "".join(c if c.isalnum() or c in "@.-" else "_" for c in text).strip("_") or "target"
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_") or "target"
 
 
 class SshTarget(Target):

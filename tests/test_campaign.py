@@ -3,6 +3,7 @@
 import io
 import json
 import random
+import re
 import time
 
 import pytest
@@ -146,6 +147,8 @@ def test_store_error_stops_every_target(tmp_path):
 def test_fleet_runs_targets_in_parallel(tmp_path):
     plan = engine.fleet_plan(planning.make_plan(["fake"], [4096], list(planning.OPS), 100), ["ssh://pi@a", "ssh://pi@b"])
     assert len({c["cell_id"] for c in plan}) == 6 and engine.target_names(plan) == ["ssh://pi@a", "ssh://pi@b"]
+    # ids end up in file names and Docker container names
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", c["cell_id"]) for c in plan)
     c = store.Campaign.create(tmp_path, {}, plan)
     envs = {("fake", t): FakeEnv(FakeTarget(t, host=t[-1]), sleep=0.4) for t in engine.target_names(plan)}
     t0 = time.monotonic()
@@ -220,11 +223,19 @@ def test_estimator_learns_from_finished_cells():
     e = Estimator()
     a = {"env": "linux", "target": "local", "op": "write", "size_bytes": 4096, "reps": 100}
     assert e.estimate(a) is None
-    e.add(a, 2.0)
-    assert e.estimate(dict(a, reps=300)) == pytest.approx(6.0)
-    # another size of the same op scales by bytes moved
-    assert e.estimate(dict(a, size_bytes=8192)) == pytest.approx(4.0)
-    assert e.remaining([a, dict(a, reps=50)]) == pytest.approx(3.0)
+    e.add(a, 2.5, 2.0)                       # 0.5 s outside the probe's timing
+    assert e.estimate(dict(a, reps=300)) == pytest.approx(0.5 + 6.0)
+    # another size, one known: the square root of the size ratio
+    assert e.estimate(dict(a, size_bytes=16384)) == pytest.approx(0.5 + 4.0)
+    # the same op and size in another environment is the better guide
+    e.add(dict(a, env="docker", size_bytes=16384), 1.0, 1.0)
+    assert e.estimate(dict(a, size_bytes=16384)) == pytest.approx(0.5 + 1.0)
+    # two sizes of the same env and op: a line through them
+    e.add(dict(a, size_bytes=8192), 3.5, 3.0)
+    assert e.estimate(dict(a, size_bytes=12288)) == pytest.approx(0.5 + 4.0)
+    assert e.remaining([a, dict(a, reps=50)]) == pytest.approx(0.5 + 2.0 + 0.5 + 1.0)
+    assert e.estimate(dict(a, target="ssh://pi@x")) is None
+    assert e.estimate(dict(a, adaptive={"ci": 0.02, "budget_s": 600})) == 600
 
 
 def test_progress_draws_current_cell_and_etas(tmp_path):

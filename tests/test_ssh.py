@@ -35,7 +35,7 @@ def test_parse_target_forms():
     assert t.name == "ssh://pi@raspberrypi.local"
     t = parse_target("ssh://pi@10.0.0.7:2222")
     assert t.port == 2222 and t.name == "ssh://pi@10.0.0.7:2222"
-    assert target_slug(t.name) == "pi@10.0.0.7_2222"
+    assert target_slug(t.name) == "pi_10.0.0.7_2222"
 
 
 @pytest.mark.parametrize("bad", ["pi@host", "ssh://", "ssh://pi:secret@host", "ssh://pi@host:notaport",
