@@ -54,8 +54,12 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                           "on log errors (nonlinear parameters), weak priors"},
         "unidentified": fr.unidentified,
         "covariance": {
-            "linear": {"names": fr.linear_names, "matrix": np.asarray(fr.linear_cov).tolist()},
-            "nonlinear_log": {"names": fr.nonlinear_names, "matrix": np.asarray(fr.nonlinear_cov_log).tolist()},
+            "joint": {"names": fr.names, "matrix": np.asarray(fr.cov).tolist(), "df": fr.df,
+                      "additive": [n for n in fr.names if Fitter.additive(n)],
+                      "note": "joint covariance (Gauss-Newton) of relative changes d = dv/v; a draw d "
+                              "maps to v*(1+d) for the additive (time) parameters, v*exp(d) for the others"},
+            "wls": {"names": fr.linear_names, "matrix": np.asarray(fr.linear_cov).tolist(), "df": fr.linear_df,
+                    "note": "statsmodels WLS covariance of the per-call costs, nonlinear parameters held"},
         },
         "residual_log_sd": float(np.sqrt(np.mean(np.log1p(table["rel_error"].to_numpy()) ** 2))),
     }
@@ -88,30 +92,31 @@ def _cfg_dict(cfg) -> dict:
 
 
 def _param_table(fr) -> dict:
+    """value, stderr and 95% interval per parameter: from the joint covariance (so the
+    intervals carry the confounding between costs), Student t; times symmetric and cut
+    at zero, the others log-symmetric; unidentified ones get their prior's spread."""
     out = {}
     v = fr.values
-    lin_idx = {n: i for i, n in enumerate(fr.linear_names)}
-    nl_idx = {n: i for i, n in enumerate(fr.nonlinear_names)}
-    t_lin = _st.t.ppf(0.975, max(fr.linear_df, 1))
-    t_nl = _st.t.ppf(0.975, max(fr.nonlinear_df, 1))
+    idx = {n: i for i, n in enumerate(fr.names)}
+    t = _st.t.ppf(0.975, max(fr.df, 1))
     for name, spec in SPECS.items():
         val = float(v[name])
         desc = spec.description
         if spec.kind == "fixed":
             se, lo, hi = 0.0, val, val
             desc += " [fixed]"
-        elif name in fr.unidentified or (name not in lin_idx and name not in nl_idx):
+        elif name in idx:
+            i = idx[name]
+            rel = float(math.sqrt(max(fr.cov[i, i], 0)))
+            se = val * rel
+            if Fitter.additive(name):
+                lo, hi = max(0.0, val - t * se), val + t * se
+            else:
+                lo, hi = val * math.exp(-t * rel), val * math.exp(t * rel)
+        else:
             sd = SIG_PRIOR_LIN if spec.kind == "linear" else spec.prior_sd
             se, lo, hi = val * sd, val * math.exp(-1.96 * sd), val * math.exp(1.96 * sd)
             desc += " [prior: no cell of this results set informs it]"
-        elif name in lin_idx:
-            i = lin_idx[name]
-            se = float(math.sqrt(max(fr.linear_cov[i, i], 0)))
-            lo, hi = max(0.0, val - t_lin * se), val + t_lin * se
-        else:
-            i = nl_idx[name]
-            sl = float(math.sqrt(max(fr.nonlinear_cov_log[i, i], 0)))
-            se, lo, hi = val * sl, val * math.exp(-t_nl * sl), val * math.exp(t_nl * sl)
         out[name] = {"value": val, "stderr": se, "ci95_low": lo, "ci95_high": hi,
                      "unit": spec.unit, "description": desc}
     return out

@@ -44,33 +44,26 @@ class Calibration:
         return float(np.sqrt(np.mean(e ** 2))) if e.size else 0.0
 
     def sample(self, n: int, seed: int = 0) -> list[dict]:
-        """Parameter sets drawn from the fit's uncertainty: linear costs from the WLS
-        covariance (normal, kept positive), nonlinear ones log-normal from the
-        least-squares covariance in log space."""
+        """Parameter sets drawn from the fit's uncertainty: relative changes d from the
+        joint covariance, v*(1+d) for times (kept above 5% of the value), v*exp(d) for
+        bandwidths, ratios, factors and counts (fractions at most 1, flushes at least 1)."""
         rng = np.random.default_rng(seed)
         base = self.values()
         draws = [dict(base) for _ in range(n)]
-        cov = self.metadata.get("covariance", {})
-        lin = cov.get("linear") or {}
-        if lin.get("names"):
-            names, C = lin["names"], np.array(lin["matrix"], float)
-            mean = np.array([base[k] for k in names])
-            x = rng.multivariate_normal(mean, _psd(C), size=n, method="eigh")
-            x = np.maximum(x, mean * 0.05)
-            for d, row in zip(draws, x):
-                d.update(zip(names, row.tolist()))
-        nl = cov.get("nonlinear_log") or {}
-        if nl.get("names"):
-            names, C = nl["names"], np.array(nl["matrix"], float)
-            mean = np.log([base[k] for k in names])
-            x = np.exp(rng.multivariate_normal(mean, _psd(C), size=n, method="eigh"))
-            for d, row in zip(draws, x):
-                for k, v in zip(names, row.tolist()):
+        cov = (self.metadata.get("covariance") or {}).get("joint") or {}
+        if cov.get("names"):
+            names, C = cov["names"], np.array(cov["matrix"], float)
+            additive = set(cov.get("additive", []))
+            d = rng.multivariate_normal(np.zeros(len(names)), _psd(C), size=n, method="eigh")
+            for draw, row in zip(draws, d):
+                for k, dk in zip(names, row.tolist()):
+                    v = base[k]
+                    v = max(v * (1 + dk), 0.05 * v) if k in additive else v * float(np.exp(dk))
                     if SPECS[k].unit == "fraction":
                         v = min(v, 1.0)
                     if k == "guest_fsync_flushes":
                         v = max(v, 1.0)
-                    d[k] = v
+                    draw[k] = v
         return draws
 
     # -- files ------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ class FitResult:
     unidentified: list
     outer_iterations: int
     seconds: float
+    names: list = None             # every fitted parameter, for the joint covariance
+    cov: np.ndarray = None         # joint covariance of relative changes (dv / v)
+    df: float = 1.0
 
 
 class Fitter:
@@ -172,8 +175,49 @@ class Fitter:
             s2 = max(float(np.sum(r ** 2)) / nl_df, 1e-6)
             nl_cov = np.linalg.pinv(J.T @ J) * s2
         unidentified = self._unidentified(values, results, lin_names, nl_names, J)
+        names = [n for n in lin_names + nl_names if n not in unidentified]
+        cov, df = self.joint_covariance(values, names)
         return FitResult(values, lin_names, lin_cov, lin_df, nl_names, nl_cov, nl_df,
-                         unidentified, it, time.perf_counter() - t0)
+                         unidentified, it, time.perf_counter() - t0, names, cov, df)
+
+    def _residuals(self, values: dict, names: list) -> np.ndarray:
+        t = np.array([r.per_op_s for r in self.model(values)])
+        data = np.log(t / self.measured) / SIG_DATA
+        prior = [((values[n] - SPECS[n].prior) / (SIG_PRIOR_LIN * SPECS[n].prior)) if SPECS[n].kind == "linear"
+                 else (math.log(values[n] / SPECS[n].prior) / SPECS[n].prior_sd) for n in names]
+        return np.concatenate([data, prior])
+
+    def joint_covariance(self, values: dict, names: list, step: float = 1e-2):
+        """Covariance of all fitted parameters together (Gauss-Newton: s^2 (J'J)^-1).
+
+        The WLS intervals hold the nonlinear parameters fixed and vice versa; costs that
+        are confounded (a journal commit and a cache flush, both paid once per fsync)
+        need the joint one. Coordinates are relative changes dv/v (dimensionless, so the
+        matrix is well conditioned); see `additive` for how draws map back to values.
+        Forward differences of 1%."""
+        if not names:
+            return np.zeros((0, 0)), 1.0
+        r0 = self._residuals(values, names)
+        J = np.empty((r0.size, len(names)))
+        for j, n in enumerate(names):
+            v = dict(values)
+            h = values[n] * step
+            if n in BOUNDS and values[n] + h > BOUNDS[n][1]:
+                h = -h
+            v[n] = values[n] + h
+            J[:, j] = (self._residuals(v, names) - r0) / (h / values[n])   # per relative change
+        n_data = len(self.cells)
+        df = float(max(1, n_data - len(names)))
+        s2 = max(float(np.sum(r0[:n_data] ** 2)) / df, 1e-4)
+        return np.linalg.pinv(J.T @ J) * s2, df      # relative units: well conditioned
+
+    @staticmethod
+    def additive(name: str) -> bool:
+        """Times (per call, per byte, per request) add up along the path: their
+        uncertainty is additive (v(1 + d)), which keeps sums that the data pin down
+        pinned in every draw. Bandwidths, ratios, factors and counts are multiplicative
+        (v exp(d)), which keeps them positive."""
+        return SPECS[name].unit in ("s", "s/B")
 
     def _unidentified(self, values, results, lin_names, nl_names, J):
         """Parameters no cell informs: under 1% of every cell's time (or sensitivity)."""

@@ -1,0 +1,169 @@
+"""Calibration: results sets, recovering known parameters, files, validation, the command."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import calibration
+from edgeio import store
+from edgeio.errors import UserError
+from model import Params, Workload, simulate
+from model.environments import STUDY, study_reps
+from model.params import SPECS
+
+PI = calibration.load_results(None)
+
+# Known parameters, deliberately away from the priors the fit starts from.
+TRUTH = {"syscall_s": 0.7e-6, "dram_copy_s_per_byte": 1.1e-9, "write_call_s": 4e-6,
+         "container_syscall_s": 2e-6, "hypercall_s": 14e-6, "fsync_overhead_s": 1.2e-3,
+         "vm_cpu_factor": 2.2, "sd_write_bps": 40e6, "sd_read_bps": 70e6, "sd_request_s": 0.2e-3,
+         "guest_fsync_flushes": 2.5, "dirty_ratio": 0.25}
+KEY = ["dram_copy_s_per_byte", "hypercall_s", "fsync_overhead_s", "vm_cpu_factor", "sd_write_bps",
+       "container_syscall_s"]
+
+
+def synthetic(truth, noise=0.03, seed=7) -> pd.DataFrame:
+    """The study's 30 cells as the model itself says they take under `truth`, plus noise."""
+    rng = np.random.default_rng(seed)
+    p = Params(truth)
+    rows = []
+    for r in PI.itertuples():
+        t = simulate(p, r.env, Workload(r.size_bytes, r.op, int(r.reps))).per_op_s
+        rows.append({"env": r.env, "size_bytes": r.size_bytes, "op": r.op,
+                     "mean_per_op_s": t * float(np.exp(rng.normal(0, noise))), "reps": r.reps})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def recovered():
+    return calibration.fit(synthetic(TRUTH))
+
+
+def test_calibration_recovers_known_parameters_within_their_intervals(recovered):
+    params = recovered.params
+    for name in KEY:
+        v = params[name]
+        assert v["ci95_low"] <= TRUTH[name] <= v["ci95_high"], (name, v, TRUTH[name])
+        assert v["value"] == pytest.approx(TRUTH[name], rel=0.2), name
+    covered = [params[n]["ci95_low"] <= TRUTH[n] <= params[n]["ci95_high"] for n in TRUTH]
+    assert sum(covered) >= len(TRUTH) - 2, {n: (params[n]["value"], TRUTH[n]) for n in TRUTH}
+    # the fit reproduces its data to about the noise
+    assert recovered.fit_table["rel_error"].abs().median() < 0.05
+
+
+def test_the_pi_figures_are_bundled_with_their_source():
+    assert len(PI) == 30 and set(PI["env"]) == set(STUDY)
+    assert "Raspberry Pi 4" in PI.attrs["source"]
+    assert {r.reps for r in PI.itertuples()} == {100000, 10}
+    assert all(r.reps == study_reps(r.size_bytes) for r in PI.itertuples())
+
+
+def test_calibration_files_round_trip(recovered, tmp_path):
+    path = recovered.save(tmp_path / "c.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "edgeio-calibration/1"
+    assert set(data) == {"format", "created", "source", "metadata", "params", "fit", "validation"}
+    back = calibration.load(path)
+    assert back.values() == recovered.values()
+    assert list(back.fit_table.columns) == ["env", "size_bytes", "op", "measured_s", "modelled_s", "rel_error"]
+    assert back.fit_table["modelled_s"].tolist() == pytest.approx(recovered.fit_table["modelled_s"].tolist())
+    for p in back.params.values():
+        assert set(p) == {"value", "stderr", "ci95_low", "ci95_high", "unit", "description"}
+        assert p["ci95_low"] <= p["value"] <= p["ci95_high"]
+
+
+@pytest.mark.parametrize("text", ["{not json", json.dumps({"format": "other/1"}), json.dumps([1, 2]),
+                                  json.dumps({"format": "edgeio-calibration/1", "params": {}})])
+def test_corrupt_or_foreign_calibration_files_are_named(tmp_path, text):
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    with pytest.raises(UserError, match="bad.json"):
+        calibration.load(bad)
+
+
+def test_a_csv_missing_columns_is_named(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("env,size,op\nlinux,4096,read\n")
+    with pytest.raises(UserError, match="size_bytes, mean_per_op_s"):
+        calibration.load_results(str(f))
+
+
+@pytest.mark.parametrize("row,match", [("vmware,4096,read,1e-6", "no environment vmware"),
+                                       ("linux,4096,append,1e-6", "unknown op append"),
+                                       ("linux,4096,read,-1", "positive"),
+                                       ("linux,4096,read,abc", "positive")])
+def test_bad_rows_are_user_errors(tmp_path, row, match):
+    f = tmp_path / "r.csv"
+    f.write_text("env,size_bytes,op,mean_per_op_s\n" + row + "\n")
+    with pytest.raises(UserError, match=match):
+        calibration.load_results(str(f))
+
+
+def test_missing_source_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such"):
+        calibration.load_results(str(tmp_path / "nothing"))
+
+
+def test_a_campaign_directory_is_a_results_set(tmp_path):
+    camp = store.Campaign.create(tmp_path, {"host": "h"}, [], name="c1")
+    for i, (env, op, secs) in enumerate([("linux", "read", 1.6e-6), ("linux", "write", 1.4e-5),
+                                         ("docker", "read", 4.8e-6)]):
+        cell = {"cell_id": f"c{i}", "env": env, "target": "local", "size_bytes": 4096, "op": op,
+                "params": {}}
+        probe = {"batch_reps": [1000, 1000], "batch_seconds": [secs * 1000, secs * 1000 * 1.02], "io_size": 4096}
+        camp.record_cell(cell, "ok", probe, {"host": "h", "arch": "x86_64"})
+    camp.finish()
+    df = calibration.load_results(str(camp.path))
+    assert sorted(zip(df.env, df.op)) == [("docker", "read"), ("linux", "read"), ("linux", "write")]
+    assert set(df["reps"]) == {2000}
+    assert df.loc[df.op == "write", "mean_per_op_s"].iloc[0] == pytest.approx(1.4e-5 * 1.01)
+    assert "campaign" in df.attrs["source"]
+
+
+def test_validation_on_a_small_set(tmp_path):
+    small = PI[PI.env.isin(["linux", "docker"]) & (PI.size_bytes == 4096)].reset_index(drop=True)
+    cal = calibration.fit(small)
+    v = calibration.validate(cal, small)
+    assert list(v.columns) == ["kind", "env", "size_bytes", "op", "measured_s", "predicted_s", "rel_error"]
+    assert (v["kind"] == "leave-one-cell-out").sum() == 6
+    assert (v["kind"] == "leave-one-env-out").sum() == 6
+    assert np.allclose(v["rel_error"], v["predicted_s"] / v["measured_s"] - 1)
+    back = calibration.load(cal.save(tmp_path / "v.json"))
+    assert len(back.validation) == 12
+    # parameters nothing in this set informs are marked as priors
+    assert "[prior" in back.params["hypercall_s"]["description"]
+    assert "[prior" not in back.params["container_syscall_s"]["description"]
+
+
+# -- the command --------------------------------------------------------------------------
+
+def small_csv(tmp_path):
+    f = tmp_path / "small.csv"
+    PI[PI.env.isin(["linux", "hvt"]) & (PI.size_bytes == 4096)].to_csv(f, index=False)
+    return f
+
+
+def test_calibrate_command_saves_and_never_overwrites(tmp_path, results_tmp, capsys):
+    from edgeio.commands import calibrate
+    src = small_csv(tmp_path)
+    path = calibrate.run(source=str(src))
+    assert path.parent == results_tmp / "calibrations" and path.suffix == ".json"
+    out = capsys.readouterr().out
+    assert "measured" in out and "hvt" in out and "µs" in out
+    second = calibrate.run(source=str(src))
+    assert second != path and path.exists() and second.exists()
+    mine = tmp_path / "mine.json"
+    assert calibrate.run(source=str(src), out=str(mine)) == mine
+    with pytest.raises(UserError, match="never overwritten"):
+        calibrate.run(source=str(src), out=str(mine))
+    assert calibration.load(mine).metadata["cells"] == 6
+
+
+@pytest.mark.parametrize("kwargs,match", [({"source": "/nonexistent/x.csv"}, "no such"),
+                                          ({"out": "/tmp/x.txt"}, ".json")])
+def test_calibrate_command_errors(results_tmp, kwargs, match):
+    from edgeio.commands import calibrate
+    with pytest.raises(UserError, match=match):
+        calibrate.run(**kwargs)
