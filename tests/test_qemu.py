@@ -179,3 +179,20 @@ def test_aarch64_emulated_disk_is_ahci(envs):
     result = env.run(cell(4096, "read", reps=50, batches=5))
     check_result(result, env, "sda", "virt")
     assert "ich9-ahci" in result.log
+
+
+@pytest.mark.slow
+def test_measure_command_runs_qemu_cells_into_a_campaign(tmp_path):
+    """`invoke measure --env qemu --param disk=ide` end to end: cells stored with their serial logs."""
+    from edgeio import store
+    from edgeio.commands import measure
+    path = measure.run(env="qemu", size="4KiB", op="write,read", reps="100", batches=10,
+                       params=["disk=ide", "mem=256"], out=str(tmp_path), quiet=True)
+    records = store.Campaign.open(path).records()
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records.values()), \
+        [r.get("error") for r in records.values()]
+    for rec in records.values():
+        assert rec["cell"]["params"]["disk"] == "ide"
+        assert rec["env_metadata"]["transport"] == "ide" and rec["env_metadata"]["machine"] == "pc"
+        assert rec["env_metadata"]["guest_block_device"] == "sda"
+        assert "reboot: Power down" in rec["log"]      # the serial log kept with the result
