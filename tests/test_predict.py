@@ -1,0 +1,152 @@
+"""What-if predictions: scenarios, intervals, speed-ups, bad input, the predict command."""
+
+import pandas as pd
+import pytest
+
+import calibration
+import model
+from edgeio.errors import UserError
+
+COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s", "pi95_low_s",
+           "pi95_high_s", "speedup"]
+
+
+@pytest.fixture(scope="module")
+def cal():
+    return calibration.fit(calibration.load_results(None))
+
+
+@pytest.fixture(scope="module")
+def cal_file(cal, tmp_path_factory):
+    return cal.save(tmp_path_factory.mktemp("cal") / "pi.json")
+
+
+def test_every_scenario_has_what_a_report_needs():
+    assert {"hvt-multiblock", "hvt-flush", "hvt-blocksize", "hvt-ring", "passthrough",
+            "guest-memory"} <= set(model.SCENARIOS)
+    for name, sc in model.SCENARIOS.items():
+        assert sc.name == name and sc.description
+        assert set(sc.sweep) <= set(sc.defaults)
+    assert model.SCENARIOS["hvt-multiblock"].sweep["blocks"] == [2 ** i for i in range(12)]
+
+
+def test_multiblock_predictions(cal):
+    df = model.predict(cal, "hvt-multiblock", {"blocks": "8"})
+    assert list(df.columns) == COLUMNS + ["blocks"]
+    assert set(df["env"]) == {"hvt"} and len(df) == 6 and set(df["blocks"]) == {8}
+    assert (df["pi95_low_s"] <= df["predicted_s"]).all() and (df["predicted_s"] <= df["pi95_high_s"]).all()
+    assert (df["speedup"] == df["baseline_s"] / df["predicted_s"]).all()
+    r = df.set_index(["size_bytes", "op"])
+    assert r.loc[(4096, "read"), "speedup"] > 4                 # 8 hypercalls become 1
+    # with the study's per-block flush, write_sync keeps its fsync per block
+    assert r.loc[(4096, "write_sync"), "speedup"] == pytest.approx(1, abs=0.05)
+
+
+def test_multiblock_gain_grows_with_blocks_then_saturates(cal):
+    s = [model.predict(cal, "hvt-multiblock", {"blocks": k}, draws=0).set_index(["size_bytes", "op"])
+         .loc[(1 << 30, "read"), "speedup"] for k in (1, 8, 64, 2048)]
+    assert s[0] == pytest.approx(1)
+    assert s[0] < s[1] < s[2] <= s[3] * 1.001
+    assert s[3] < 1.2 * s[2]                                 # the copy and the cache remain
+
+
+def test_flush_policies_order(cal):
+    t = {f: model.predict(cal, "hvt-flush", {"flush": f, "blocks": 8}, draws=0)
+         .set_index(["size_bytes", "op"]).loc[(4096, "write_sync"), "predicted_s"]
+         for f in ("block", "call", "none")}
+    assert t["block"] > 5 * t["call"] > 5 * t["none"]
+
+
+def test_baseline_is_the_calibrated_model(cal):
+    df = model.predict(cal, "baseline", {}, draws=0)
+    assert (df["speedup"] == 1).all() and len(df) == 30
+    fit = cal.fit_table.set_index(["env", "size_bytes", "op"])["modelled_s"]
+    for r in df.itertuples():
+        assert r.predicted_s == pytest.approx(fit[(r.env, r.size_bytes, r.op)])
+
+
+def test_more_guest_memory_lets_1gib_reads_hit(cal):
+    df = model.predict(cal, "guest-memory", {"memory": "3GiB"}, draws=0).set_index(["env", "size_bytes", "op"])
+    assert df.loc[("qemu", 1 << 30, "read"), "speedup"] > 3
+    assert df.loc[("xen", 1 << 30, "read"), "speedup"] > 3
+
+
+def test_ring_and_passthrough_remove_exits(cal):
+    ring = model.predict(cal, "hvt-ring", {"batch": 64}, draws=0).set_index(["size_bytes", "op"])
+    assert ring.loc[(4096, "read"), "speedup"] > 2
+    pt = model.predict(cal, "passthrough", {"exits_per_request": 0}, draws=0).set_index(["env", "size_bytes", "op"])
+    assert pt.loc[("qemu", 4096, "write_sync"), "speedup"] > 1.2      # no host fsync per guest flush
+
+
+@pytest.mark.parametrize("scenario,params,match", [
+    ("nope", {}, "unknown scenario"),
+    ("hvt-multiblock", {"blockz": 8}, "unknown parameter blockz"),
+    ("hvt-multiblock", {"blocks": 0}, "at least 1"),
+    ("hvt-multiblock", {"blocks": "many"}, "integer"),
+    ("hvt-blocksize", {"block_size": 3000}, "power of two"),
+    ("hvt-flush", {"flush": "sometimes"}, "one of"),
+    ("guest-memory", {"memory": "-1GiB"}, "positive"),
+    ("guest-memory", {"memory": "4GiB"}, "host no page cache"),
+    ("passthrough", {"exits_per_request": -1}, "negative"),
+])
+def test_bad_scenarios_and_values_are_user_errors(cal, scenario, params, match):
+    with pytest.raises(UserError, match=match):
+        model.predict(cal, scenario, params, draws=0)
+
+
+def test_a_calibration_without_the_cells_a_scenario_needs(tmp_path):
+    pi = calibration.load_results(None)
+    small = calibration.fit(pi[(pi.env == "linux") & (pi.size_bytes == 4096)].reset_index(drop=True))
+    with pytest.raises(UserError, match="needs cells of hvt"):
+        model.predict(small, "hvt-multiblock", {"blocks": 8})
+
+
+# -- the command --------------------------------------------------------------------------
+
+def test_predict_command_prints_and_writes_csv(cal_file, tmp_path, capsys):
+    from edgeio.commands import predict
+    out = tmp_path / "p.csv"
+    predict.run("hvt-multiblock", ["blocks=8"], calibration=str(cal_file), out=str(out))
+    text = capsys.readouterr().out
+    assert "hvt-multiblock" in text and "speed-up" in text and "µs" in text
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS + ["blocks"] and len(df) == 6
+    with pytest.raises(UserError, match="never overwritten"):
+        predict.run("hvt-multiblock", ["blocks=8"], calibration=str(cal_file), out=str(out))
+
+
+def test_predict_uses_the_newest_calibration(cal, results_tmp, capsys):
+    from edgeio.commands import predict
+    newest = cal.save(results_tmp / "calibrations" / "20990101-000000.json")
+    predict.run("hvt-ring", [], calibration=None)
+    assert f"Using calibration {newest}" in capsys.readouterr().out
+
+
+def test_predict_lists_scenarios(capsys):
+    from edgeio.commands import predict
+    predict.run("list", [])
+    predict.run(None, [])
+    text = capsys.readouterr().out
+    for name in model.SCENARIOS:
+        assert text.count(name) >= 2
+    assert "blocks" in text
+
+
+@pytest.mark.parametrize("args,match", [
+    (("nope", []), "unknown scenario"),
+    (("hvt-multiblock", ["blocks"]), "key=value"),
+    (("hvt-multiblock", ["=8"]), "key=value"),
+    (("hvt-multiblock", ["nblocks=8"]), "unknown parameter"),
+])
+def test_predict_command_errors(results_tmp, args, match):
+    from edgeio.commands import predict
+    with pytest.raises(UserError, match=match):
+        predict.run(*args)
+
+
+def test_predict_command_with_a_corrupt_calibration(tmp_path):
+    from edgeio.commands import predict
+    bad = tmp_path / "c.json"
+    bad.write_text('{"format": "edgeio-calibration/1", "params": ')
+    with pytest.raises(UserError, match="c.json"):
+        predict.run("hvt-multiblock", [], calibration=str(bad))
