@@ -7,6 +7,7 @@ Booting a guest under TCG takes ~5-10 s here, so the booting tests are marked sl
 import os
 import platform
 import time
+from pathlib import Path
 
 import pytest
 
@@ -195,4 +196,5 @@ def test_measure_command_runs_qemu_cells_into_a_campaign(tmp_path):
         assert rec["cell"]["params"]["disk"] == "ide"
         assert rec["env_metadata"]["transport"] == "ide" and rec["env_metadata"]["machine"] == "pc"
         assert rec["env_metadata"]["guest_block_device"] == "sda"
-        assert "reboot: Power down" in rec["log"]      # the serial log kept with the result
+        log = Path(path) / rec["log"]                  # the serial log kept with the result
+        assert "reboot: Power down" in log.read_text()
