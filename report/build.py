@@ -223,11 +223,12 @@ def whatif_section(cal, scenarios: dict) -> Section:
                 continue
             panels = _panels(sw.rows)
             levels = whatif.linux_levels(sw.frame, cal)
-            sub.add(Figure(f"whatif-{name}-{sw.param}", plots.whatif(
-                sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values),
-                f"{name}: predicted time per op against {sw.param}"
-                + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
-                attrs={"scenario": name, "param": sw.param}))
+            if sw.param != whatif.DEFAULTS:
+                sub.add(Figure(f"whatif-{name}-{sw.param}", plots.whatif(
+                    sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values),
+                    f"{name}: predicted time per op against {sw.param}"
+                    + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
+                    attrs={"scenario": name, "param": sw.param}))
             rows = []
             for r in sw.rows.sort_values(["env", "size_bytes", "op"], key=_sort_key).itertuples():
                 rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
@@ -237,7 +238,8 @@ def whatif_section(cal, scenarios: dict) -> Section:
                                    "param": sw.param, "value": r.sweep_value,
                                    "predicted": _num(r.predicted_s)}),
                              Cell(f"{r.speedup:.3g}x")])
-            sub.add(Table(f"{name}: predictions by {sw.param} (95% prediction interval)",
+            by = "" if sw.param == whatif.DEFAULTS else f" by {sw.param}"
+            sub.add(Table(f"{name}: predictions{by} (95% prediction interval)",
                           ["env", "size", "op", sw.param, "baseline", "predicted", "speed-up"],
                           rows, kind="whatif", attrs={"scenario": name, "param": sw.param}))
     return sec
@@ -310,9 +312,11 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
         warnings.append("study: published means only (no batches): no intervals, distributions or tests.")
 
     names = ", ".join(s.name for s in sources)
+    cal_path = getattr(cal, "report_path", None)
     doc = Document(f"edgeio report: {names}", [
-        f"Sources: {names}." + (f" Calibration: {cal.source}." if cal is not None else
-                                " No calibration given (pass --calibration FILE for the model sections)."),
+        f"Sources: {names}." + (f" Calibration: {cal_path or ''} (fitted on {cal.source})." if cal is not None
+                                else " No calibration (run `invoke calibrate` or pass --calibration FILE "
+                                     "for the model sections)."),
         "Times are per operation (one whole-file write, write+fsync or read).",
     ])
     if warnings:

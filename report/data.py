@@ -154,6 +154,13 @@ def study_metadata() -> dict:
 
 # -- calibration and scenarios ---------------------------------------------------
 
+def newest_calibration(root: Path | None = None) -> Path | None:
+    """The newest parameter set `invoke calibrate` saved (results/calibrations/*.json), if any."""
+    folder = Path(root or paths.results_dir()) / "calibrations"
+    found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
 def load_calibration(path):
     """A calibration parameter set (calibration.load), with errors as one line."""
     path = Path(path)
@@ -165,11 +172,13 @@ def load_calibration(path):
     except (ImportError, AttributeError):
         raise UserError("the calibration package is not available in this checkout") from None
     try:
-        return load(path)
+        cal = load(path)
     except UserError:
         raise
     except (ValueError, KeyError, TypeError) as e:   # json errors are ValueErrors
         raise UserError(f"{path}: corrupt calibration file ({type(e).__name__}: {e})") from None
+    cal.report_path = str(path)       # where it came from, for the report's first lines
+    return cal
 
 
 def scenarios() -> dict:

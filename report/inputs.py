@@ -35,6 +35,9 @@ def gather(campaigns=None, reference: bool = False, calibration=None, compare=No
     if reference:
         sources.append(data.load_reference())
     comparison = resolve_compare(compare, sources) if compare else None
+    # No --calibration: the newest one `invoke calibrate` saved, so the main job's report
+    # shows the model without being told where it is.
+    calibration = calibration or data.newest_calibration()
     cal = data.load_calibration(calibration) if calibration else None
     scenarios = data.scenarios() if cal is not None else {}
     return Inputs(sources, cal, scenarios, comparison)

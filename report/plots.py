@@ -37,7 +37,7 @@ def _time_y(ax, axis: str = "y") -> None:
 def _png(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
@@ -73,7 +73,7 @@ def time_per_op(df, panels, series) -> bytes:
         _time_y(ax)
         ax.set_title(_panel_title(size, op), fontsize=10)
         ax.set_ylabel("time per op")
-        ax.grid(True, which="both", axis="y", alpha=0.3)
+        ax.grid(True, which="major", axis="y", alpha=0.3)
     with_ci = df[["ci95_low_s", "ci95_high_s"]].notna().all(axis=1).any() if "ci95_low_s" in df else False
     fig.suptitle("Mean time per operation" + (" (95% CI)" if with_ci else ""), fontsize=11)
     return _png(fig)
@@ -97,7 +97,7 @@ def distributions(samples, panels, series) -> bytes:
         _time_y(ax)
         ax.set_title(_panel_title(size, op), fontsize=10)
         ax.set_ylabel("time per op (per batch)")
-        ax.grid(True, which="both", axis="y", alpha=0.3)
+        ax.grid(True, which="major", axis="y", alpha=0.3)
     fig.suptitle("Distribution of batch samples", fontsize=11)
     return _png(fig)
 
@@ -130,7 +130,7 @@ def measured_vs_modelled(fit) -> bytes:
     ax.set_ylabel("modelled time per op")
     ax.set_title("Measured vs modelled (labels: relative error)", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
 
     labels = [f"{r.env} {format_size(int(r.size_bytes))} {r.op}" for r in fit.itertuples()]
     y = np.arange(len(fit))[::-1]
@@ -193,6 +193,17 @@ def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: 
         ax.set_xlabel(param)
         ax.set_ylabel("time per op")
         ax.set_title(_panel_title(size, op), fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.grid(True, which="major", alpha=0.3)
+    _figure_legend(fig, axes)
     return _png(fig)
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend under all panels (a legend per panel placed "best" costs seconds)."""
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+                   ncols=min(len(seen), 6), fontsize=8)

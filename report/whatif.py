@@ -10,6 +10,11 @@ from edgeio.errors import UserError
 
 # A cell is "changed" by a scenario when its prediction moves by more than this fraction.
 CHANGED = 1e-6
+# Parameter draws per predicted point (None: the model's default). Each draw is one more
+# simulation of every cell, so a sweep of 40 points costs about 40 x DRAWS simulations.
+DRAWS = None
+# The parameter name under which a scenario without a sweep is reported.
+DEFAULTS = "(defaults)"
 
 
 class ScenarioFailed(Exception):
@@ -42,21 +47,25 @@ def sweep(calibration, scenario) -> list[Sweep]:
     import model
     grid = dict(getattr(scenario, "sweep", None) or {})
     if not grid:
-        grid = {"(defaults)": [None]}
+        grid = {DEFAULTS: [None]}
+    extra = {} if DRAWS is None else {"draws": DRAWS}
     out = []
     for param, values in grid.items():
         frames = []
         for v in values:
             try:
-                df = model.predict(calibration, scenario, {} if v is None else {param: v})
+                df = model.predict(calibration, scenario.name, {} if v is None else {param: v}, **extra)
             except UserError as e:
                 raise ScenarioFailed(str(e)) from None
-            frames.append(df.assign(sweep_value=v if v is not None else "default"))
+            # object dtype: the value is shown as given (0 and 0.5 stay "0" and "0.5")
+            frames.append(df.assign(sweep_value=pd.Series([v if v is not None else "default"] * len(df),
+                                                          index=df.index, dtype=object)))
         frame = pd.concat(frames, ignore_index=True)
         values = [v if v is not None else "default" for v in values]
         numeric = all(_is_number(v) for v in values)
         loglog = numeric and min(values) > 0 and max(values) / min(values) >= 8
-        out.append(Sweep(param, values, frame, changed_cells(frame), numeric, loglog))
+        rows = frame if param == DEFAULTS else changed_cells(frame)
+        out.append(Sweep(param, values, frame, rows, numeric, loglog))
     return out
 
 

@@ -111,17 +111,37 @@ def campaign(tmp_path_factory):
     return Path(path)
 
 
+@pytest.fixture(scope="module")
+def study_calibration(tmp_path_factory):
+    """The model calibrated on the study's 4 KiB figures (all five environments; the
+    1 GiB cells would add ~20 s of fitting and simulation without testing more here)."""
+    import calibration
+    results = calibration.load_results(None)
+    results = results[results["size_bytes"] == 4096].copy()
+    results.attrs["source"] = "the study's 4 KiB figures"
+    cal = calibration.fit(results)
+    return cal.save(tmp_path_factory.mktemp("calibration") / "study-4k.json")
+
+
+@pytest.fixture
+def few_draws(monkeypatch):
+    """Fewer parameter draws per predicted point: the intervals get coarser, not absent."""
+    import report.whatif
+    monkeypatch.setattr(report.whatif, "DRAWS", 4)
+
+
 def expected_cells(path: Path) -> pd.DataFrame:
     return store.load_summary(path)
 
 
 # -- the report of a campaign --------------------------------------------------------
 
-def test_campaign_report_has_every_cell_plot_and_comparison(campaign, results_tmp, capsys):
+def test_campaign_report_has_every_cell_plot_scenario_and_comparison(campaign, study_calibration, few_draws,
+                                                                     results_tmp, capsys):
     summary = expected_cells(campaign)
     envs = sorted(set(summary["env"]))
     compare = ["linux", "docker"] if "docker" in envs else None
-    out = report_cmd.run([str(campaign)], compare=compare)
+    out = report_cmd.run([str(campaign)], calibration=str(study_calibration), compare=compare)
     assert out.parent == results_tmp / "reports"
     assert str(out) in capsys.readouterr().out
     parsed = parse(out)
@@ -159,6 +179,10 @@ def test_campaign_report_has_every_cell_plot_and_comparison(campaign, results_tm
             m = summary.set_index(["env", "size_bytes", "op"])["mean_per_op_s"]
             assert float(c["data-ratio"]) == pytest.approx(m[("docker", size, op)] / m[("linux", size, op)])
             assert c["data-significant"] in ("yes", "no")
+
+    # (3) measured vs modelled, parameters, and every scenario of the model
+    check_model_sections(parsed, study_calibration)
+    assert any("calibration was fitted on the study's 4 KiB figures" in w for w in parsed.warnings)
 
     # (5) metadata of the campaign is shown
     meta = parsed.tables_of("metadata")
@@ -263,3 +287,70 @@ def test_bad_inputs_are_one_line_user_errors(campaign, tmp_path, results_tmp):
         assert "\n" not in str(e.value) and str(e.value), kwargs
     assert (used / "keep.txt").read_text() == "earlier report"
     _no_report_written(results_tmp)
+
+
+# -- measured vs modelled vs what-if -------------------------------------------------
+
+def check_model_sections(parsed: ReportHTML, calibration_file: Path):
+    import calibration
+    import model
+    cal = calibration.load(calibration_file)
+    # every parameter, and a fit row per calibrated cell with the calibration's error
+    params = {c["data-param"] for c in parsed.cells_of("params") if "data-param" in c}
+    assert params == set(cal.params)
+    fit = {(c["data-env"], int(c["data-size"]), c["data-op"]): float(c["data-rel-error"])
+           for c in parsed.cells_of("fit") if "data-rel-error" in c}
+    assert len(fit) == len(cal.fit_table)
+    for r in cal.fit_table.itertuples():
+        assert fit[(r.env, int(r.size_bytes), r.op)] == pytest.approx(r.rel_error)
+    assert "measured-vs-modelled" in [f["attrs"]["data-kind"] for f in parsed.figures]
+
+    # a subsection per scenario: for each swept parameter a plot and a prediction per
+    # swept value of each cell the scenario changes; or the model's reason why not
+    sections = {s["data-scenario"] for s in parsed.sections if "data-scenario" in s}
+    assert sections == set(model.SCENARIOS)
+    predicted = [c for c in parsed.cells_of("whatif") if "data-predicted" in c]
+    fitted_envs = set(cal.fit_table["env"])
+    for name, scenario in model.SCENARIOS.items():
+        figs = [f for f in parsed.figures if f["attrs"].get("data-scenario") == name]
+        cells = [c for c in predicted if c["data-scenario"] == name]
+        if not set(scenario.envs) & fitted_envs:
+            assert not cells and any(name in w and "cannot be predicted" in w for w in parsed.warnings)
+            continue
+        if not scenario.sweep:      # e.g. the baseline: a prediction for every calibrated cell
+            assert len(cells) == len(cal.fit_table[cal.fit_table["env"].isin(scenario.envs)])
+            continue
+        for param, values in scenario.sweep.items():
+            frame = pd.concat([model.predict(cal, name, {param: v}, draws=0) for v in values])
+            moved = frame[(frame["predicted_s"] / frame["baseline_s"] - 1).abs() > 1e-6]
+            changed = set(zip(moved["env"], moved["size_bytes"], moved["op"]))
+            mine = [c for c in cells if c["data-param"] == param]
+            got = {(c["data-env"], int(c["data-size"]), c["data-op"], c["data-value"]) for c in mine}
+            assert got == {(*k, str(v)) for k in changed for v in values}, (name, param)
+            assert bool(changed) == any(f["attrs"]["data-param"] == param for f in figs), (name, param)
+        for c in cells:
+            assert float(c["data-predicted"]) > 0
+
+
+def test_calibration_of_the_campaign_itself(campaign, tmp_path, few_draws):
+    """Calibrated on the campaign (linux/docker): its own fit, and the hvt/qemu/xen
+    scenarios named as not predictable from it rather than dropped silently."""
+    import calibration
+    cal = calibration.fit(calibration.load_results(str(campaign)))
+    path = cal.save(tmp_path / "cal.json")
+    out = report_cmd.run([str(campaign)], calibration=str(path), out=str(tmp_path / "r"))
+    parsed = parse(out)
+    check_model_sections(parsed, path)
+    assert not any("calibration was fitted on" in w for w in parsed.warnings)
+    assert_images(out, parsed)
+
+
+def test_newest_calibration_is_the_default(campaign, results_tmp, few_draws):
+    import calibration
+    older = calibration.fit(calibration.load_results(str(campaign)))
+    older.save(results_tmp / "calibrations" / "20260101-000000.json")
+    newest = older.save(results_tmp / "calibrations" / "20260101-000001.json")
+    out = report_cmd.run([str(campaign)])
+    parsed = parse(out)
+    assert any(s.get("id") == "whatif" for s in parsed.sections)
+    assert newest.name in (out / "report.md").read_text()

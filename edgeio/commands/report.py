@@ -11,7 +11,8 @@ def run(campaigns: list[str], calibration: str | None = None, out: str | None = 
     """Write index.html (self-contained) and report.md (+ PNGs) into a new directory; return it.
 
     campaigns: campaign directories (none and no `reference`: the newest under the
-    results directory). calibration: a calibration JSON for the model sections.
+    results directory). calibration: a calibration JSON for the model sections (none:
+    the newest under results/calibrations, if any).
     reference: add the study's published figures. compare: two environments or two
     campaigns (directories, names, or 'study') to compare with ratios and tests.
     """
