@@ -155,11 +155,11 @@ def test_guest_panic_fails_the_cell_with_the_serial_tail_and_the_next_cell_runs(
 
 @pytest.mark.slow
 def test_timeout_stops_the_guest_and_shows_the_serial_tail(envs):
-    env = envs(arch="x86_64", mem=256, timeout=10)
+    env = envs(arch="x86_64", mem=256, timeout=20)     # boots in ~4-9 s here, even when busy
     t0 = time.monotonic()
-    with pytest.raises(CellFailed, match=r"timed out after 10 s[\s\S]*serial log ends") as e:
+    with pytest.raises(CellFailed, match=r"timed out after 20 s[\s\S]*serial log ends") as e:
         env.run(cell(4096, "write_sync", reps=1000000))    # hours under TCG
-    assert time.monotonic() - t0 < 40
+    assert time.monotonic() - t0 < 50
     assert "edgeio-guest: init started" in str(e.value)   # the tail shows how far the guest got
     assert e.value.log.startswith("$ qemu-system-x86_64")
 
