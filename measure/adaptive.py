@@ -20,7 +20,9 @@ DEFAULT_CI = 0.02          # 2% of the mean
 DEFAULT_BUDGET_S = 600.0   # 10 minutes per cell
 MIN_ROUND_BATCHES = 10     # a round smaller than this costs more in start-up than it buys
 MAX_ROUNDS = 50
-BUDGET_SHARE = 0.8
+ROUND_SHARE = 0.5
+# A round is stopped (and its batches lost) past this multiple of the budget left.
+ROUND_TIMEOUT_FACTOR = 2.0
 
 
 def parse_ci(text) -> float:
@@ -89,8 +91,10 @@ def decide(values, elapsed_s: float, seconds_per_batch: float, ci: float, budget
     if rounds >= MAX_ROUNDS:
         return Decision(True, "max rounds", 0, rel)
     remaining = budget_s - elapsed_s
-    # Plan for 80% of what is left: batch times drift (an fsync's cost is heavy-tailed).
-    affordable = int(BUDGET_SHARE * remaining / seconds_per_batch) if seconds_per_batch > 0 else round_batches
+    # A round plans for at most half of what is left: batch times drift (an fsync's cost
+    # is heavy-tailed, a neighbour may start writing), and a round that runs long then
+    # overshoots by a fraction of the budget, not by all of it.
+    affordable = int(ROUND_SHARE * remaining / seconds_per_batch) if seconds_per_batch > 0 else round_batches
     smallest = max(1, min(MIN_ROUND_BATCHES, round_batches))
     if affordable < smallest:
         return Decision(True, "budget spent", 0, rel)

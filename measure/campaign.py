@@ -343,6 +343,9 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
     while True:
         t_round = time.monotonic()
         left = None if deadline is None else max(0.05, deadline - t_round)
+        if probes:   # past the pilot, a round must not run far beyond the budget
+            cap = max(10.0, adaptive.ROUND_TIMEOUT_FACTOR * (budget - (t_round - t0)))
+            left = cap if left is None else min(left, cap)
         try:
             result = _call(state, env, this_round, left)
         except CellFailed as e:

@@ -183,8 +183,8 @@ def test_decide_rule():
     d = adaptive.decide(loose, 1.0, 0.05, ci=0.02, budget_s=60)
     # n_needed ≈ n (rel/ci)²: far more than 20 batches
     assert not d.stop and d.next_batches > 100
-    d2 = adaptive.decide(loose, 1.0, 0.05, ci=0.02, budget_s=3)   # 80% of 2 s pays for 32 batches
-    assert not d2.stop and d2.next_batches == 32
+    d2 = adaptive.decide(loose, 1.0, 0.05, ci=0.02, budget_s=3)   # half of 2 s pays for 20 batches
+    assert not d2.stop and d2.next_batches == 20
     d3 = adaptive.decide(loose, 59.9, 0.05, ci=0.02, budget_s=60)
     assert d3.stop and d3.reason == "budget spent"
     assert "budget spent" in adaptive.warnings(loose, 0.02, d3)[-1]

@@ -89,7 +89,8 @@ def test_adaptive_cell_with_the_real_probe(tmp_path):
     rec = next(iter(campaign.records().values()))
     info = rec["adaptive"]
     assert res["ok"] == 1 and info["stopped"] in ("ci reached", "budget spent")
-    assert info["seconds"] < 5 * 1.5
+    # rounds plan for half the budget left, and are cut at twice the budget left
+    assert info["seconds"] < 5 * 3
     assert len(rec["probe"]["batch_seconds"]) == info["batches"] >= 20
     assert info["rounds"] >= 2 or info["ci_achieved"] <= 0.03
     assert set(rec["probe"]["batch_reps"]) == {10}        # rounds keep the pilot's batch size
