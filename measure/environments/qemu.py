@@ -183,7 +183,10 @@ class QemuEnvironment(Environment):
         append = (f"console={console} quiet panic=-1 edgeio.disk={self.params['disk']} "
                   f"edgeio.probe={','.join(args)}")
         cpu = "host" if self.accel == "kvm" else ("cortex-a72" if self.arch == "aarch64" else "qemu64")
-        argv = [self.qemu, "-M", self._machine(), "-accel", self.accel, "-cpu", cpu,
+        machine = self._machine()
+        if self.arch == "aarch64" and self.accel == "kvm":
+            machine += ",gic-version=host"     # KVM can only offer the host's GIC (v2 on a Pi 4)
+        argv = [self.qemu, "-M", machine, "-accel", self.accel, "-cpu", cpu,
                 "-m", str(self.mem_mib), "-smp", str(self.cpus),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-serial", f"file:{serial}",
