@@ -45,7 +45,8 @@ void print_report(const struct probe_config *cfg, const struct probe_result *res
 		printf("%s%.9f", i ? ", " : "", res->batch_seconds[i]);
 		total += res->batch_seconds[i];
 	}
-	printf("], \"total_seconds\": %.9f, \"errno\": %d, \"error\": ", total, res->err);
+	printf("], \"total_seconds\": %.9f, \"cpu_seconds\": %.9f, \"errno\": %d, \"error\": ",
+	       total, res->cpu_seconds, res->err);
 	print_json_string(res->error);
 	printf("}\n");
 	fflush(stdout);

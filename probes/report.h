@@ -8,6 +8,7 @@ struct probe_result {
 	unsigned long long *batch_reps;  /* repetitions in each finished batch */
 	double *batch_seconds;           /* monotonic seconds of each finished batch */
 	unsigned long long batches_done;
+	double cpu_seconds;              /* process CPU time over the finished batches */
 	int cold_dropped_all;            /* drop_caches written (cold mode) */
 	int err;                         /* errno of the failing call, or 0 */
 	char error[256];                 /* what failed, or empty */

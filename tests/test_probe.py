@@ -96,6 +96,8 @@ def test_json_fields_and_batches(probe, tmp_path):
     assert sum(rec["batch_reps"]) == 1000 and max(rec["batch_reps"]) - min(rec["batch_reps"]) <= 1
     assert all(s > 0 for s in rec["batch_seconds"])
     assert rec["total_seconds"] == pytest.approx(sum(rec["batch_seconds"]), abs=1e-8)
+    # CPU time of one thread cannot exceed its wall time (the CPU clock brackets the wall one)
+    assert 0 < rec["cpu_seconds"] <= rec["total_seconds"] + 1e-3
     assert parse_probe_output(json.dumps(rec)) == rec
 
 
