@@ -225,14 +225,16 @@ def whatif_section(cal, scenarios: dict) -> Section:
             levels = whatif.linux_levels(sw.frame, cal)
             if sw.param != whatif.DEFAULTS:
                 sub.add(Figure(f"whatif-{name}-{sw.param}", plots.whatif(
-                    sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values),
+                    sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values,
+                    sizes=whatif.is_size_param(sw.param, sw.values)),
                     f"{name}: predicted time per op against {sw.param}"
                     + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
                     attrs={"scenario": name, "param": sw.param}))
             rows = []
             for r in sw.rows.sort_values(["env", "size_bytes", "op"], key=_sort_key).itertuples():
                 rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
-                             Cell(str(r.sweep_value)), Cell(format_time(r.baseline_s)),
+                             Cell(whatif.format_value(sw.param, r.sweep_value, sw.values)),
+                             Cell(format_time(r.baseline_s)),
                              Cell(time_with_ci(r.predicted_s, r.pi95_low_s, r.pi95_high_s),
                                   {"scenario": name, "env": r.env, "size": int(r.size_bytes), "op": r.op,
                                    "param": sw.param, "value": r.sweep_value,

@@ -157,7 +157,7 @@ def study_metadata() -> dict:
 def newest_calibration(root: Path | None = None) -> Path | None:
     """The newest parameter set `invoke calibrate` saved (results/calibrations/*.json), if any."""
     folder = Path(root or paths.results_dir()) / "calibrations"
-    found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    found = sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)) if folder.is_dir() else []
     return found[-1] if found else None
 
 

@@ -53,10 +53,26 @@ def _panel_title(size: int, op: str) -> str:
     return f"{op}, {format_size(int(size))}"
 
 
+def env_color(env: str) -> str:
+    """The same colour for an environment in every plot of every report."""
+    from report.data import ENV_ORDER
+    i = ENV_ORDER.index(env) if env in ENV_ORDER else len(ENV_ORDER) + sum(map(ord, env)) % 5
+    return f"C{i % 10}"
+
+
+def _series_style(df, series):
+    """A colour per environment (as in every plot) and a marker per source."""
+    first = df.drop_duplicates("series").set_index("series")
+    sources = list(dict.fromkeys(first.loc[series, "source"]))
+    colors = {s: env_color(first.at[s, "env"]) for s in series}
+    markers = {s: "osD^v<>"[sources.index(first.at[s, "source"]) % 7] for s in series}
+    return colors, markers
+
+
 def time_per_op(df, panels, series) -> bytes:
     """Mean time per op per series on a log scale, 95% CI as error bars; a panel per (size, op)."""
     fig, axes = _grid(len(panels))
-    colors = {s: f"C{i % 10}" for i, s in enumerate(series)}
+    colors, markers = _series_style(df, series)
     for ax, (size, op) in zip(axes, panels):
         cells = df[(df["size_bytes"] == size) & (df["op"] == op)]
         labels = [s for s in series if s in set(cells["series"])]
@@ -66,7 +82,7 @@ def time_per_op(df, panels, series) -> bytes:
             yerr = None
             if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
                 yerr = [[max(mean - max(lo, mean * 1e-3), 0)], [max(hi - mean, 0)]]
-            ax.errorbar([x], [mean], yerr=yerr, fmt="o", color=colors[s], capsize=4, markersize=6)
+            ax.errorbar([x], [mean], yerr=yerr, fmt=markers[s], color=colors[s], capsize=4, markersize=6)
         ax.set_yscale("log")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         ax.set_xlim(-0.6, len(labels) - 0.4)
@@ -82,6 +98,7 @@ def time_per_op(df, panels, series) -> bytes:
 def distributions(samples, panels, series) -> bytes:
     """Per-batch time per op: a box per series with every batch drawn as a jittered dot."""
     fig, axes = _grid(len(panels))
+    colors, _ = _series_style(samples, [s for s in series if s in set(samples["series"])])
     rng = np.random.default_rng(0)
     for ax, (size, op) in zip(axes, panels):
         cells = samples[(samples["size_bytes"] == size) & (samples["op"] == op)]
@@ -91,7 +108,7 @@ def distributions(samples, panels, series) -> bytes:
             ax.boxplot(data, positions=range(len(labels)), widths=0.5, showfliers=False)
             for x, values in enumerate(data):
                 ax.plot(x + rng.uniform(-0.15, 0.15, values.size), values, ".",
-                        color=f"C{x % 10}", alpha=0.5, markersize=4)
+                        color=colors[labels[x]], alpha=0.5, markersize=4)
         ax.set_yscale("log")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
         _time_y(ax)
@@ -109,7 +126,7 @@ def measured_vs_modelled(fit) -> bytes:
     fig = Figure(figsize=(14, max(7.0, 0.22 * len(fit))), layout="constrained")
     ax, bars = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     envs = list(dict.fromkeys(fit["env"]))
-    colors = {env: f"C{i % 10}" for i, env in enumerate(envs)}
+    colors = {env: env_color(env) for env in envs}
     for env in envs:
         rows = fit[fit["env"] == env]
         ax.plot(rows["measured_s"], rows["modelled_s"], "o", color=colors[env], label=env)
@@ -151,7 +168,7 @@ def measured_vs_modelled(fit) -> bytes:
 
 
 def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: bool,
-           values_order: list | None = None) -> bytes:
+           values_order: list | None = None, sizes: bool = False) -> bytes:
     """Predicted time per op against a scenario parameter, a panel per (size, op).
 
     Lines per environment with the 95% prediction interval shaded, the environment's
@@ -171,7 +188,7 @@ def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: 
                 x = rows["_pos"].to_numpy(float)
             y = rows["predicted_s"].to_numpy(float)
             low, high = rows["pi95_low_s"].to_numpy(float), rows["pi95_high_s"].to_numpy(float)
-            color = f"C{i % 10}"
+            color = env_color(env)
             if numeric:
                 ax.plot(x, y, "o-", color=color, label=f"{env} predicted", markersize=4)
                 ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
@@ -186,6 +203,10 @@ def whatif(pred, param: str, panels, linux_levels: dict, numeric: bool, loglog: 
         ax.set_yscale("log")
         if numeric and loglog:
             ax.set_xscale("log", base=2)
+        if numeric and sizes:       # byte counts: ticks at the swept values, in KiB/MiB/GiB
+            ticks = sorted({float(v) for v in values_order or []})
+            ax.set_xticks(ticks, [format_size(int(v)) for v in ticks], fontsize=7, rotation=30)
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if not numeric:
             order = values_order or list(dict.fromkeys(cells["sweep_value"]))
             ax.set_xticks(range(len(order)), [str(v) for v in order], fontsize=8)

@@ -31,6 +31,17 @@ class Sweep:
     loglog: bool
 
 
+def is_size_param(param: str, values) -> bool:
+    """Parameters that are byte counts (guest memory, block size): shown as KiB/MiB/GiB."""
+    return (any(w in param.lower() for w in ("memory", "size", "bytes"))
+            and all(_is_number(v) and v >= 1 for v in values))
+
+
+def format_value(param: str, value, values) -> str:
+    from edgeio.units import format_size
+    return format_size(int(value)) if is_size_param(param, values) and value == int(value) else str(value)
+
+
 def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
