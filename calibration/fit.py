@@ -149,7 +149,8 @@ class Fitter:
         r = out.fun[:n]
         return values, J, r
 
-    def fit(self, start: dict | None = None, outer: int = 4, max_nfev: int | None = None) -> FitResult:
+    def fit(self, start: dict | None = None, outer: int = 4, max_nfev: int | None = None,
+            covariance: bool = True) -> FitResult:
         t0 = time.perf_counter()
         values = dict(start or priors())
         results = self.model(values)
@@ -176,7 +177,7 @@ class Fitter:
             nl_cov = np.linalg.pinv(J.T @ J) * s2
         unidentified = self._unidentified(values, results, lin_names, nl_names, J)
         names = [n for n in lin_names + nl_names if n not in unidentified]
-        cov, df = self.joint_covariance(values, names)
+        cov, df = self.joint_covariance(values, names) if covariance else (np.zeros((0, 0)), 1.0)
         return FitResult(values, lin_names, lin_cov, lin_df, nl_names, nl_cov, nl_df,
                          unidentified, it, time.perf_counter() - t0, names, cov, df)
 
