@@ -1,6 +1,6 @@
 """Does the C probe agree with fio? Same file, op, size and I/O size; prints probe/fio per case.
 
-    python benchmarks/bench_fio.py [--dir /var/tmp] [--rounds 5] [--seconds 0.6] [--nice -20]
+    python benchmarks/bench_fio.py [--dir /var/tmp] [--rounds 9] [--seconds 0.4] [--nice -20]
 
 fio is run so that it does what the probe does (checked with strace: the same calls in the
 same order): the psync engine (one pwrite/pread per chunk), sequential from offset 0 over
@@ -25,7 +25,7 @@ wall ratios are given as the median of the per-round ratios (a round's runs are 
 in time and see similar load) and as the ratio of the minima, and CPU time is compared
 too (the probe's cpu_seconds, fio's usr_cpu+sys_cpu): for cached I/O, which is all CPU,
 it is what the wall time would be on an idle machine. fio's runtime and CPU time are
-whole milliseconds, hence runs of ~0.6 s.
+whole milliseconds, hence runs of ~0.4 s.
 """
 
 import argparse
@@ -119,8 +119,8 @@ def human(seconds: float) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/var/tmp", help="directory for the test file (not a tmpfs)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=0.6, help="target duration of each run")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=float, default=0.4, help="target duration of each run")
     parser.add_argument("--nice", type=int, default=-20,
                         help="CPU priority change for both tools (negative: less disturbed by other jobs)")
     args = parser.parse_args(argv)
