@@ -1,6 +1,9 @@
 """Adaptive repetitions: run a cell's probe in rounds until its mean is known well enough.
 
-`--reps auto --ci 2% --budget 10m`: after each round, the 95% confidence half-width of
+`--reps auto --ci 2% --budget 10m`: the cell's own reps and batches are a pilot round;
+when its batches are shorter than MIN_BATCH_S, the pilot only calibrates the
+repetitions per batch (like pyperf's calibration, it is kept aside, not counted), so
+every counted batch has the same size. After each round, the 95% confidence half-width of
 the mean time per op (over all batches so far) is compared with the target; the cell
 stops when it is under the target, or when the next round would not fit in the cell's
 time budget. The rounds' batches are concatenated into one probe record.
@@ -20,6 +23,11 @@ DEFAULT_CI = 0.02          # 2% of the mean
 DEFAULT_BUDGET_S = 600.0   # 10 minutes per cell
 MIN_ROUND_BATCHES = 10     # a round smaller than this costs more in start-up than it buys
 MAX_ROUNDS = 50
+# Enough batches for any sane interval; beyond this a cell only grows its files.
+MAX_BATCHES = 5000
+# A batch shorter than this measures the clock and the scheduler more than the op
+# (pyperf calibrates its loops for 100 ms; our ops are slower, 10 ms suffices).
+MIN_BATCH_S = 0.01
 ROUND_SHARE = 0.5
 # A round is stopped (and its batches lost) past this multiple of the budget left.
 ROUND_TIMEOUT_FACTOR = 2.0
@@ -90,6 +98,8 @@ def decide(values, elapsed_s: float, seconds_per_batch: float, ci: float, budget
         return Decision(True, "ci reached", 0, rel)
     if rounds >= MAX_ROUNDS:
         return Decision(True, "max rounds", 0, rel)
+    if n >= MAX_BATCHES:
+        return Decision(True, "max batches", 0, rel)
     remaining = budget_s - elapsed_s
     # A round plans for at most half of what is left: batch times drift (an fsync's cost
     # is heavy-tailed, a neighbour may start writing), and a round that runs long then
@@ -105,7 +115,7 @@ def decide(values, elapsed_s: float, seconds_per_batch: float, ci: float, budget
         want = max(smallest, math.ceil(needed * 1.1))
     else:
         want = max(smallest, round_batches)
-    return Decision(False, "", min(want, affordable), rel)
+    return Decision(False, "", min(want, affordable, MAX_BATCHES - n), rel)
 
 
 def warnings(values, ci: float, decision: Decision) -> list[str]:
@@ -128,7 +138,18 @@ def merge_probes(probes: list[dict]) -> dict:
     return merged
 
 
-def round_cell(cell: dict, batches: int) -> dict:
-    """The cell as one round of `batches` batches, keeping the pilot's repetitions per batch."""
-    per_batch = max(1, int(cell["reps"]) // max(1, int(cell.get("batches") or 1)))
+def pilot_batch_reps(cell: dict) -> int:
+    return max(1, int(cell["reps"]) // max(1, int(cell.get("batches") or 1)))
+
+
+def batch_reps(seconds_per_op: float, current: int, min_batch_s: float = MIN_BATCH_S) -> int:
+    """Repetitions per batch so that a batch lasts at least min_batch_s (never fewer than now)."""
+    if not seconds_per_op or seconds_per_op <= 0:
+        return current
+    return max(current, math.ceil(min_batch_s / seconds_per_op))
+
+
+def round_cell(cell: dict, batches: int, per_batch: int | None = None) -> dict:
+    """The cell as one round of `batches` batches of per_batch repetitions (default: the pilot's)."""
+    per_batch = per_batch or pilot_batch_reps(cell)
     return dict(cell, reps=per_batch * batches, batches=batches)

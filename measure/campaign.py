@@ -338,12 +338,12 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
     probes, logs, metadata = [], [], {}
     t0 = time.monotonic()
     round_batches = int(cell.get("batches") or 1)
-    this_round = cell
-    decision = None
+    per_batch = adaptive.pilot_batch_reps(cell)
+    this_round, calibration, decision = cell, None, None
     while True:
         t_round = time.monotonic()
         left = None if deadline is None else max(0.05, deadline - t_round)
-        if probes:   # past the pilot, a round must not run far beyond the budget
+        if this_round is not cell:   # past the pilot, a round must not run far beyond the budget
             cap = max(10.0, adaptive.ROUND_TIMEOUT_FACTOR * (budget - (t_round - t0)))
             left = cap if left is None else min(left, cap)
         try:
@@ -352,8 +352,7 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
             if not probes or isinstance(e, ConnectionLost):
                 raise
             logs.append(f"round {len(probes) + 1} failed: {e}\n{e.log}")
-            decision = adaptive.Decision(True, f"round {len(probes) + 1} failed", 0,
-                                         decision.rel_halfwidth if decision else float("nan"))
+            decision = adaptive.Decision(True, f"round {len(probes) + 1} failed", 0, decision.rel_halfwidth)
             break
         except TimeoutError as e:
             if not probes:
@@ -361,27 +360,44 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
             logs.append(f"round {len(probes) + 1} timed out: {e}")
             decision = adaptive.Decision(True, "cell timeout", 0, decision.rel_halfwidth)
             break
-        probes.append(result.probe)
-        logs.append(f"--- round {len(probes)}: {this_round['reps']} reps in {this_round.get('batches')} batches\n"
-                    + (result.log or ""))
+        round_s = time.monotonic() - t_round
+        probe = result.probe
         metadata = {**metadata, **(result.metadata or {})}
+        logs.append(f"--- {'pilot' if this_round is cell else 'round'}: {this_round['reps']} reps in "
+                    f"{this_round.get('batches')} batches\n" + (result.log or ""))
+        if this_round is cell:
+            per_op = probe["total_seconds"] / max(1, probe["reps"])
+            wanted = adaptive.batch_reps(per_op, per_batch)
+            spend = round_s / max(1, probe["reps"])        # wall seconds per repetition, overhead included
+            affordable = int(adaptive.ROUND_SHARE * (budget - round_s) / (spend * wanted)) if spend > 0 else 0
+            if wanted > per_batch and affordable >= 2:
+                # The pilot's batches are too short to mean much: it only calibrates.
+                calibration = {"reps": probe["reps"], "batches": len(probe.get("batch_seconds", [])),
+                               "batch_reps": per_batch, "seconds": probe["total_seconds"],
+                               "per_op_s": per_op, "new_batch_reps": wanted}
+                per_batch = wanted
+                this_round = adaptive.round_cell(cell, min(round_batches, affordable), per_batch)
+                state.callback("note", cell, f"calibrated: {per_batch} reps per batch")
+                continue
+        probes.append(probe)
         merged = adaptive.merge_probes(probes)
         values = stats.per_op(merged["batch_seconds"], merged["batch_reps"])
-        n_round = max(1, len(result.probe.get("batch_seconds", [])))
-        decision = adaptive.decide(values, time.monotonic() - t0, (time.monotonic() - t_round) / n_round,
-                                   ci, budget, rounds=len(probes), round_batches=round_batches)
+        n_round = max(1, len(probe.get("batch_seconds", [])))
+        decision = adaptive.decide(values, time.monotonic() - t0, round_s / n_round, ci, budget,
+                                   rounds=len(probes), round_batches=round_batches)
         state.callback("note", cell, f"round {len(probes)}: ±{decision.rel_halfwidth:.1%} (target ±{ci:.1%})")
         if decision.stop or state.stop.is_set():
             break
         if deadline is not None and time.monotonic() >= deadline:
             decision = adaptive.Decision(True, "cell timeout", 0, decision.rel_halfwidth)
             break
-        this_round = adaptive.round_cell(cell, decision.next_batches)
+        this_round = adaptive.round_cell(cell, decision.next_batches, per_batch)
     merged = adaptive.merge_probes(probes)
     values = stats.per_op(merged["batch_seconds"], merged["batch_reps"])
     info = {"ci_target": ci, "budget_s": budget, "rounds": len(probes), "batches": int(len(values)),
-            "ci_achieved": decision.rel_halfwidth, "stopped": decision.reason,
-            "seconds": time.monotonic() - t0, "warnings": adaptive.warnings(values, ci, decision)}
+            "batch_reps": per_batch, "ci_achieved": decision.rel_halfwidth, "stopped": decision.reason,
+            "seconds": time.monotonic() - t0, "calibration": calibration,
+            "warnings": adaptive.warnings(values, ci, decision)}
     return merged, metadata, "\n".join(logs), {"adaptive": info}
 
 

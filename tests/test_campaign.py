@@ -42,8 +42,9 @@ class FakeEnv(Environment):
     """Behaviour per cell op: 'ok', 'fail', 'hang', 'sleep'; noise for adaptive tests."""
     name = "fake"
 
-    def __init__(self, target, behaviour=None, sleep=0.0, noise=0.0, seed=1):
+    def __init__(self, target, behaviour=None, sleep=0.0, noise=0.0, seed=1, per_op=1e-4):
         super().__init__(target)
+        self.per_op = per_op
         self.behaviour = behaviour or {}
         self.sleep, self.noise = sleep, noise
         self.rng = random.Random(seed)
@@ -64,7 +65,7 @@ class FakeEnv(Environment):
             time.sleep(timeout or 0)
             raise TimeoutError(f"probe timed out after {timeout:g} s")
         time.sleep(self.sleep)
-        return CellResult(probe_record(cell, 1e-4, self.rng, self.noise), {"fs": "ext4"}, "ran fine")
+        return CellResult(probe_record(cell, self.per_op, self.rng, self.noise), {"fs": "ext4"}, "ran fine")
 
 
 def make(tmp_path, envs=("fake",), ops=("write_sync", "write", "read"), reps=100, target="local", batches=10):
@@ -193,22 +194,36 @@ def test_decide_rule():
 def test_adaptive_cell_runs_rounds_until_ci(tmp_path):
     c, plan = make(tmp_path, ops=("write",), reps=100, batches=10)
     adaptive.mark_plan(plan, ci=0.01, budget_s=30)
-    env = FakeEnv(FakeTarget(), noise=0.05)
+    env = FakeEnv(FakeTarget(), noise=0.05, per_op=2e-3)     # 10 reps = 20 ms batches: no calibration
     res = engine.run(c, plan, {("fake", "local"): env})
     rec = next(iter(c.records().values()))
     info = rec["adaptive"]
     assert res["ok"] == 1 and info["stopped"] == "ci reached" and info["rounds"] >= 2
-    assert info["ci_achieved"] <= 0.01
+    assert info["ci_achieved"] <= 0.01 and info["calibration"] is None
     assert len(rec["probe"]["batch_seconds"]) == info["batches"] == sum(call[2] for call in env.calls)
     assert rec["probe"]["reps"] == sum(rec["probe"]["batch_reps"]) == sum(call[1] for call in env.calls)
     # each round keeps the pilot's 10 repetitions per batch
     assert all(r == 10 for r in rec["probe"]["batch_reps"])
 
 
+def test_adaptive_pilot_of_short_batches_only_calibrates(tmp_path):
+    c, plan = make(tmp_path, ops=("write",), reps=100, batches=10)
+    adaptive.mark_plan(plan, ci=0.01, budget_s=30)
+    env = FakeEnv(FakeTarget(), noise=0.05, per_op=1e-4)     # 10 reps = 1 ms batches: too short
+    engine.run(c, plan, {("fake", "local"): env})
+    rec = next(iter(c.records().values()))
+    info = rec["adaptive"]
+    assert info["calibration"]["new_batch_reps"] == info["batch_reps"]
+    assert 90 <= info["batch_reps"] <= 115          # about 100 x 0.1 ms = 10 ms
+    # the pilot is kept aside: every counted batch has the calibrated size
+    assert set(rec["probe"]["batch_reps"]) == {info["batch_reps"]}
+    assert info["batches"] == sum(call[2] for call in env.calls[1:])
+
+
 def test_adaptive_cell_stops_at_budget_with_warning(tmp_path):
     c, plan = make(tmp_path, ops=("write",), reps=100, batches=10)
     adaptive.mark_plan(plan, ci=0.001, budget_s=1.0)
-    env = FakeEnv(FakeTarget(), noise=0.5, sleep=0.3)
+    env = FakeEnv(FakeTarget(), noise=0.5, sleep=0.3, per_op=2e-3)
     t0 = time.monotonic()
     res = engine.run(c, plan, {("fake", "local"): env})
     assert time.monotonic() - t0 < 2.5
