@@ -114,7 +114,7 @@ def _param_table(fr) -> dict:
             else:
                 lo, hi = val * math.exp(-t * rel), val * math.exp(t * rel)
         else:
-            sd = SIG_PRIOR_LIN if spec.kind == "linear" else spec.prior_sd
+            sd = spec.sd
             se, lo, hi = val * sd, val * math.exp(-1.96 * sd), val * math.exp(1.96 * sd)
             desc += " [prior: no cell of this results set informs it]"
         out[name] = {"value": val, "stderr": se, "ci95_low": lo, "ci95_high": hi,

@@ -113,7 +113,7 @@ class Fitter:
                 row[j] = 1.0
                 X.append(row)
                 y.append(SPECS[n].prior)
-                w.append(1.0 / (SIG_PRIOR_LIN * SPECS[n].prior) ** 2)
+                w.append(1.0 / (SPECS[n].sd * SPECS[n].prior) ** 2)
             res = sm.WLS(np.array(y), np.array(X), weights=np.array(w)).fit()
             beta = np.asarray(res.params)
             if (beta > 0).all():
@@ -128,7 +128,7 @@ class Fitter:
     # -- stage 2 -------------------------------------------------------------------------
     def nonlinear_stage(self, values: dict, names: list, max_nfev: int | None = None):
         pri = np.log([SPECS[n].prior for n in names])
-        sd = np.array([SPECS[n].prior_sd for n in names])
+        sd = np.array([SPECS[n].sd for n in names])
         lo = np.array([math.log(BOUNDS.get(n, (SPECS[n].prior / 1e3,))[0]) for n in names])
         hi = np.array([math.log(BOUNDS.get(n, (0, SPECS[n].prior * 1e3))[1]) for n in names])
         x0 = np.clip(np.log([values[n] for n in names]), lo + 1e-9, hi - 1e-9)
@@ -184,8 +184,8 @@ class Fitter:
     def _residuals(self, values: dict, names: list) -> np.ndarray:
         t = np.array([r.per_op_s for r in self.model(values)])
         data = np.log(t / self.measured) / SIG_DATA
-        prior = [((values[n] - SPECS[n].prior) / (SIG_PRIOR_LIN * SPECS[n].prior)) if SPECS[n].kind == "linear"
-                 else (math.log(values[n] / SPECS[n].prior) / SPECS[n].prior_sd) for n in names]
+        prior = [((values[n] - SPECS[n].prior) / (SPECS[n].sd * SPECS[n].prior)) if SPECS[n].kind == "linear"
+                 else (math.log(values[n] / SPECS[n].prior) / SPECS[n].sd) for n in names]
         return np.concatenate([data, prior])
 
     def joint_covariance(self, values: dict, names: list, step: float = 1e-2):

@@ -25,7 +25,14 @@ class Spec:
     prior: float
     unit: str
     description: str
-    prior_sd: float = 1.1   # standard deviation of log(value) under the prior
+    prior_sd: float | None = None   # linear: relative sd of the value (default 1);
+                                    # others: sd of log(value) (default 1.1)
+
+    @property
+    def sd(self) -> float:
+        if self.prior_sd is not None:
+            return self.prior_sd
+        return 1.0 if self.kind == "linear" else 1.1
 
 
 SPECS: dict[str, Spec] = {s.name: s for s in [
@@ -37,7 +44,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "copying between page cache and user buffer from DRAM (file larger than L2), incl. page lookups"),
     Spec("write_call_s", "linear", 3e-6, "s", "buffered write bookkeeping per write call (write_begin/end, mtime)"),
     Spec("write_s_per_byte", "linear", 1e-9, "s/B", "buffered write cost per byte beyond the copy"),
-    Spec("page_dirtying_s", "linear", 2e-6, "s", "turning a clean cached page dirty (accounting, tags, throttle check)"),
+    Spec("page_dirtying_s", "linear", 3e-6, "s", "turning a clean cached page dirty (accounting, journal "
+         "bookkeeping, balance_dirty_pages); a weak prior: only big rewrites inform it", 10.0),
     Spec("container_syscall_s", "linear", 1e-6, "s", "extra per system call inside a container (seccomp, overlayfs)"),
     Spec("xen_syscall_s", "linear", 1e-6, "s", "extra per system call of the Xen guest kernel (5.10-rc3)"),
     Spec("hypercall_s", "linear", 10e-6, "s", "hvt hypercall: VM exit to KVM, return to the tender, dispatch"),
