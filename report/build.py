@@ -291,6 +291,25 @@ def compare_section(rows: list[dict], label_a: str, label_b: str) -> Section:
     return sec
 
 
+def failed_cells(sources):
+    """Cells a campaign recorded as failed: what failed, and where its log is."""
+    rows = []
+    for s in sources:
+        for cell_id, rec in sorted((s.records or {}).items()):
+            if rec.get("status") == "ok":
+                continue
+            cell = rec.get("cell") or {}
+            size = cell.get("size_bytes")
+            rows.append([Cell(s.name, header=True), Cell(str(cell_id)), Cell(str(cell.get("env", ""))),
+                         Cell(format_size(int(size)) if isinstance(size, int) else str(size)),
+                         Cell(str(cell.get("op", ""))), Cell(str(rec.get("error", ""))[:300]),
+                         Cell(str(s.path / rec["log"]) if s.path and rec.get("log") else "")])
+    if not rows:
+        return None
+    return Table("Cells that failed", ["source", "cell", "env", "size", "op", "error", "log"], rows,
+                 kind="failed")
+
+
 # -- the whole document ------------------------------------------------------------
 
 def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
@@ -310,6 +329,11 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
         camps = [s for s in sources if s.kind == "campaign"]
         warnings += caveats.calibration_warning(str(cal.source), [s.name for s in camps],
                                                 [str(s.path) for s in camps])
+    for s in sources:
+        bad = [r for r in (s.records or {}).values() if r.get("status") != "ok"]
+        if bad:
+            warnings.append(f"{s.name}: {len(bad)} cell(s) failed and are missing from the tables "
+                            "(see 'Cells that failed').")
     if any(s.kind == "reference" for s in sources):
         warnings.append("study: published means only (no batches): no intervals, distributions or tests.")
 
@@ -328,6 +352,9 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
     else:
         doc.sections.append(Section("measured", "Measured time per operation",
                                     [Paragraph("No finished cell with samples in these sources.")]))
+    failed = failed_cells(sources)
+    if failed is not None:
+        doc.sections[-1].add(failed)
     if comparison is not None:
         doc.sections.append(compare_section(*comparison_rows(df, samples, sources, comparison)))
     if cal is not None:

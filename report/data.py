@@ -164,6 +164,8 @@ def newest_calibration(root: Path | None = None) -> Path | None:
 def load_calibration(path):
     """A calibration parameter set (calibration.load), with errors as one line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a directory, not a calibration file (give the JSON `invoke calibrate` saved)")
     if not path.is_file():
         raise UserError(f"{path}: no such calibration file")
     try:
