@@ -19,7 +19,7 @@ from calibration.results import load_results
 from calibration.validate import validate as _validate
 from edgeio.errors import UserError
 from model.environments import STUDY
-from model.params import LINEAR, SPECS
+from model.params import LINEAR, SPECS, priors
 
 __all__ = ["Calibration", "fit", "load", "load_results", "validate"]
 
@@ -28,11 +28,14 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     """Fit the model to a results set (columns env, size_bytes, op, mean_per_op_s[, reps, config])."""
     from calibration.results import _check
     source = results.attrs.get("source", "results set given by the caller")
+    fixed = dict(results.attrs.get("fixed") or {})
     results = _check(results, source)
     cells = cells_from(results)
     t0 = time.perf_counter()
     fitter = Fitter(cells)
-    fr = fitter.fit()
+    start = priors()
+    start.update({k: float(v) for k, v in fixed.items() if SPECS.get(k) and SPECS[k].kind == "fixed"})
+    fr = fitter.fit(start=start)
     modelled = [r.per_op_s for r in fitter.model(fr.values)]
     table = pd.DataFrame({
         "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
@@ -45,6 +48,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     metadata = {
         "model": "edgeio SimPy I/O path model 1",
         "cells": len(cells),
+        "machine": {k: v for k, v in fixed.items()},
         "environments": {e: _cfg_dict(STUDY[e]) for e in sorted({c.env for c in cells})},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
                        "io_size": c.io_size, "config": c.config} for c in cells],

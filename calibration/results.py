@@ -34,7 +34,12 @@ def load_results(source: str | None = None) -> pd.DataFrame:
         summary = summary.rename(columns={"repetitions": "reps"})
         df = summary[[c for c in REQUIRED + OPTIONAL if c in summary.columns]].copy()
         df.attrs["source"] = f"campaign: {path.resolve()}"
-        return _check(df, str(path))
+        df = _check(df, str(path))
+        # the machine the campaign ran on, for the model's structural constants
+        mem = store.Campaign.open(path).metadata().get("memory_bytes")
+        if isinstance(mem, (int, float)) and mem > 0:
+            df.attrs["fixed"] = {"host_memory_bytes": float(mem)}
+        return df
     if not path.exists():
         raise UserError(f"{path}: no such results file or campaign directory")
     df = _read_csv(path)
@@ -78,4 +83,5 @@ def _check(df: pd.DataFrame, where: str) -> pd.DataFrame:
         raise UserError(f"{where}: unknown op {', '.join(badops)} (known: {', '.join(OPS)})")
     df["size_bytes"] = df["size_bytes"].astype("int64")
     df.attrs["source"] = source
+    df.attrs["fixed"] = dict(df.attrs.get("fixed") or {})
     return df.reset_index(drop=True)

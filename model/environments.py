@@ -182,7 +182,7 @@ class LinuxEnv:
         if cfg.transport == "passthrough" or not cfg.host_cache:
             backend = sd
         else:
-            if host_mem - cfg.memory_bytes <= p["kernel_reserve_bytes"]:
+            if host_mem - cfg.memory_bytes <= 0:
                 raise UserError(f"{cfg.name}: guest memory {cfg.memory_bytes} leaves the host no page cache")
             backend = HostFile(sim, PageCache(sim, "host", host_mem - cfg.memory_bytes, sd))
         req = p["xen_request_bytes"] if cfg.transport == "xen" else p["readahead_bytes"]
@@ -217,7 +217,7 @@ class HvtEnv:
         self.sd = SdCard(sim)
         self.file = None
         if cfg.transport != "passthrough":
-            if p["host_memory_bytes"] - cfg.memory_bytes <= p["kernel_reserve_bytes"]:
+            if p["host_memory_bytes"] - cfg.memory_bytes <= 0:
                 raise UserError(f"{cfg.name}: guest memory {cfg.memory_bytes} leaves the host no page cache")
             self.file = HostFile(sim, PageCache(sim, "host", p["host_memory_bytes"] - cfg.memory_bytes, self.sd))
 

@@ -63,7 +63,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     # -- structural constants -----------------------------------------------------------------
     Spec("page_bytes", "fixed", 4096, "B", "page size"),
     Spec("cpu_cache_bytes", "fixed", 1 * MIB, "B", "CPU L2 cache (BCM2711: 1 MiB shared)"),
-    Spec("kernel_reserve_bytes", "fixed", 256 * MIB, "B", "memory a kernel and its processes keep out of the page cache"),
+    Spec("kernel_reserve_bytes", "fixed", 256 * MIB, "B", "memory a kernel and its processes keep out of the page cache (at most half the memory)"),
     Spec("streaming_cache_share", "fixed", 0.5, "fraction",
          "share of free memory a file read once per pass can hold (Linux's inactive list)"),
     Spec("host_memory_bytes", "fixed", 4 * GIB, "B", "host memory (Raspberry Pi 4 Model B, 4 GiB)"),

@@ -74,7 +74,8 @@ class PageCache:
         p = sim.p
         self.sim, self.name, self.backing, self.cpu_factor = sim, name, backing, cpu_factor
         self.P = int(p["page_bytes"])
-        free = memory_bytes - p["kernel_reserve_bytes"]
+        # small machines and guests keep proportionally less: at most half their memory
+        free = memory_bytes - min(p["kernel_reserve_bytes"], memory_bytes / 2)
         if free <= 0:
             from edgeio.errors import UserError
             raise UserError(f"{name}: memory {memory_bytes:.0f} B leaves nothing for the page cache")
