@@ -368,8 +368,10 @@ def _measure_adaptive(state: _Run, env, cell: dict, deadline: float | None):
         if this_round is cell:
             per_op = probe["total_seconds"] / max(1, probe["reps"])
             wanted = adaptive.batch_reps(per_op, per_batch)
-            spend = round_s / max(1, probe["reps"])        # wall seconds per repetition, overhead included
-            affordable = int(adaptive.ROUND_SHARE * (budget - round_s) / (spend * wanted)) if spend > 0 else 0
+            overhead = max(0.0, round_s - probe["total_seconds"])   # start-up, e.g. docker run
+            per_batch_s = per_op * wanted
+            affordable = int((adaptive.ROUND_SHARE * (budget - round_s) - overhead) / per_batch_s) \
+                if per_batch_s > 0 else 0
             if wanted > per_batch and affordable >= 2:
                 # The pilot's batches are too short to mean much: it only calibrates.
                 calibration = {"reps": probe["reps"], "batches": len(probe.get("batch_seconds", [])),
