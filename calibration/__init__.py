@@ -119,7 +119,11 @@ def _param_table(fr) -> dict:
                 lo, hi = val * math.exp(-t * rel), val * math.exp(t * rel)
         else:
             sd = spec.sd
-            se, lo, hi = val * sd, val * math.exp(-1.96 * sd), val * math.exp(1.96 * sd)
+            se = val * sd
+            if Fitter.additive(name):
+                lo, hi = max(0.0, val - 1.96 * se), val + 1.96 * se
+            else:
+                lo, hi = val * math.exp(-1.96 * sd), val * math.exp(1.96 * sd)
             desc += " [prior: no cell of this results set informs it]"
         out[name] = {"value": val, "stderr": se, "ci95_low": lo, "ci95_high": hi,
                      "unit": spec.unit, "description": desc}

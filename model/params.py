@@ -72,6 +72,19 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("xen_request_bytes", "fixed", 44 * KIB, "B", "Xen blkif request: 11 segments of 4 KiB (no indirect descriptors)"),
 ]}
 
+# Which cells of the study's matrix inform each fitted parameter (for messages).
+INFORMED_BY = {
+    "syscall_s": "4 KiB read cells", "cache_copy_s_per_byte": "4 KiB read cells",
+    "dram_copy_s_per_byte": "1 GiB linux/docker read cells", "write_call_s": "4 KiB write cells",
+    "write_s_per_byte": "4 KiB write cells", "page_dirtying_s": "hvt 1 GiB write",
+    "container_syscall_s": "docker cells", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
+    "virtio_exit_s": "qemu write_sync and 1 GiB read", "xen_ring_s": "xen write_sync and 1 GiB read",
+    "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu or xen 4 KiB cells",
+    "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "sd_read_bps": "qemu or xen 1 GiB read",
+    "sd_write_bps": "1 GiB write cells", "sd_request_s": "1 GiB cells that reach the card",
+    "sd_flush_s": "xen write_sync", "dirty_ratio": "1 GiB write and write_sync cells",
+}
+
 LINEAR = [n for n, s in SPECS.items() if s.kind == "linear"]
 NONLINEAR = [n for n, s in SPECS.items() if s.kind == "nonlinear"]
 FITTED = LINEAR + NONLINEAR

@@ -62,6 +62,7 @@ def _fmt_value(v: float, unit: str) -> str:
 
 
 def print_parameters(cal) -> None:
+    from model.params import INFORMED_BY
     print("\nParameters (value, 95% interval)")
     for name, p in cal.params.items():
         if p["description"].endswith("[fixed]"):
@@ -69,6 +70,11 @@ def print_parameters(cal) -> None:
         flag = "  (prior)" if "[prior" in p["description"] else ""
         print(f"  {name:24s} {_fmt_value(p['value'], p['unit']):>12s}   "
               f"[{_fmt_value(p['ci95_low'], p['unit'])}, {_fmt_value(p['ci95_high'], p['unit'])}]{flag}")
+    prior = [n for n, p in cal.params.items() if "[prior" in p["description"]]
+    if prior:
+        print("  (prior) no cell of this results set informs it; predictions that need it carry its prior:")
+        for n in prior:
+            print(f"      {n}: add {INFORMED_BY.get(n, 'cells that use it')}")
 
 
 def print_fit(cal) -> None:
