@@ -112,10 +112,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"])),
     Scenario(
         "passthrough", "para-passthrough (BitVisor-style): the guest driver drives the SD card; no "
-        "QEMU/tender/blkback and no host page cache; `exits_per_request` traps remain per request",
-        ("qemu", "xen", "hvt"), {"exits_per_request": 1.0}, {"exits_per_request": [0, 0.5, 1, 2, 4]},
-        {"exits_per_request": _float("exits_per_request")},
-        lambda cfg, p: cfg.replace(transport="passthrough", exits_per_request=p["exits_per_request"])),
+        "QEMU/tender/blkback and no host page cache (hvt has no page cache left at all: every block "
+        "call reaches the card); `exits_per_request` traps remain per request; `blocks` per hvt call",
+        ("qemu", "xen", "hvt"), {"exits_per_request": 1.0, "blocks": 1}, {"exits_per_request": [0, 0.5, 1, 2, 4]},
+        {"exits_per_request": _float("exits_per_request"), "blocks": _int("blocks")},
+        lambda cfg, p: cfg.replace(transport="passthrough", exits_per_request=p["exits_per_request"],
+                                   **({"blocks_per_call": p["blocks"]} if cfg.kind == "hvt" else {}))),
     Scenario(
         "guest-memory", "memory given to the qemu and xen guests (the guest page cache grows; "
         "qemu's host page cache shrinks by as much)",

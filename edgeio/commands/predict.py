@@ -16,7 +16,10 @@ def run(scenario: str | None, params: list[str], calibration: str | None = None,
         return
     sc = model.scenarios.get(scenario)
     given = parse_params(params)
-    sc.parse(given)                               # unknown parameters fail before any fitting
+    values = sc.parse(given)                      # bad parameters fail before any fitting
+    from model.environments import STUDY, validate
+    for env in sc.envs:
+        validate(sc.apply(STUDY[env], values))
     out_path = _out_path(out)
     cal = _calibration(calibration)
     df = model.predict(cal, sc.name, given)
