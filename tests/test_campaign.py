@@ -281,3 +281,22 @@ def test_records_are_json(tmp_path):
     for path in c.cells_dir.glob("*.json"):
         rec = json.loads(path.read_text())
         assert rec["attempts"] == 1 and rec["wall_seconds"] > 0
+
+
+def test_prepare_reports_what_cannot_run_and_teardown_is_best_effort():
+    class Broken(FakeEnv):
+        def check(self):
+            raise Unavailable("broken: engine not running")
+
+    class Messy(FakeEnv):
+        prepared = False
+
+        def prepare(self):
+            self.prepared = True
+
+        def teardown(self):
+            raise OSError("rm failed")
+    envs = {("broken", "local"): Broken(FakeTarget()), ("messy", "ssh://x"): Messy(FakeTarget("ssh://x"))}
+    assert engine.prepare(envs) == {("broken", "local"): "broken: engine not running"}
+    assert envs[("messy", "ssh://x")].prepared
+    assert engine.teardown(envs) == {("messy", "ssh://x"): "rm failed"}
