@@ -205,16 +205,16 @@ def whatif_section(cal, scenarios: dict) -> Section:
     sec.add(Paragraph("Predicted time per operation under each scenario against the calibrated "
                       "baseline (dashed), with 95% prediction intervals (shaded) that carry the "
                       "calibration's uncertainty; the dotted black line is the linux level."))
+    predicted = whatif.sweep_all(cal, scenarios)
     for name, scenario in scenarios.items():
         sub = sec.add(Section(f"whatif-{name}", f"Scenario {name}", level=3,
                               attrs={"scenario": name}))
         desc = getattr(scenario, "description", "")
         if desc:
             sub.add(Paragraph(desc))
-        try:
-            sweeps = whatif.sweep(cal, scenario)
-        except whatif.ScenarioFailed as e:
-            sub.add(Warnings([f"scenario {name} cannot be predicted from this calibration: {e}"],
+        sweeps = predicted[name]
+        if isinstance(sweeps, whatif.ScenarioFailed):
+            sub.add(Warnings([f"scenario {name} cannot be predicted from this calibration: {sweeps}"],
                              title="Not predicted"))
             continue
         for sw in sweeps:

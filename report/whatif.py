@@ -1,6 +1,11 @@
 """Running a scenario's sweep through the model, and picking what its plot shows."""
 
+import multiprocessing
 import numbers
+import os
+import pickle
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,31 +58,75 @@ def changed_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.merge(keys, on=["env", "size_bytes", "op"], how="inner")
 
 
-def sweep(calibration, scenario) -> list[Sweep]:
-    """Predict every value of each swept parameter (the others at their defaults)."""
+def _grid(scenario) -> dict:
+    return dict(getattr(scenario, "sweep", None) or {}) or {DEFAULTS: [None]}
+
+
+def _predict_point(task):
+    """One predicted point, run in a worker process: (scenario, param, value) -> frame or error."""
     import model
-    grid = dict(getattr(scenario, "sweep", None) or {})
-    if not grid:
-        grid = {DEFAULTS: [None]}
-    extra = {} if DRAWS is None else {"draws": DRAWS}
-    out = []
-    for param, values in grid.items():
-        frames = []
-        for v in values:
-            try:
-                df = model.predict(calibration, scenario.name, {} if v is None else {param: v}, **extra)
-            except UserError as e:
-                raise ScenarioFailed(str(e)) from None
-            # object dtype: the value is shown as given (0 and 0.5 stay "0" and "0.5")
-            frames.append(df.assign(sweep_value=pd.Series([v if v is not None else "default"] * len(df),
-                                                          index=df.index, dtype=object)))
-        frame = pd.concat(frames, ignore_index=True)
-        values = [v if v is not None else "default" for v in values]
-        numeric = all(_is_number(v) for v in values)
-        loglog = numeric and min(values) > 0 and max(values) / min(values) >= 8
-        rows = frame if param == DEFAULTS else changed_cells(frame)
-        out.append(Sweep(param, values, frame, rows, numeric, loglog))
+    calibration, name, param, value, draws = task
+    extra = {} if draws is None else {"draws": draws}
+    try:
+        return model.predict(calibration, name, {} if value is None else {param: value}, **extra)
+    except UserError as e:
+        return ScenarioFailed(str(e))
+
+
+def _run_points(tasks: list) -> list:
+    """Predict every point, on every core when there are several: a report sweeps ~40
+    points of a few seconds each. Falls back to one process if workers cannot start."""
+    workers = min(len(tasks), os.cpu_count() or 1)
+    if workers > 1:
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                return list(pool.map(_predict_point, tasks))
+        except (OSError, BrokenProcessPool, pickle.PicklingError):
+            pass
+    return [_predict_point(t) for t in tasks]
+
+
+def sweep_all(calibration, scenarios: dict) -> dict:
+    """Every scenario's sweeps: name -> list[Sweep], or the ScenarioFailed the model gave."""
+    tasks, where = [], []
+    for name, scenario in scenarios.items():
+        for param, values in _grid(scenario).items():
+            for v in values:
+                tasks.append((calibration, scenario.name, param, v, DRAWS))
+                where.append((name, param, v))
+    results = _run_points(tasks)
+    frames: dict = {}
+    failed: dict = {}
+    for (name, param, v), res in zip(where, results):
+        if isinstance(res, ScenarioFailed):
+            failed.setdefault(name, res)
+            continue
+        # object dtype: the value is shown as given (0 and 0.5 stay "0" and "0.5")
+        value = v if v is not None else "default"
+        frames.setdefault(name, {}).setdefault(param, []).append(
+            res.assign(sweep_value=pd.Series([value] * len(res), index=res.index, dtype=object)))
+    out = {}
+    for name, scenario in scenarios.items():
+        if name in failed:
+            out[name] = failed[name]
+            continue
+        out[name] = []
+        for param, values in _grid(scenario).items():
+            frame = pd.concat(frames[name][param], ignore_index=True)
+            values = [v if v is not None else "default" for v in values]
+            numeric = all(_is_number(v) for v in values)
+            loglog = numeric and min(values) > 0 and max(values) / min(values) >= 8
+            rows = frame if param == DEFAULTS else changed_cells(frame)
+            out[name].append(Sweep(param, values, frame, rows, numeric, loglog))
     return out
+
+
+def sweep(calibration, scenario) -> list[Sweep]:
+    """Predict every value of each swept parameter of one scenario (others at their defaults)."""
+    res = sweep_all(calibration, {scenario.name: scenario})[scenario.name]
+    if isinstance(res, ScenarioFailed):
+        raise res
+    return res
 
 
 def linux_levels(frame: pd.DataFrame, calibration) -> dict:
