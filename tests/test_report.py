@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-import math
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,7 +15,7 @@ from PIL import Image
 from conftest import docker_running, have_kvm
 from edgeio import store
 from edgeio.errors import UserError
-from edgeio.units import format_size, format_time
+from edgeio.units import format_time
 from edgeio.commands import report as report_cmd
 
 
