@@ -14,12 +14,11 @@ import pandas as pd
 from scipy import stats as _st
 
 from calibration.core import FIT_COLUMNS, Calibration, load
-from calibration.fit import SIG_PRIOR_LIN, Fitter, cells_from
+from calibration.fit import Fitter, cells_from
 from calibration.results import load_results
 from calibration.validate import validate as _validate
-from edgeio.errors import UserError
 from model.environments import STUDY
-from model.params import LINEAR, SPECS, priors
+from model.params import SPECS, priors
 
 __all__ = ["Calibration", "fit", "load", "load_results", "validate"]
 

@@ -26,7 +26,6 @@ from model.params import LINEAR, NONLINEAR, SPECS, priors
 from model.simulate import Simulator, Workload
 
 SIG_DATA = 0.10      # nominal relative error of a cell (model error dominates measurement error)
-SIG_PRIOR_LIN = 1.0  # prior relative standard deviation of a per-call cost
 BOUNDS = {"guest_fsync_flushes": (1.0, 50.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0)}
 
 

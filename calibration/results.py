@@ -1,6 +1,5 @@
 """Results sets for calibration: the bundled Pi 4 figures, a campaign directory, or a CSV."""
 
-import os
 from importlib import resources
 from pathlib import Path
 

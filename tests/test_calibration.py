@@ -11,7 +11,6 @@ from edgeio import store
 from edgeio.errors import UserError
 from model import Params, Workload, simulate
 from model.environments import STUDY, study_reps
-from model.params import SPECS
 
 PI = calibration.load_results(None)
 

@@ -4,7 +4,6 @@ import pytest
 
 from edgeio.errors import UserError
 from model import STUDY, Params, Simulator, Workload, simulate
-from model.environments import EnvConfig
 from model.params import GIB, KIB, MIB
 
 GI = 1 << 30
@@ -162,3 +161,17 @@ def test_impossible_environments_are_user_errors(p, cfg):
 def test_a_guest_bigger_than_the_host_is_a_user_error(p):
     with pytest.raises(UserError, match="host no page cache"):
         simulate(p, STUDY["qemu"].replace(memory_bytes=4 * GIB), Workload(4096, "read", 1))
+
+
+def test_campaign_configs_map_onto_the_model():
+    from model.environments import config_for
+    hvt = config_for("hvt", '{"flush":"each-write","blocks_per_call":"8","sector_size":"4096","mem":"256"}')
+    assert (hvt.flush, hvt.blocks_per_call, hvt.block_size, hvt.memory_bytes) == ("block", 8, 4096, 256 * MIB)
+    assert config_for("hvt", '{"flush":"none"}').flush == "none"
+    assert config_for("qemu", '{"mem":"256","disk":"virtio"}').memory_bytes == 256 * MIB
+    assert config_for("linux", "{}") == STUDY["linux"]
+    for bad in ('{"flush":"maybe"}', '{"blocks_per_call":"x"}', "[1]", "{not json"):
+        with pytest.raises(UserError):
+            config_for("hvt", bad)
+    with pytest.raises(UserError, match="no environment"):
+        config_for("vmware", "{}")
