@@ -31,7 +31,8 @@ def measure_ok(out: Path, *args, env=None) -> tuple[Path, str]:
 
 
 def check_ordering(summary: pd.DataFrame, env: str):
-    s = summary[summary["env"] == env].set_index("op")["mean_per_op_s"]
+    # The median: a shared machine's stray slow batch must not flip two close means.
+    s = summary[summary["env"] == env].set_index("op")["median_per_op_s"]
     assert s["write_sync"] > s["write"] > s["read"], s
 
 
@@ -59,8 +60,8 @@ def test_linux_campaign_is_complete_and_ordered(tmp_path):
 @pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
 @pytest.mark.docker
 def test_linux_and_docker_campaign(tmp_path):
-    campaign, stdout = measure_ok(tmp_path, "--env", "linux,docker", "--size", "4KiB", "--reps", "400",
-                                  "--batches", "20", "--quiet")
+    campaign, stdout = measure_ok(tmp_path, "--env", "linux,docker", "--size", "4KiB", "--reps", "2000",
+                                  "--batches", "40", "--quiet")
     summary = pd.read_csv(campaign / "summary.csv")
     assert set(summary["env"]) == {"linux", "docker"}
     for env in ("linux", "docker"):

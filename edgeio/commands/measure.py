@@ -10,10 +10,12 @@ from pathlib import Path
 from edgeio import paths, store
 from edgeio.errors import UserError
 from edgeio.units import format_size, format_time, parse_sizes
+from measure import adaptive
 from measure import campaign as engine
 from measure import plan as planning
 from measure.environments import ENVIRONMENTS, environment_class
 from measure.environments.base import Unavailable
+from measure.progress import Progress
 from measure.table import study_table
 from measure.targets import LocalTarget
 
@@ -36,6 +38,11 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     if batches <= 0:
         raise UserError(f"--batches must be positive, got {batches}")
     explicit = env != "all"
+    adaptive_opts = None
+    if reps == "auto":
+        adaptive_opts = (adaptive.parse_ci(ci or "2%"), adaptive.parse_duration(budget or "10m"))
+    elif ci or budget:
+        raise UserError("--ci and --budget go with --reps auto")
 
     environments, skipped, env_params = {}, [], {}
     for t in target_objs:
@@ -67,12 +74,15 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     cells = []
     for t in target_objs:
         here = [n for n in names if (n, t.name) in environments]
-        cells += planning.make_plan(here, sizes, ops, _reps_arg(reps), target=t.name, params=env_params,
+        cells += planning.make_plan(here, sizes, ops, None if reps == "auto" else _reps_arg(reps),
+                                    target=t.name, params=env_params,
                                     order=order, seed=seed, batches=batches,
                                     io_size=planning.parse_size(io_size) if io_size else None,
                                     sync=sync, direct=direct, cache="cold" if cold else "warm")
     _renumber(cells)
-    facts = {t.name: t.facts() for t in target_objs}
+    if adaptive_opts:
+        adaptive.mark_plan(cells, *adaptive_opts)     # the quick reps become each cell's pilot round
+    facts = engine.target_metadata({t.name: t for t in target_objs})   # in parallel; unreachable = UserError
     for cell in cells:
         cell["host"], cell["arch"] = facts[cell["target"]]["host"], facts[cell["target"]]["arch"]
     for key, instance in environments.items():
@@ -90,27 +100,30 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
 def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
              existing: store.Campaign | None = None) -> Path:
     try:
-        for instance in environments.values():
-            instance.prepare()
+        # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
+        unavailable = engine.prepare(environments)
         meta = _metadata(facts, environments, skipped, options)
         campaign = existing or store.Campaign.create(parent, meta, cells)
         _say(f"campaign {campaign.path}: {len(cells)} cells in "
              f"{', '.join(sorted({e for e, _ in environments}))}", quiet)
-        counts = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
-                            on_cell=None if quiet else _progress_line(len(cells)))
-        campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
-                        counts=counts)
-    finally:
-        for instance in environments.values():
+        with Progress(cells, campaign.records(), mode="quiet" if quiet else "auto",
+                      title=campaign.path.name) as progress:
             try:
-                instance.teardown()
-            except Exception as e:  # teardown must never hide the measurement
-                _say(f"warning: teardown of {instance.name} failed: {e}", False)
+                result = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
+                                    progress=progress, unavailable=unavailable,
+                                    on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
+            except KeyboardInterrupt:
+                raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
+        campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
+                        counts={k: result[k] for k in ("ok", "failed", "skipped", "not_run")},
+                        failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"])
+    finally:
+        for key, error in engine.teardown(environments).items():   # never hides the measurement
+            _say(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", False)
     summary = store.load_summary(campaign.path)
     print(study_table(summary))
-    failed = [r for r in campaign.records().values() if r["status"] != "ok"]
-    for rec in failed:
-        print(f"FAILED {rec['cell']['cell_id']}: {rec['error']} (log: {campaign.path / rec['log']})")
+    for line in engine.summary_lines(result, campaign.records()):
+        print(line)
     print(f"results: {campaign.path}")
     return campaign.path
 
