@@ -165,7 +165,13 @@ class Campaign:
         write_atomic(self.path / "metadata.json", json.dumps(meta, indent=2, default=str))
         samples = self.samples()
         write_atomic(self.path / "samples.csv", samples.to_csv(index=False))
-        write_atomic(self.path / "summary.csv", summarize(samples).to_csv(index=False))
+        write_atomic(self.path / "summary.csv", self.summary(samples).to_csv(index=False))
+
+    def summary(self, samples: pd.DataFrame | None = None) -> pd.DataFrame:
+        """summarize() of the samples, with the warnings each cell's record carries."""
+        records = self.records()
+        warnings = {cid: (rec.get("adaptive") or {}).get("warnings", []) for cid, rec in records.items()}
+        return summarize(self.samples() if samples is None else samples, warnings)
 
     def samples(self) -> pd.DataFrame:
         rows = []
@@ -196,11 +202,19 @@ def sample_rows(campaign: str, record: dict) -> list[dict]:
             for i, (r, s) in enumerate(zip(reps, secs))]
 
 
-def summarize(samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per (env, target, arch, size, op, io size, config)."""
+def summarize(samples: pd.DataFrame, cell_warnings: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """One row per (env, target, arch, size, op, io size, config).
+
+    cell_warnings: warnings recorded with a cell (e.g. an adaptive cell whose budget ran
+    out before its interval was narrow enough), added to the row's own.
+    """
     rows = []
     for key, group in samples.groupby(SUMMARY_KEYS, sort=False):
-        rows.append(dict(zip(SUMMARY_KEYS, key), **stats.summarize(group["seconds"], group["repetitions"])))
+        row = dict(zip(SUMMARY_KEYS, key), **stats.summarize(group["seconds"], group["repetitions"]))
+        extra = [w for cid in dict.fromkeys(group["cell_id"]) for w in (cell_warnings or {}).get(cid, [])]
+        own = [w for w in row["warnings"].split("; ") if w]
+        row["warnings"] = "; ".join(dict.fromkeys(own + [w for w in extra if w not in own]))
+        rows.append(row)
     cols = SUMMARY_KEYS + list(stats.summarize([1.0, 1.0], [1, 1]).keys())
     return pd.DataFrame(rows, columns=cols)
 
@@ -211,4 +225,4 @@ def load_samples(path) -> pd.DataFrame:
 
 
 def load_summary(path) -> pd.DataFrame:
-    return summarize(load_samples(path))
+    return Campaign.open(path).summary()

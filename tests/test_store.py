@@ -86,3 +86,14 @@ def test_human_units():
     assert format_size(1 << 30) == "1 GiB" and format_size(1000) == "1000 B"
     assert format_time(2.35e-3) == "2.35 ms" and format_time(1.61e-6) == "1.61 µs"
     assert format_time(5388) == "5388 s" and format_time(5.2e-7) == "520 ns"
+
+
+def test_summary_carries_the_warnings_recorded_with_a_cell(tmp_path):
+    c = store.Campaign.create(tmp_path, {}, [CELL])
+    c.record_cell(CELL, "ok", probe([1e-5, 1e-5, 1e-5]), {},
+                  adaptive={"warnings": ["budget spent: 95% CI ±4% > 2%"]})
+    c.finish()
+    row = store.load_summary(c.path).iloc[0]
+    assert "budget spent" in row["warnings"]
+    import pandas as pd
+    assert "budget spent" in pd.read_csv(c.path / "summary.csv").loc[0, "warnings"]

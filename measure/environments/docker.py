@@ -74,6 +74,8 @@ class DockerEnvironment(ProbeEnvironment):
         argv = ["docker", "run", "--rm", "--name", name, "--network", "none",
                 "--memory", str(self.mem_bytes), "--memory-swap", str(self.mem_bytes),
                 *mount, self.image, "--path", path] + probe_args(cell)
+        # A retry after a dropped connection may find the first attempt's container still there.
+        self._docker("rm", "-f", name, timeout=60)
         try:
             proc = self.target.run(argv, timeout=timeout)
         except TimeoutError:
