@@ -35,6 +35,7 @@ def _user_errors(fn):
     "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
     "target": "local or ssh://user@host[:port] (repeatable)",
     "resume": "continue a killed campaign directory",
+    "retry_failed": "with --resume: run the cells that failed again (old records kept)",
     "cell_timeout": "seconds before a cell is abandoned and marked failed",
     "order": "random (default) or interleaved",
     "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
@@ -47,13 +48,15 @@ def _user_errors(fn):
 @_user_errors
 def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, target=None,
             resume=None, cell_timeout=None, order="random", seed=0, io_size=None, sync="fsync",
-            direct=False, cold=False, batches=100, ci=None, budget=None, quiet=False, exclude=None):
+            direct=False, cold=False, batches=100, ci=None, budget=None, quiet=False, exclude=None,
+            retry_failed=False):
     """Measure file I/O in environments; keep raw samples, print the study's table."""
     from edgeio.commands import measure as command
     command.run(env=env, size=size, op=op, reps=reps, out=out, params=param, targets=target,
                 resume=resume, cell_timeout=float(cell_timeout) if cell_timeout else None,
                 order=order, seed=int(seed), io_size=io_size, sync=sync, direct=direct, cold=cold,
-                batches=int(batches), ci=ci, budget=budget, quiet=quiet, exclude=exclude)
+                batches=int(batches), ci=ci, budget=budget, quiet=quiet, exclude=exclude,
+                retry_failed=retry_failed)
 
 
 @task(help={"source": "campaign directory or CSV (default: the study's Pi 4 figures)",

@@ -152,3 +152,37 @@ def test_env_all_says_what_it_skipped(tmp_path):
     meta = json.loads((campaign / "metadata.json").read_text())
     assert {s[0] for s in meta["skipped"]} >= {"xen", "docker", "qemu", "hvt"}
     assert set(pd.read_csv(campaign / "summary.csv")["env"]) == {"linux"}
+
+
+def test_kill_9_then_resume_from_the_command_line(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "invoke", "measure", "--out", str(out), "--env", "linux",
+            "--size", "4KiB,64KiB", "--reps", "3000", "--batches", "10", "--quiet"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*/cells/*.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (campaign,) = campaign_dirs(out)
+    first = {p.name: p.read_bytes() for p in (campaign / "cells").glob("*.json")}
+    assert 1 <= len(first) < 6
+    done = invoke("measure", "--resume", str(campaign))
+    assert done.returncode == 0, done.stderr
+    assert f"{len(first)} of 6 cells already measured" in done.stderr
+    records = sorted((campaign / "cells").glob("*.json"))
+    assert len(records) == 6
+    assert all((campaign / "cells" / name).read_bytes() == data for name, data in first.items())
+    samples = pd.read_csv(campaign / "samples.csv")
+    assert len(samples) == 6 * 10 and not samples.duplicated(["cell_id", "batch"]).any()
+
+
+def test_resume_of_a_corrupt_campaign_names_the_file(tmp_path):
+    campaign, _ = measure_ok(tmp_path, "--env", "linux", "--size", "4KiB", "--op", "read", "--reps", "20", "--quiet")
+    (campaign / "plan.json").write_text("[{")
+    proc = invoke("measure", "--resume", str(campaign))
+    assert proc.returncode == 2 and "plan.json: corrupt results file" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

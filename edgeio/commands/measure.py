@@ -25,10 +25,10 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
         resume: str | None = None, cell_timeout: float | None = None, order: str = "random",
         seed: int = 0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
         cold: bool = False, batches: int = 100, ci: str | None = None, budget: str | None = None,
-        quiet: bool = False, exclude: str | None = None) -> Path:
+        quiet: bool = False, exclude: str | None = None, retry_failed: bool = False) -> Path:
     """Measure, store and print; returns the campaign directory."""
     if resume:
-        return _resume(Path(resume), cell_timeout, quiet)
+        return _resume(Path(resume), cell_timeout, quiet, retry_failed)
     target_objs = [_target(t) for t in (targets or ["local"])]
     names = _env_names(env)
     excluded = [n for n in _env_names(exclude) if n in names] if exclude else []
@@ -98,7 +98,7 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
 
 
 def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
-             existing: store.Campaign | None = None) -> Path:
+             existing: store.Campaign | None = None, retry_failed: bool = False) -> Path:
     try:
         # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
         unavailable = engine.prepare(environments)
@@ -110,7 +110,7 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
                       title=campaign.path.name) as progress:
             try:
                 result = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
-                                    progress=progress, unavailable=unavailable,
+                                    progress=progress, unavailable=unavailable, retry_failed=retry_failed,
                                     on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
             except KeyboardInterrupt:
                 raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
@@ -128,23 +128,17 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
     return campaign.path
 
 
-def _resume(path: Path, cell_timeout, quiet) -> Path:
-    campaign = store.Campaign.open(path)
-    cells = campaign.plan()
+def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
+    campaign, cells, records = engine.resume(path)
     meta = campaign.metadata()
-    targets = {c["target"]: None for c in cells}
-    target_objs = [_target(t) for t in targets]
-    by_name = {t.name: t for t in target_objs}
-    environments = {}
-    for c in cells:
-        key = (c["env"], c["target"])
-        if key not in environments:
-            environments[key] = environment_class(c["env"])(by_name[c["target"]], c.get("params", {}))
-            environments[key].check()
-    todo = [c for c in cells if c["cell_id"] not in campaign.records()]
+    targets = {name: _target(name) for name in engine.target_names(cells)}
+    environments = engine.environments_for(cells, targets)
+    todo = [c for c in cells if c["cell_id"] not in records
+            or (retry_failed and records[c["cell_id"]]["status"] != "ok")]
     _say(f"resuming {path}: {len(cells) - len(todo)} of {len(cells)} cells already measured", quiet)
     return _execute(path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
-                    meta.get("options", {}), cell_timeout, quiet, existing=campaign)
+                    meta.get("options", {}), cell_timeout, quiet, existing=campaign,
+                    retry_failed=retry_failed)
 
 
 def _target(spec: str):
