@@ -13,14 +13,6 @@ from measure import plan as planning
 from measure.environments.linux import LinuxEnvironment
 from measure.ssh import parse_target
 from measure.targets import LocalTarget
-from sshd import Sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

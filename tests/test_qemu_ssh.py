@@ -5,16 +5,13 @@ import pytest
 
 from measure.environments.qemu import QemuEnvironment
 from measure.ssh import parse_target
-from sshd import Sshd
 
 
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
-    target = parse_target(server.url, identity=str(server.identity), known_hosts=str(server.known_hosts))
+def remote(sshd):
+    target = parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
     yield target
     target.close()
-    server.stop()
 
 
 @pytest.mark.slow

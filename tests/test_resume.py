@@ -20,7 +20,6 @@ from measure import campaign as engine
 from measure import plan as planning
 from measure.environments.linux import LinuxEnvironment
 from measure.targets import LocalTarget
-from sshd import Sshd
 
 # Runs (or resumes) a campaign of the linux environment; prints START/DONE per cell.
 DRIVER = r"""
@@ -199,13 +198,6 @@ def test_full_disk_clear_error_no_partial_rows_then_resume(tiny_fs):
 
 
 # -- over SSH ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
-    yield server
-    server.stop()
-
-
 def _ssh_target(sshd):
     from measure.ssh import parse_target
     return parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))

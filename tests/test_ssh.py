@@ -10,14 +10,6 @@ import pytest
 from edgeio.errors import UserError
 from measure.ssh import ConnectionLost, SshTarget, parse_target, target_slug
 from measure.targets import LocalTarget
-from sshd import Sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
