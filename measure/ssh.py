@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import logging
@@ -323,7 +322,7 @@ class SshTarget(Target):
             sftp.chmod(str(remote), mode)
         except FileNotFoundError as e:
             raise UserError(f"cannot copy {local} to {self.name}:{remote}: {e.strerror or e}") from None
-        except PermissionError as e:
+        except PermissionError:
             raise UserError(f"cannot write {self.name}:{remote}: permission denied") from None
         except (paramiko.SSHException, EOFError, socket.error) as e:
             self.close()

@@ -112,7 +112,7 @@ def test_kill_9_mid_cell_then_resume_keeps_every_sample_once(tmp_path):
     proc = _driver(out)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
-    assert f"FINISHED 3 2" in stdout                              # 3 run now, 2 kept
+    assert "FINISHED 3 2" in stdout                              # 3 run now, 2 kept
     assert not any(line.startswith(f"START {c}") for c in done for line in stdout.splitlines())
 
     campaign = store.Campaign.open(out)

@@ -4,7 +4,6 @@ malformed ELF files, bad disks and options): each ends with one clear line and a
 non-zero status, and nothing outside the disk file changes."""
 
 import json
-import os
 import shutil
 import struct
 import subprocess

@@ -1,6 +1,5 @@
 """`invoke measure`: run the study's protocol in environments on targets, keep every sample."""
 
-import json
 import platform
 import subprocess
 import sys
