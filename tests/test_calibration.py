@@ -147,16 +147,16 @@ def small_csv(tmp_path):
 def test_calibrate_command_saves_and_never_overwrites(tmp_path, results_tmp, capsys):
     from edgeio.commands import calibrate
     src = small_csv(tmp_path)
-    path = calibrate.run(source=str(src))
+    path = calibrate.run(source=str(src), allow_priors=True)
     assert path.parent == results_tmp / "calibrations" and path.suffix == ".json"
     out = capsys.readouterr().out
     assert "measured" in out and "hvt" in out and "µs" in out
-    second = calibrate.run(source=str(src))
+    second = calibrate.run(source=str(src), allow_priors=True)
     assert second != path and path.exists() and second.exists()
     mine = tmp_path / "mine.json"
-    assert calibrate.run(source=str(src), out=str(mine)) == mine
+    assert calibrate.run(source=str(src), out=str(mine), allow_priors=True) == mine
     with pytest.raises(UserError, match="never overwritten"):
-        calibrate.run(source=str(src), out=str(mine))
+        calibrate.run(source=str(src), out=str(mine), allow_priors=True)
     assert calibration.load(mine).metadata["cells"] == 6
 
 
@@ -166,3 +166,31 @@ def test_calibrate_command_errors(results_tmp, kwargs, match):
     from edgeio.commands import calibrate
     with pytest.raises(UserError, match=match):
         calibrate.run(**kwargs)
+
+
+def test_a_results_set_missing_cells_a_parameter_needs_is_refused(tmp_path, results_tmp):
+    """linux and docker at 4 KiB only: nothing pins the DRAM copy cost or the dirty limit
+    that their 1 GiB cells would; the error names both and the cells, in one line."""
+    from edgeio.commands import calibrate
+    f = tmp_path / "partial.csv"
+    PI[PI.env.isin(["linux", "docker"]) & (PI.size_bytes == 4096)].to_csv(f, index=False)
+    with pytest.raises(UserError) as e:
+        calibrate.run(source=str(f))
+    msg = str(e.value)
+    assert "\n" not in msg and "--allow-priors" in msg
+    assert "dram_copy_s_per_byte" in msg and "dirty_ratio" in msg and "linux 1 GiB read" in msg
+    assert "hypercall_s" not in msg            # no hvt cell: hvt's parameters are not asked for
+    assert not list((results_tmp / "calibrations").glob("*.json")) if (results_tmp / "calibrations").exists() else True
+    path = calibrate.run(source=str(f), allow_priors=True)
+    assert "[prior" in calibration.load(path).params["dram_copy_s_per_byte"]["description"]
+
+
+def test_a_set_with_every_cell_of_its_environments_needs_no_priors(tmp_path):
+    from calibration.coverage import missing_cells
+    from calibration.fit import cells_from
+    assert missing_cells(cells_from(PI)) == {}
+    hvt = PI[PI.env == "hvt"].reset_index(drop=True)
+    assert missing_cells(cells_from(hvt)) == {}
+    no_read = PI[(PI.env == "xen") & (PI.op != "read")].reset_index(drop=True)
+    missing = missing_cells(cells_from(no_read))
+    assert "sd_read_bps" in missing and ("xen", 1 << 30, "read") in missing["sd_read_bps"]

@@ -8,11 +8,17 @@ from edgeio.errors import UserError
 from edgeio.units import format_size, format_time
 
 
-def run(source: str | None = None, out: str | None = None, validate: bool = False) -> Path:
-    """Fit, print the fit table (and validation tables), save JSON; returns the saved file."""
+def run(source: str | None = None, out: str | None = None, validate: bool = False,
+        allow_priors: bool = False) -> Path:
+    """Fit, print the fit table (and validation tables), save JSON; returns the saved file.
+
+    A results set that lacks the cells pinning a parameter of one of its environments is a
+    UserError naming them, unless `allow_priors` keeps such parameters at their priors."""
     import calibration
     target = _output_path(out)          # bad --out fails before a minute of fitting
     results = calibration.load_results(source)
+    if not allow_priors:
+        _require_coverage(results)
     print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells)...", flush=True)
     cal = calibration.fit(results, validate=validate,
                           progress=(lambda s: print(f"  validation: {s}", end="\r", flush=True)) if validate else None)
@@ -25,6 +31,17 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     path = cal.save(target)
     print(f"\nParameter set written to {path}")
     return path
+
+
+def _require_coverage(results) -> None:
+    from calibration.coverage import describe, missing_cells
+    from calibration.fit import cells_from
+    missing = missing_cells(cells_from(results))
+    if missing:
+        where = results.attrs.get("source", "the results set")
+        raise UserError(f"{where} lacks cells that pin {len(missing)} parameter(s) of its environments: "
+                        f"{describe(missing)}; measure them, or pass --allow-priors to keep those "
+                        "parameters at their priors")
 
 
 def _output_path(out: str | None) -> Path:
