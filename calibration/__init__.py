@@ -73,9 +73,10 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     return cal
 
 
-def validate(cal: Calibration, results: pd.DataFrame, progress=None) -> pd.DataFrame:
-    """Leave-one-cell-out and leave-one-env-out errors for a calibration of `results`."""
-    cal.validation = _validate(cells_from(results), cal.values(), progress=progress)
+def validate(cal: Calibration, results: pd.DataFrame, progress=None, workers: int | None = None) -> pd.DataFrame:
+    """Leave-one-cell-out and leave-one-env-out errors for a calibration of `results`
+    (refits in `workers` processes; default one per usable core)."""
+    cal.validation = _validate(cells_from(results), cal.values(), progress=progress, workers=workers)
     cal.metadata["validation"] = summarize_validation(cal.validation)
     return cal.validation
 

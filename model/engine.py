@@ -87,13 +87,20 @@ class Sim:
 
     def cpu(self, ctx: Ctx, terms: dict, factor: float = 1.0):
         """Charge per-call costs (name -> count) at `factor` (guest CPU slow-down)."""
+        # the hot path of every simulation: plain dict reads, recording what was read
+        # for the memo exactly as Params.__getitem__ would
         t = 0.0
         coef = ctx.ledger.coef
+        p = self.p
+        used = getattr(p, "used", None)
+        get = dict.__getitem__
         for name, count in terms.items():
             if count:
                 c = count * factor
-                t += c * self.p[name]
+                t += c * get(p, name)
                 coef[name] += c
+                if used is not None:
+                    used.add(name)
         if t > 0:
             yield self.env.timeout(t)
 

@@ -134,6 +134,9 @@ def test_validation_on_a_small_set(tmp_path):
     # parameters nothing in this set informs are marked as priors
     assert "[prior" in back.params["hypercall_s"]["description"]
     assert "[prior" not in back.params["container_syscall_s"]["description"]
+    # the refits run in worker processes by default: one process gives the same table
+    serial = calibration.validate(cal, small, workers=1)
+    pd.testing.assert_frame_equal(serial, v)
 
 
 # -- the command --------------------------------------------------------------------------
