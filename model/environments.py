@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from edgeio.errors import UserError
 from model.engine import Ctx
-from model.stages import HostFile, PageCache, SdCard, Transport
+from model.stages import GuestBlockCache, HostFile, PageCache, SdCard, Transport
 from model.params import GIB, MIB
 
 OPS = ("write_sync", "write", "read")
@@ -40,6 +40,7 @@ class EnvConfig:
     flush: str = "block"           # hvt write_sync: fsync per block | per call | none
     batch: int = 1                 # hvt ring: requests per notification
     exits_per_request: float = 1.0  # para-passthrough: traps left per request
+    guest_cache_bytes: int = 0     # hvt under passthrough: the unikernel's own block cache (0 = none)
 
     def replace(self, **changes) -> "EnvConfig":
         return dataclasses.replace(self, **changes)
@@ -117,6 +118,11 @@ def validate(cfg: EnvConfig) -> None:
         raise UserError(f"{cfg.name}: batch must be at least 1, got {cfg.batch}")
     if cfg.exits_per_request < 0:
         raise UserError(f"{cfg.name}: exits per request must not be negative, got {cfg.exits_per_request}")
+    if cfg.guest_cache_bytes < 0:
+        raise UserError(f"{cfg.name}: guest cache must not be negative, got {cfg.guest_cache_bytes} B")
+    if cfg.guest_cache_bytes > cfg.memory_bytes:
+        raise UserError(f"{cfg.name}: a guest cache of {cfg.guest_cache_bytes // MIB} MiB does not fit the "
+                        f"guest's {cfg.memory_bytes // MIB} MiB of memory")
 
 
 class Kernel:
@@ -216,7 +222,16 @@ class HvtEnv:
         self.sim, self.cfg = sim, cfg
         self.sd = SdCard(sim)
         self.file = None
-        if cfg.transport != "passthrough":
+        self.guest_cache = cfg.transport == "passthrough" and cfg.guest_cache_bytes > 0
+        if self.guest_cache:
+            # a unikernel with its own block cache: block calls are served inside the
+            # guest; misses (readahead) and writeback reach the card through the guest
+            # driver, trapping exits_per_request times per request
+            to_card = Transport(sim, "passthrough", self.sd, p["readahead_bytes"], cfg.exits_per_request)
+            self.file = GuestBlockCache(sim, PageCache(
+                sim, "unikernel", cfg.memory_bytes, to_card, cpu_factor=p["vm_cpu_factor"],
+                capacity_bytes=cfg.guest_cache_bytes, journal=False), p["vm_cpu_factor"])
+        elif cfg.transport != "passthrough":
             if p["host_memory_bytes"] - cfg.memory_bytes <= 0:
                 raise UserError(f"{cfg.name}: guest memory {cfg.memory_bytes} leaves the host no page cache")
             self.file = HostFile(sim, PageCache(sim, "host", p["host_memory_bytes"] - cfg.memory_bytes, self.sd))
@@ -227,6 +242,8 @@ class HvtEnv:
 
     def _exits(self, ncalls):
         cfg = self.cfg
+        if self.guest_cache:                 # block calls are function calls in the guest
+            return 0
         if cfg.transport == "ring":          # one notification per batch of requests
             return ncalls / cfg.batch
         if cfg.transport == "passthrough":

@@ -60,6 +60,8 @@ class Scenario:
     sweep: dict
     types: dict
     apply: Callable[[EnvConfig, dict], EnvConfig] = field(repr=False)
+    # why a row can come out slower than the baseline (predict prints it under the table)
+    explain: str = ""
 
     def parse(self, params: dict) -> dict:
         unknown = sorted(set(params) - set(self.defaults))
@@ -70,6 +72,15 @@ class Scenario:
         for k, v in params.items():
             out[k] = self.types[k](v)
         return out
+
+
+def _nonneg(name):
+    def parse(v):
+        x = _float(name)(v)
+        if x < 0:
+            raise UserError(f"{name} must not be negative, got {v!r}")
+        return x
+    return parse
 
 
 def _powers(lo, hi):
@@ -92,38 +103,55 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "hvt-multiblock", "Solo5 block calls carrying k blocks: one hypercall and one host "
         "pread/pwrite per call (flush policy unchanged: the study's tender fsyncs each block)",
         ("hvt",), {"blocks": 8}, {"blocks": _powers(1, 2048)}, {"blocks": _int("blocks")},
-        lambda cfg, p: cfg.replace(blocks_per_call=p["blocks"])),
+        lambda cfg, p: cfg.replace(blocks_per_call=p["blocks"]),
+        "fewer exits only save time; a slower row comes from the host page cache's writeback "
+        "timing (dirty throttling) shifting with the call size"),
     Scenario(
         "hvt-flush", "the tender's flush policy for write_sync: fsync per block (study), per call, "
         "or none (stock Solo5: data reaches only the host page cache)",
         ("hvt",), {"flush": "call", "blocks": 8}, {"flush": list(FLUSH_POLICIES)},
         {"flush": _choice("flush", FLUSH_POLICIES), "blocks": _int("blocks")},
-        lambda cfg, p: cfg.replace(flush=p["flush"], blocks_per_call=p["blocks"])),
+        lambda cfg, p: cfg.replace(flush=p["flush"], blocks_per_call=p["blocks"]),
+        "a flush per call of several blocks writes more per fsync; slower only if the host's "
+        "writeback timing shifts against it"),
     Scenario(
         "hvt-blocksize", "a larger Solo5 block size (power of two, 512..32768): fewer blocks per file",
         ("hvt",), {"block_size": 4096}, {"block_size": _powers(512, 32768)},
         {"block_size": _int("block_size")},
-        lambda cfg, p: cfg.replace(block_size=p["block_size"])),
+        lambda cfg, p: cfg.replace(block_size=p["block_size"]),
+        "bigger blocks mean fewer calls but more bytes per block fsync and per host copy; a slower row "
+        "is where those per-byte costs outweigh the calls saved"),
     Scenario(
         "hvt-ring", "a paravirtual transport for hvt: requests on a shared ring, one notification "
         "(hypercall) per batch; the tender still does one host call per request",
         ("hvt",), {"batch": 32, "blocks": 1}, {"batch": _powers(1, 256)},
         {"batch": _int("batch"), "blocks": _int("blocks")},
-        lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"])),
+        lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"]),
+        "a ring still costs one host call per request; with batch=1 it saves nothing, and a slower "
+        "row comes from the host's writeback timing"),
     Scenario(
         "passthrough", "para-passthrough (BitVisor-style): the guest driver drives the SD card; no "
-        "QEMU/tender/blkback and no host page cache (hvt has no page cache left at all: every block "
-        "call reaches the card); `exits_per_request` traps remain per request; `blocks` per hvt call",
-        ("qemu", "xen", "hvt"), {"exits_per_request": 1.0, "blocks": 1}, {"exits_per_request": [0, 0.5, 1, 2, 4]},
-        {"exits_per_request": _float("exits_per_request"), "blocks": _int("blocks")},
-        lambda cfg, p: cfg.replace(transport="passthrough", exits_per_request=p["exits_per_request"],
-                                   **({"blocks_per_call": p["blocks"]} if cfg.kind == "hvt" else {}))),
+        "QEMU/tender/blkback and no host page cache (hvt keeps no page cache unless given "
+        "`guest_cache_mib` of its own; without one every block call reaches the card); "
+        "`exits_per_request` traps remain per request; `blocks` per hvt call",
+        ("qemu", "xen", "hvt"), {"exits_per_request": 1.0, "blocks": 1, "guest_cache_mib": 0},
+        {"exits_per_request": [0, 0.5, 1, 2, 4]},
+        {"exits_per_request": _float("exits_per_request"), "blocks": _int("blocks"),
+         "guest_cache_mib": _nonneg("guest_cache_mib")},
+        lambda cfg, p: cfg.replace(
+            transport="passthrough", exits_per_request=p["exits_per_request"],
+            **({"blocks_per_call": p["blocks"], "guest_cache_bytes": int(p["guest_cache_mib"] * MIB)}
+               if cfg.kind == "hvt" else {})),
+        "the host page cache is gone: what it absorbed or served (every hvt block, qemu's writes, "
+        "reads and fsyncs) now waits for the SD card; give hvt its own cache: --param guest_cache_mib=N"),
     Scenario(
         "guest-memory", "memory given to the qemu and xen guests (the guest page cache grows; "
         "qemu's host page cache shrinks by as much)",
         ("qemu", "xen"), {"memory": 3 * GIB},
         {"memory": [512 * MIB, 1 * GIB, 2 * GIB, 3 * GIB, int(3.5 * GIB)]}, {"memory": _size("memory")},
-        lambda cfg, p: cfg.replace(memory_bytes=p["memory"])),
+        lambda cfg, p: cfg.replace(memory_bytes=p["memory"]),
+        "a bigger guest leaves qemu's host page cache smaller (and a smaller guest caches less), "
+        "so more of the file goes to the SD card"),
 ]}
 
 

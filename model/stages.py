@@ -70,16 +70,21 @@ class PageCache:
     """
 
     def __init__(self, sim, name, memory_bytes, backing, cpu_factor=1.0,
-                 fsync_flushes=1.0, writeback_request_bytes=None):
+                 fsync_flushes=1.0, writeback_request_bytes=None, capacity_bytes=None, journal=True):
         p = sim.p
         self.sim, self.name, self.backing, self.cpu_factor = sim, name, backing, cpu_factor
         self.P = int(p["page_bytes"])
-        # small machines and guests keep proportionally less: at most half their memory
-        free = memory_bytes - min(p["kernel_reserve_bytes"], memory_bytes / 2)
-        if free <= 0:
-            from edgeio.errors import UserError
-            raise UserError(f"{name}: memory {memory_bytes:.0f} B leaves nothing for the page cache")
-        self.capacity_pages = int(p["streaming_cache_share"] * free // self.P)
+        self.journal = journal          # fsync commits a filesystem journal (ext4)
+        if capacity_bytes:              # a cache of a given size (a unikernel's block cache)
+            free = float(capacity_bytes)
+            self.capacity_pages = max(1, int(free // self.P))
+        else:
+            # small machines and guests keep proportionally less: at most half their memory
+            free = memory_bytes - min(p["kernel_reserve_bytes"], memory_bytes / 2)
+            if free <= 0:
+                from edgeio.errors import UserError
+                raise UserError(f"{name}: memory {memory_bytes:.0f} B leaves nothing for the page cache")
+            self.capacity_pages = int(p["streaming_cache_share"] * free // self.P)
         self.limit_pages = max(1, int(p["dirty_ratio"] * free // self.P))
         self.background_pages = max(1, self.limit_pages // 2)
         self.fsync_flushes = fsync_flushes
@@ -193,7 +198,8 @@ class PageCache:
             self.dirty = 0
         self.syncing = False
         self._signal_progress()
-        yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1}, self.cpu_factor)
+        if self.journal:
+            yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1}, self.cpu_factor)
         yield from self.sim.repeat(ctx, self.fsync_flushes, lambda: self.backing.flush(ctx))
 
     # -- reads --------------------------------------------------------------------------
@@ -243,6 +249,30 @@ class HostFile:
 
     def flush(self, ctx):
         yield from self.sim.cpu(ctx, {"syscall_s": 1})
+        yield from self.cache.fsync(ctx)
+
+
+class GuestBlockCache:
+    """A unikernel's own block cache (para-passthrough hvt with a guest cache): a block
+    call copies to or from the cache inside the guest (guest kernel-mode CPU work, at
+    vm_cpu_factor); misses and writeback go to the card through the cache's backing."""
+
+    def __init__(self, sim, cache: PageCache, cpu_factor: float):
+        self.sim, self.cache, self.factor = sim, cache, cpu_factor
+
+    def _copy_term(self):
+        p = self.sim.p
+        return "cache_copy_s_per_byte" if self.cache.file_bytes <= p["cpu_cache_bytes"] else "dram_copy_s_per_byte"
+
+    def read(self, ctx, nbytes, nreq):
+        yield from self.sim.cpu(ctx, {self._copy_term(): nbytes}, self.factor)
+        yield from self.cache.read(ctx, nbytes, self.sim.p["readahead_bytes"])
+
+    def write(self, ctx, nbytes, nreq):
+        yield from self.sim.cpu(ctx, {self._copy_term(): nbytes}, self.factor)
+        yield from self.cache.write(ctx, nbytes)
+
+    def flush(self, ctx):
         yield from self.cache.fsync(ctx)
 
 

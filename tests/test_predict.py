@@ -88,6 +88,8 @@ def test_ring_and_passthrough_remove_exits(cal):
     ("guest-memory", {"memory": "-1GiB"}, "positive"),
     ("guest-memory", {"memory": "4GiB"}, "host no page cache"),
     ("passthrough", {"exits_per_request": -1}, "negative"),
+    ("passthrough", {"guest_cache_mib": -1}, "negative"),
+    ("passthrough", {"guest_cache_mib": 1024}, "does not fit"),
 ])
 def test_bad_scenarios_and_values_are_user_errors(cal, scenario, params, match):
     with pytest.raises(UserError, match=match):
@@ -150,3 +152,36 @@ def test_predict_command_with_a_corrupt_calibration(tmp_path):
     bad.write_text('{"format": "edgeio-calibration/1", "params": ')
     with pytest.raises(UserError, match="c.json"):
         predict.run("hvt-multiblock", [], calibration=str(bad))
+
+
+def test_passthrough_guest_cache_serves_hvt_blocks_in_the_guest(cal):
+    """Without a cache of its own, passthrough sends every hvt block call to the card (slower
+    than the tender's host page cache); a guest cache serves the small file in the guest,
+    while a 1 GiB file larger than the cache still goes to the card, in readahead requests."""
+    key = ["env", "size_bytes", "op"]
+    none = model.predict(cal, "passthrough", {}, draws=0).set_index(key)
+    cached = model.predict(cal, "passthrough", {"guest_cache_mib": 64}, draws=0).set_index(key)
+    assert none.loc[("hvt", 4096, "read"), "speedup"] < 1
+    assert cached.loc[("hvt", 4096, "read"), "speedup"] > 1
+    assert cached.loc[("hvt", 4096, "read"), "predicted_s"] < none.loc[("hvt", 4096, "read"), "predicted_s"] / 10
+    values = cal.values()
+    assert cached.loc[("hvt", 1 << 30, "read"), "predicted_s"] >= (1 << 30) / values["sd_read_bps"]
+    # qemu and xen already have a guest page cache: the parameter is hvt's only
+    for env in ("qemu", "xen"):
+        assert cached.loc[(env, 4096, "read"), "predicted_s"] == none.loc[(env, 4096, "read"), "predicted_s"]
+
+
+def test_predict_explains_the_rows_that_get_slower(cal_file, capsys):
+    from edgeio.commands import predict
+    predict.run("passthrough", [], calibration=str(cal_file))
+    text = capsys.readouterr().out
+    explain = model.SCENARIOS["passthrough"].explain
+    table, _, notes = text.partition("  slower:")
+    assert explain and notes
+    slow_lines = [line for line in text.splitlines() if line.startswith("  slower:")]
+    assert slow_lines and all(line.endswith(explain) for line in slow_lines)
+    assert any(line.startswith("  slower: hvt 4 KiB read") for line in slow_lines)
+    predict.run("passthrough", ["guest_cache_mib=64"], calibration=str(cal_file))
+    cached = capsys.readouterr().out
+    assert "slower: hvt 4 KiB" not in cached
+    assert cached.count("slower:") < len(slow_lines)
