@@ -197,3 +197,17 @@ def test_a_set_with_every_cell_of_its_environments_needs_no_priors(tmp_path):
     no_read = PI[(PI.env == "xen") & (PI.op != "read")].reset_index(drop=True)
     missing = missing_cells(cells_from(no_read))
     assert "sd_read_bps" in missing and ("xen", 1 << 30, "read") in missing["sd_read_bps"]
+
+
+def test_a_partial_campaign_is_refused_with_the_way_out(tmp_path, results_tmp):
+    """A campaign of this machine with only some environments and sizes: one clear line."""
+    from edgeio.commands import calibrate
+    camp = store.Campaign.create(tmp_path, {"host": "h"}, [], name="partial")
+    for i, (op, secs) in enumerate([("read", 1.6e-6), ("write", 1.4e-5), ("write_sync", 2.4e-3)]):
+        cell = {"cell_id": f"c{i}", "env": "linux", "target": "local", "size_bytes": 4096, "op": op,
+                "params": {}}
+        probe = {"batch_reps": [1000, 1000], "batch_seconds": [secs * 1000] * 2, "io_size": 4096}
+        camp.record_cell(cell, "ok", probe, {"host": "h", "arch": "x86_64"})
+    camp.finish()
+    with pytest.raises(UserError, match=r"campaign: .*lacks cells .*dram_copy_s_per_byte.*--allow-priors"):
+        calibrate.run(source=str(camp.path))
