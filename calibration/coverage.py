@@ -20,11 +20,11 @@ STEP = 1.1                      # relative step of the finite difference
 MATRIX_SIZES = (4 * KIB, 1 * GIB)
 
 
-def _elasticities(sim, cfg, wl, base) -> set[str]:
-    """Names of the parameters this cell's time moves with (at the priors)."""
+def _elasticities(sim, cfg, wl, base, names=FITTED) -> set[str]:
+    """Which of `names` this cell's time moves with (at the priors)."""
     t0 = sim(base, cfg, wl).per_op_s
     out = set()
-    for name in FITTED:
+    for name in names:
         v = dict(base)
         v[name] = base[name] * STEP
         if name == "dirty_ratio":
@@ -41,8 +41,8 @@ def missing_cells(cells) -> dict[str, list[tuple[str, int, str]]]:
     sim = Simulator()
     base = priors()
     pinned: set[str] = set()
-    for c in cells:
-        pinned |= _elasticities(sim, c.cfg, c.workload, base)
+    for c in cells:                 # only what is not pinned yet needs simulating
+        pinned |= _elasticities(sim, c.cfg, c.workload, base, [n for n in FITTED if n not in pinned])
     have = {(c.env, c.size_bytes, c.op) for c in cells}
     would: dict[str, list] = {}
     for env in sorted({c.env for c in cells}, key=list(STUDY).index):
@@ -50,9 +50,12 @@ def missing_cells(cells) -> dict[str, list[tuple[str, int, str]]]:
             for op in OPS:
                 if (env, size, op) in have:
                     continue
-                for name in _elasticities(sim, STUDY[env], Workload(size, op, study_reps(size)), base):
-                    if name not in pinned:
-                        would.setdefault(name, []).append((env, size, op))
+                unpinned = [n for n in FITTED if n not in pinned]
+                if not unpinned:
+                    return {}
+                wl = Workload(size, op, study_reps(size))
+                for name in _elasticities(sim, STUDY[env], wl, base, unpinned):
+                    would.setdefault(name, []).append((env, size, op))
     return {n: would[n] for n in FITTED if n in would}
 
 

@@ -78,11 +78,14 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
                 progress(label)
             results[j] = _holdout(cells, left_out, start, sim, kind)
     else:
+        # the leave-one-env-out refits are the longest: start them first so that no
+        # worker is left with a long one at the end (rows stay in the table's order)
+        order = sorted(range(len(jobs)), key=lambda j: jobs[j][0] != "leave-one-env-out")
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_in_worker, cells, left_out, start, kind) for kind, left_out, _ in jobs]
-            for j, fut in enumerate(futures):
-                results[j] = fut.result()
+            futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0]) for j in order}
+            for n, j in enumerate(order, 1):
+                results[j] = futures[j].result()
                 if progress:
-                    progress(f"{j + 1}/{len(jobs)} refits ({workers} processes)")
+                    progress(f"{n}/{len(jobs)} refits ({workers} processes)")
     rows = [r for rs in results for r in rs]
     return pd.DataFrame(rows, columns=COLUMNS)
