@@ -34,11 +34,31 @@ def mad(values) -> float:
     return float(1.4826 * np.median(np.abs(v - np.median(v)))) if v.size else math.nan
 
 
+# Resamples for the bootstrap interval; fixed seed so a summary is reproducible.
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci95(seconds, repetitions, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of total time / total repetitions, over batches.
+
+    Batch times on a shared machine are heavy-tailed (a stray slow batch): a Student-t
+    interval can then reach below zero, a bootstrap of the ratio cannot.
+    """
+    sec = np.asarray(seconds, float)
+    reps = np.asarray(repetitions, float)
+    if sec.size < 2:
+        return math.nan, math.nan
+    idx = np.random.default_rng(0).integers(0, sec.size, size=(resamples, sec.size))
+    ratios = sec[idx].sum(axis=1) / reps[idx].sum(axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def summarize(seconds, repetitions) -> dict:
     """Summary of one cell from its batches (seconds per batch, repetitions per batch)."""
     values = per_op(seconds, repetitions)
     mean = mean_per_op(seconds, repetitions)
-    half = ci95_halfwidth(values)
+    low, high = bootstrap_ci95(seconds, repetitions)
     sd = float(values.std(ddof=1)) if values.size > 1 else math.nan
     cv = sd / float(values.mean()) if values.size > 1 and values.mean() > 0 else math.nan
     return {
@@ -47,8 +67,8 @@ def summarize(seconds, repetitions) -> dict:
         "mean_per_op_s": mean,
         "median_per_op_s": float(np.median(values)) if values.size else math.nan,
         "mad_per_op_s": mad(values),
-        "ci95_low_s": mean - half if not math.isnan(half) else math.nan,
-        "ci95_high_s": mean + half if not math.isnan(half) else math.nan,
+        "ci95_low_s": low,
+        "ci95_high_s": high,
         "cv": cv,
         "warnings": "; ".join(stability_warnings(values)),
     }
