@@ -28,7 +28,8 @@ def _keygen(path: Path) -> str:
 class Sshd:
     """Start with Sshd(tmpdir).start(); .url, .identity, .known_hosts for the client."""
 
-    def __init__(self, root: Path, user: str = "root"):
+    def __init__(self, root: Path, user: str = "root", extra_config: list[str] | None = None):
+        self.extra_config = list(extra_config or [])
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.user = user
@@ -59,7 +60,7 @@ class Sshd:
                 "PubkeyAuthentication yes", "PasswordAuthentication no",
                 "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
                 "StrictModes no", "UsePAM no", "UseDNS no", "MaxSessions 50", "MaxStartups 50",
-                "Subsystem sftp internal-sftp", "LogLevel VERBOSE", "",
+                "Subsystem sftp internal-sftp", "LogLevel VERBOSE", *self.extra_config, "",
             ]))
             log = open(self.log, "ab")
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
