@@ -68,7 +68,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     }
     cal = Calibration(_param_table(fr), table, source, metadata)
     if validate:
-        cal.validation = _validate(cells, fr.values, progress=progress)
+        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim)
         metadata["validation"] = summarize_validation(cal.validation)
     return cal
 

@@ -6,6 +6,7 @@ exactly the same parameter values, so the table is the same, row for row, whatev
 number of workers or the order they finish in (a test checks it).
 """
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
@@ -61,18 +62,21 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None = None) -> pd.DataFrame:
+def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None = None,
+             sim: Simulator | None = None) -> pd.DataFrame:
     """Leave-one-cell-out and leave-one-environment-out prediction errors.
 
     Each refit starts from the full fit's values (fewer iterations); a parameter that
     only the left-out cells informed falls back to its prior, which is the point: it
     shows how far the model predicts beyond what it was fitted on. `workers` processes
-    (default: one per usable core; 1 = in this process)."""
+    (default: one per usable core; 1 = in this process). `sim`: the full fit's memoised
+    simulator, whose results at `start` every refit begins with (forked workers inherit it)."""
+    global _worker_sim
     jobs = list(_jobs(cells, kinds))
     workers = min(default_workers() if workers is None else max(1, int(workers)), len(jobs) or 1)
     results: list[list[dict] | None] = [None] * len(jobs)
     if workers == 1:
-        sim = Simulator()
+        sim = sim or Simulator()
         for j, (kind, left_out, label) in enumerate(jobs):
             if progress:
                 progress(label)
@@ -81,11 +85,16 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
         # the leave-one-env-out refits are the longest: start them first so that no
         # worker is left with a long one at the end (rows stay in the table's order)
         order = sorted(range(len(jobs)), key=lambda j: jobs[j][0] != "leave-one-env-out")
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0]) for j in order}
-            for n, j in enumerate(order, 1):
-                results[j] = futures[j].result()
-                if progress:
-                    progress(f"{n}/{len(jobs)} refits ({workers} processes)")
+        _worker_sim = sim                  # copied into each forked worker
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0]) for j in order}
+                for n, j in enumerate(order, 1):
+                    results[j] = futures[j].result()
+                    if progress:
+                        progress(f"{n}/{len(jobs)} refits ({workers} processes)")
+        finally:
+            _worker_sim = None
     rows = [r for rs in results for r in rs]
     return pd.DataFrame(rows, columns=COLUMNS)
