@@ -61,12 +61,14 @@ def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, 
 
 @task(help={"source": "campaign directory or CSV (default: the study's Pi 4 figures)",
             "out": "where to write the parameter set JSON",
-            "validate": "print leave-one-cell-out and leave-one-environment-out errors"})
+            "validate": "print leave-one-cell-out and leave-one-environment-out errors",
+            "allow_priors": "fit even if the results set lacks cells that pin some parameters "
+                            "(they keep their priors)"})
 @_user_errors
-def calibrate(c, source=None, out=None, validate=False):
+def calibrate(c, source=None, out=None, validate=False, allow_priors=False):
     """Fit the model's parameters to a results set."""
     from edgeio.commands import calibrate as command
-    command.run(source=source, out=out, validate=validate)
+    command.run(source=source, out=out, validate=validate, allow_priors=allow_priors)
 
 
 @task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",

@@ -3,6 +3,7 @@
 import random
 
 from edgeio.errors import UserError
+from edgeio.options import parse_params
 from edgeio.units import format_size, parse_size, parse_sizes
 
 OPS = ("write_sync", "write", "read")
@@ -41,17 +42,6 @@ def reps_for(size: int, reps: str | int | None, quick: bool) -> int:
     if n <= 0:
         raise UserError(f"repetitions must be positive, got {n}")
     return n
-
-
-def parse_params(items) -> dict:
-    """['blocks_per_call=8', 'flush=each-write'] -> dict; bad shapes are user errors."""
-    out = {}
-    for item in items or []:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise UserError(f"--param takes key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def make_plan(envs: list[str], sizes: list[int], ops: list[str], reps, target: str = "local",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from edgeio import paths
 from edgeio.errors import UserError
+from edgeio.options import parse_params
 from edgeio.units import format_size, format_time
 
 
@@ -28,16 +29,6 @@ def run(scenario: str | None, params: list[str], calibration: str | None = None,
         from edgeio.store import write_atomic
         write_atomic(out_path, df.to_csv(index=False))
         print(f"\nPredictions written to {out_path}")
-
-
-def parse_params(items) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise UserError(f"--param {item!r}: use key=value, e.g. blocks=8")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def _out_path(out):
