@@ -54,7 +54,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
-                          "on log errors (nonlinear parameters), weak priors"},
+                          "on relative errors, worst cells weighed more (nonlinear parameters), weak priors"},
         "unidentified": fr.unidentified,
         "covariance": {
             "joint": {"names": fr.names, "matrix": np.asarray(fr.cov).tolist(), "df": fr.df,

@@ -4,7 +4,7 @@ Three kinds:
   linear     per-call CPU costs; a cell's time is linear in them whenever the caller
              never waits behind a concurrent process (the calibration fits them by WLS);
   nonlinear  device, memory and virtualisation factors that enter through capacity,
-             throttling or products (fitted by simulation, least squares on log errors);
+             throttling or products (fitted by simulation, least squares on relative errors);
   fixed      structural constants of the hardware and of Linux defaults (not fitted).
 
 Priors are deliberately weak (a factor of ~3): they only matter when a parameter is
