@@ -180,11 +180,13 @@ def _reps_arg(reps):
 
 
 def _renumber(cells):
+    """One index across every target's cells; remote cells carry their target's slug."""
+    from measure.ssh import target_slug
     for i, cell in enumerate(cells):
         cell["index"] = i
         suffix = cell["cell_id"].split("-", 1)[1]
-        cell["cell_id"] = f"{i:04d}-{suffix}" + (f"-{cell['target']}" if cell["target"] != "local" else "")
-        cell["cell_id"] = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in cell["cell_id"])
+        remote = f"-{target_slug(cell['target'])}" if cell["target"] != "local" else ""
+        cell["cell_id"] = f"{i:04d}-{suffix}{remote}"
 
 
 def _git_commit() -> str:
