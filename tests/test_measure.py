@@ -31,9 +31,11 @@ def measure_ok(out: Path, *args, env=None) -> tuple[Path, str]:
 
 
 def check_ordering(summary: pd.DataFrame, env: str):
-    # The median: a shared machine's stray slow batch must not flip two close means.
+    # Only the physical margin: an fsync (a device flush, ~ms) against page-cache copies
+    # (~µs), on medians. Buffered write vs read of 4 KiB are both copies, a few hundred ns
+    # apart either way on a loaded machine: no order to assert there (benchmarks/ print it).
     s = summary[summary["env"] == env].set_index("op")["median_per_op_s"]
-    assert s["write_sync"] > s["write"] > s["read"], s
+    assert s["write_sync"] > 3 * max(s["write"], s["read"]), s
 
 
 def test_linux_campaign_is_complete_and_ordered(tmp_path):
@@ -74,8 +76,13 @@ def test_linux_and_docker_campaign(tmp_path):
     plan = json.loads((campaign / "plan.json").read_text())
     envs = [c["env"] for c in plan]
     assert envs != sorted(envs), "cells must be interleaved, not env by env"
-    images = subprocess.run(["docker", "images", "-q", "edgeio-probe"], capture_output=True, text=True)
-    assert images.stdout.strip() == "", "teardown leaves no image behind"
+    # the Docker daemon is shared (other campaigns may hold edgeio-probe images): look for ours
+    tag = meta["resource_tag"]
+    images = subprocess.run(["docker", "images", "-q", "--filter", f"label=edgeio.campaign={tag}"],
+                            capture_output=True, text=True)
+    assert images.returncode == 0 and images.stdout.strip() == "", "teardown leaves no image behind"
+    rec = json.loads(next(p for p in (campaign / "cells").glob("*docker*.json")).read_text())
+    assert rec["env_metadata"]["image"].startswith(f"edgeio-probe:{tag}-"), "the image is the campaign's"
 
 
 @pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
