@@ -20,10 +20,10 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     if not allow_priors:
         _require_coverage(results)
     print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells)...", flush=True)
-    cal = calibration.fit(results, validate=validate,
-                          progress=(lambda s: print(f"  validation: {s}", end="\r", flush=True)) if validate else None)
-    if validate:
-        print(" " * 60, end="\r")
+    from measure.progress import StatusLine
+    status = StatusLine("  validation: ")       # quiet off a terminal: no '\r' in logs
+    cal = calibration.fit(results, validate=validate, progress=status if validate else None)
+    status.clear()
     print_parameters(cal)
     print_fit(cal)
     if cal.validation is not None:
