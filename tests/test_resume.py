@@ -21,6 +21,8 @@ from measure import plan as planning
 from measure.environments.linux import LinuxEnvironment
 from measure.targets import LocalTarget
 
+from conftest import docker_running
+
 DRIVER = Path(__file__).with_name("campaign_driver.py")
 
 
@@ -179,6 +181,47 @@ def test_killed_at_random_points_then_resumed_every_cell_once(tmp_path):
     assert proc.returncode == 0 and "FINISHED" in stdout, stderr
     _check_complete(out)
     assert _workdirs(store.Campaign.open(out).resource_tag()) == []
+
+
+def _docker_ids(*filters: str, what="ps") -> list[str]:
+    args = ["docker", what, "-q"] + (["-a"] if what == "ps" else [])
+    for f in filters:
+        args += ["--filter", f]
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
+def test_killed_docker_cell_leaves_nothing_after_resume(tmp_path):
+    """kill -9 while a container measures: the container (owned by dockerd) keeps running,
+    the image and work directory stay; the resume stops and removes them before its
+    first cell, and its own teardown leaves nothing either."""
+    out = tmp_path / "camp"
+    proc = _driver(out, "docker", cells=2, hold=1)
+    try:
+        held = _until(proc, "HELD")[-1][1]
+        tag = store.Campaign.open(out).resource_tag()
+        deadline = time.monotonic() + 120        # the event: dockerd reports the container running
+        while not _docker_ids(f"label=edgeio.cell={held}", "status=running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        _kill(proc)
+    running = _docker_ids(f"label=edgeio.campaign={tag}", "status=running")
+    assert len(running) == 1, "the killed run's container still measures (the fault is real)"
+    assert _docker_ids(f"label=edgeio.campaign={tag}", what="images") and len(_workdirs(tag, "docker")) == 1
+    proc = _driver(out, "docker", cells=2)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    lines = stdout.splitlines()
+    first_start = next(i for i, line in enumerate(lines) if line.startswith("START"))
+    removed = [line for line in lines[:first_start] if line.startswith("REMOVED")]
+    assert any(f"container {running[0]}" in line for line in removed), lines   # before the first cell
+    assert any("image " in line for line in removed) and any(f"edgeio-{tag}-docker." in line for line in removed)
+    assert "FINISHED 1 1" in stdout
+    assert _docker_ids(f"label=edgeio.campaign={tag}") == []
+    assert _docker_ids(f"label=edgeio.campaign={tag}", what="images") == []
+    assert _workdirs(tag, "docker") == []
+    _check_complete(out)
 
 
 def _small_campaign(parent: Path, name="c", cells=3):
