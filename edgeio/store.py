@@ -177,10 +177,9 @@ class Campaign:
     def open(cls, path: Path):
         path = Path(path)
         if not (path / "metadata.json").is_file() or not (path / "plan.json").is_file():
-            inside = sorted(p.name for p in path.glob("*/plan.json")) if path.is_dir() else []
-            inside = [str(path / Path(p).parent) for p in inside]
+            inside = sorted(p.parent for p in path.glob("*/plan.json")) if path.is_dir() else []
             if inside:
-                shown = ", ".join(Path(p).name for p in inside[:8]) + (", …" if len(inside) > 8 else "")
+                shown = ", ".join(p.name for p in inside[:8]) + (", …" if len(inside) > 8 else "")
                 raise UserError(f"{path} is not a campaign directory but holds {len(inside)} "
                                 f"campaign(s): {shown}; resume one, e.g. --resume {inside[-1]}")
             raise UserError(f"{path} is not a campaign directory (no metadata.json/plan.json)")

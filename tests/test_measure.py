@@ -107,6 +107,14 @@ def test_docker_volume_really_holds_the_file(tmp_path):
     (["--env", "linux", "--param", "blocks_per_call=8"], "not accepted by linux"),
     (["--env", "linux", "--size", "100TiB"], "GiB free"),
     (["--env", "xen"], "no Xen hypervisor"),
+    # every option through the project's parsers, none through invoke's int()/float()
+    (["--env", "linux", "--batches", "abc"], "--batches 'abc': expected a whole number"),
+    (["--env", "linux", "--batches", "0"], "--batches 0: must be at least 1"),
+    (["--env", "linux", "--seed", "abc"], "--seed 'abc': expected a whole number"),
+    (["--env", "linux", "--cell-timeout", "abc"], "--cell-timeout 'abc': expected auto, none or a duration"),
+    (["--env", "linux", "--size", ",,"], "--size ',,': no size given"),
+    (["--env", "linux", "--op", ","], "--op ',': no op given"),
+    (["--env", "linux", "--target", "ssh://nohost"], "cannot connect to ssh://"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -193,3 +201,35 @@ def test_resume_of_a_corrupt_campaign_names_the_file(tmp_path):
     proc = invoke("measure", "--resume", str(campaign))
     assert proc.returncode == 2 and "plan.json: corrupt results file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resume_given_the_parent_names_the_campaigns_inside(tmp_path):
+    campaign, _ = measure_ok(tmp_path, "--env", "linux", "--size", "4KiB", "--op", "read", "--reps", "20", "--quiet")
+    proc = invoke("measure", "--resume", str(tmp_path))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"holds 1 campaign(s): {campaign.name}" in proc.stderr and f"--resume {campaign}" in proc.stderr
+
+
+def test_progress_is_quiet_off_a_terminal_for_every_command(monkeypatch, capsys):
+    """Off a terminal (a log): no '\\r' status lines, from measure's Progress or calibrate's."""
+    import calibration
+    from edgeio.commands import calibrate as command
+    from edgeio.errors import UserError
+    from measure.progress import Progress, StatusLine
+    seen = []
+
+    def fit(results, validate=False, progress=None):      # stands in for a minute of refits
+        seen.append(progress)
+        progress("3/40 refits (2 processes)")
+        raise UserError("stop here")
+    monkeypatch.setattr(calibration, "fit", fit)
+    with pytest.raises(UserError, match="stop here"):
+        command.run(source=str(ROOT / "calibration" / "data" / "pi4_file_access.csv"), validate=True,
+                    allow_priors=True, out=str(ROOT / ".cache" / "never-written.json"))
+    assert isinstance(seen[0], StatusLine)
+    assert "\r" not in capsys.readouterr().out
+    assert Progress([], mode="auto").mode == "quiet"
+    # on a terminal the line is drawn in place
+    monkeypatch.setattr("measure.progress.quiet_by_default", lambda: False)
+    StatusLine("  validation: ")("1/2")
+    assert capsys.readouterr().out == "  validation: 1/2\r"
