@@ -37,22 +37,18 @@ def valid_cell_id(cell_id) -> str:
 
 
 # -- field checks -------------------------------------------------------------------------
+def _number(value, field, lo=None, optional=False, whole=False):
+    if value is None and optional:
+        return
+    kinds = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise Invalid(field, f"expected a {'whole' if whole else 'finite'} number, got {_show(value)}")
+    if lo is not None and value < lo:
+        raise Invalid(field, f"expected at least {lo}, got {value}")
+
+
 def _int(value, field, lo=None, optional=False):
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise Invalid(field, f"expected a whole number, got {_show(value)}")
-    if lo is not None and value < lo:
-        raise Invalid(field, f"expected at least {lo}, got {value}")
-
-
-def _number(value, field, lo=None, optional=False):
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Invalid(field, f"expected a finite number, got {_show(value)}")
-    if lo is not None and value < lo:
-        raise Invalid(field, f"expected at least {lo}, got {value}")
+    _number(value, field, lo, optional, whole=True)
 
 
 def _str(value, field, optional=True):

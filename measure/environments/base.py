@@ -47,16 +47,20 @@ def check_absolute_path(env: str, key: str):
     return check
 
 
+def int_param(env: str, key: str, value: str, lo: int, hi: int) -> int:
+    """A whole-number param in [lo, hi], or a one-line UserError naming it."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise UserError(f"{env}: --param {key}={value!r}: expected a whole number") from None
+    if not lo <= n <= hi:
+        raise UserError(f"{env}: --param {key}={n}: expected {lo} to {hi}")
+    return n
+
+
 def check_int(env: str, key: str, lo: int, hi: int):
     """A param check: a whole number in [lo, hi]."""
-    def check(value: str) -> None:
-        try:
-            n = int(value)
-        except ValueError:
-            raise UserError(f"{env}: --param {key}={value!r}: expected a whole number") from None
-        if not lo <= n <= hi:
-            raise UserError(f"{env}: --param {key}={n}: expected {lo} to {hi}")
-    return check
+    return lambda value: int_param(env, key, value, lo, hi) and None
 
 
 def check_choice(env: str, key: str, choices):

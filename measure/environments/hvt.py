@@ -11,7 +11,7 @@ import shlex
 
 from edgeio.errors import UserError
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
-                                       check_absolute_path, check_free_space, filesystem_facts)
+                                       check_absolute_path, check_free_space, filesystem_facts, int_param)
 from measure.targets import kvm_kind
 
 FLUSH_POLICIES = ("none", "each-write", "on-request")
@@ -24,13 +24,7 @@ DISK_IMAGE_SUFFIXES = (".img", ".raw", ".disk")
 
 
 def _int_param(name: str, value: str, lo: int, hi: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise UserError(f"hvt: --param {name}={value!r}: expected a whole number") from None
-    if not lo <= n <= hi:
-        raise UserError(f"hvt: --param {name}={n}: expected {lo} to {hi}")
-    return n
+    return int_param("hvt", name, value, lo, hi)
 
 
 class HvtEnvironment(Environment):
