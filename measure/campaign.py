@@ -130,11 +130,14 @@ def adopt(campaign, environments: dict) -> None:
         env.resource_tag = tag
 
 
-def remove_leftovers(environments: dict) -> list[str]:
+def remove_leftovers(environments: dict, skip=()) -> list[str]:
     """What a killed run of the same campaign left on its targets, removed: call under
-    the campaign's lock, after adopt() and before the first cell. Returns what went."""
+    the campaign's lock, after adopt() and before the first cell; skip: the keys of
+    environments that cannot run now. Returns what went."""
     removed = []
     for (name, target), env in environments.items():
+        if (name, target) in skip:
+            continue
         try:
             removed += [f"{name} on {target}: {what}" for what in env.remove_leftovers()]
         except (UserError, CellFailed, TimeoutError, OSError) as e:
@@ -181,7 +184,7 @@ def teardown(environments: dict) -> dict:
     return errors
 
 
-def resume(path) -> tuple:
+def resume(path, retry_failed: bool = False) -> tuple:
     """(campaign, plan, records) of an existing campaign directory (or an open Campaign,
     e.g. one whose lock is held), for `--resume DIR`.
 
@@ -190,23 +193,30 @@ def resume(path) -> tuple:
     by its environment (environments_for) exactly as on the command line.
     """
     campaign = path if isinstance(path, store.Campaign) else store.Campaign.open(path)
-    plan, records = campaign.plan(), campaign.records()
-    check_records_match_plan(campaign, plan, records)
+    plan, records = campaign.plan(), campaign.records(set_aside_invalid=retry_failed)
+    check_records_match_plan(campaign, plan, records, set_aside=retry_failed)
     return campaign, plan, records
 
 
-def check_records_match_plan(campaign, plan: list[dict], records: dict) -> None:
-    """A record stands for its plan cell: same env, target, size, op, repetitions."""
+def check_records_match_plan(campaign, plan: list[dict], records: dict, set_aside: bool = False) -> None:
+    """A record stands for its plan cell: same env, target, size, op, repetitions, params.
+    set_aside (--retry-failed): move a record that does not to cells/retried/ instead."""
     by_id = {c["cell_id"]: c for c in plan}
-    for cell_id, rec in records.items():
+    for cell_id, rec in list(records.items()):
         cell = by_id.get(cell_id)
         if cell is None:
             continue        # not ours to run; it only adds rows to the tables
-        for key in ("env", "target", "size_bytes", "op", "reps", "params"):
-            if rec["cell"].get(key) != cell.get(key):
-                raise UserError(f"{campaign.cells_dir / (cell_id + '.json')}: field cell.{key} differs from "
-                                f"plan.json's cell {cell_id}; move the file aside (mv it to cells/retried/) "
-                                "or resume with --retry-failed to measure that cell again")
+        wrong = next((k for k in ("env", "target", "size_bytes", "op", "reps", "params")
+                      if rec["cell"].get(k) != cell.get(k)), None)
+        if wrong is None:
+            continue
+        if set_aside:
+            campaign.set_aside(cell_id)
+            del records[cell_id]
+            continue
+        raise UserError(f"{campaign.cells_dir / (cell_id + '.json')}: field cell.{wrong} differs from "
+                        f"plan.json's cell {cell_id}; to measure that cell again, resume with --retry-failed "
+                        "(which sets the record aside in cells/retried/) or move the file aside yourself")
 
 
 def default_timeout(cell: dict, estimator=None) -> float:

@@ -363,8 +363,10 @@ def test_one_configuration_per_environment_and_target(tmp_path):
 def test_a_record_must_be_the_one_of_its_plan_cell(tmp_path):
     campaign, plan = _linux_campaign(tmp_path)
     campaign.record_cell(dict(plan[0], reps=1), "ok", probe_record(dict(plan[0], reps=1), 1e-5), {})
-    with pytest.raises(UserError, match="field cell.reps differs from plan.json"):
+    with pytest.raises(UserError, match="field cell.reps differs from plan.json.*--retry-failed"):
         engine.resume(campaign.path)
+    _, _, records = engine.resume(campaign.path, retry_failed=True)     # the way on it names
+    assert records == {} and len(list((campaign.cells_dir / "retried").glob("*.json"))) == 1
 
 
 # -- the default cell timeout -----------------------------------------------------------------

@@ -131,18 +131,18 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
 
 
 def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
-             existing: store.Campaign | None = None, retry_failed: bool = False) -> Path:
+             existing: store.Campaign | None = None, retry_failed: bool = False, unavailable=()) -> Path:
     meta = _metadata(facts, environments, skipped, options)
     campaign = existing or store.Campaign.create(parent, meta, cells)
     with campaign.locked():          # one writer at a time, for the whole run
         try:
             engine.adopt(campaign, environments)     # what the cells create is named after the campaign
             if existing is not None:
-                gone = engine.remove_leftovers(environments)
+                gone = engine.remove_leftovers(environments, skip=unavailable)
                 if gone:
                     _say(f"removed what the killed run left: {'; '.join(gone)}", quiet)
             # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
-            unavailable = engine.prepare(environments)
+            not_ready = engine.prepare(environments)
             if existing is None:
                 campaign.update_metadata(**_environment_metadata(environments))
             _say(f"campaign {campaign.path}: {len(cells)} cells in "
@@ -151,7 +151,7 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
                           mode="quiet" if quiet else "auto", title=campaign.path.name) as progress:
                 try:
                     result = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
-                                        progress=progress, unavailable=unavailable, retry_failed=retry_failed,
+                                        progress=progress, unavailable=not_ready, retry_failed=retry_failed,
                                         on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
                 except KeyboardInterrupt:
                     raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
@@ -172,9 +172,7 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
 def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
     campaign = store.Campaign.open(path)
     with campaign.locked():     # before anything is read for running: a second writer stops here
-        if retry_failed:
-            campaign.records(set_aside_invalid=True)
-        campaign, cells, records = engine.resume(campaign)
+        campaign, cells, records = engine.resume(campaign, retry_failed=retry_failed)
         return _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed)
 
 
@@ -182,15 +180,20 @@ def _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed) 
     meta = campaign.metadata()
     targets = {name: _target(name) for name in engine.target_names(cells)}
     environments = engine.environments_for(cells, targets)   # params: the command line's checks
+    unavailable = set()
     for key, instance in environments.items():                # and the rest of them, as for a new one
-        instance.check()
+        try:
+            instance.check()
+        except Unavailable:
+            unavailable.add(key)      # its cells are reported as not run (engine.prepare says why)
+            continue
         instance.preflight([c for c in cells if (c["env"], c.get("target", "local")) == key])
     todo = [c for c in cells if c["cell_id"] not in records
             or (retry_failed and records[c["cell_id"]]["status"] != "ok")]
     _say(f"resuming {campaign.path}: {len(cells) - len(todo)} of {len(cells)} cells already measured", quiet)
     return _execute(campaign.path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
                     meta.get("options", {}), cell_timeout, quiet, existing=campaign,
-                    retry_failed=retry_failed)
+                    retry_failed=retry_failed, unavailable=unavailable)
 
 
 def _target(spec: str):

@@ -37,7 +37,7 @@ class HvtEnvironment(Environment):
         "sector_size": "512",
         "mem": "512",               # MiB, as the study
         "dir": "/var/tmp",          # where disk images go (the linux env's default too)
-        "disk": "",                 # an existing image or device to use instead (bad idea for reads of a device)
+        "disk": "",                 # an existing device or image (*.img, *.raw, *.disk) to use instead: overwritten
         "unikernel": "",            # another probe unikernel (path on the target) instead of the built one
     }
     # the path params; the numeric and choice ones are checked in __init__
