@@ -78,10 +78,11 @@ def _show(value) -> str:
 
 
 # -- a cell (plan.json, and the "cell" of a record) ----------------------------------------
-def check_cell(cell, where: str = "cell") -> None:
-    """docs/formats.md 'A cell'; raises Invalid naming the field."""
+def check_cell(cell, where: str = "cell", planned: bool = False) -> None:
+    """docs/formats.md 'A cell'; raises Invalid naming the field. planned (plan.json): the
+    repetitions must be there (they drive the probe); a record's samples carry their own."""
     _dict(cell, where, optional=False)
-    for key in ("cell_id", "env", "size_bytes", "op", "reps"):
+    for key in ("cell_id", "env", "size_bytes", "op") + (("reps",) if planned else ()):
         if key not in cell:
             raise Invalid(f"{where}.{key}", "missing")
     if not isinstance(cell["cell_id"], str) or not CELL_ID.fullmatch(cell["cell_id"]):
@@ -92,7 +93,7 @@ def check_cell(cell, where: str = "cell") -> None:
     _str(cell.get("target"), f"{where}.target")
     _int(cell["size_bytes"], f"{where}.size_bytes", lo=1)
     _choice(cell["op"], f"{where}.op", OPS, optional=False)
-    _int(cell["reps"], f"{where}.reps", lo=1)
+    _int(cell.get("reps"), f"{where}.reps", lo=1, optional=not planned)
     _int(cell.get("batches"), f"{where}.batches", lo=1, optional=True)
     _int(cell.get("index"), f"{where}.index", lo=0, optional=True)
     _int(cell.get("io_size_bytes"), f"{where}.io_size_bytes", lo=1, optional=True)
@@ -117,7 +118,7 @@ def check_plan(plan) -> None:
         raise Invalid("(top level)", "expected a list of cells")
     seen = set()
     for i, cell in enumerate(plan):
-        check_cell(cell, f"[{i}]")
+        check_cell(cell, f"[{i}]", planned=True)
         if cell["cell_id"] in seen:
             raise Invalid(f"[{i}].cell_id", f"{cell['cell_id']} appears twice")
         seen.add(cell["cell_id"])
@@ -136,7 +137,7 @@ def check_probe(probe, where: str = "probe") -> None:
         _int(r, f"{where}.batch_reps[{i}]", lo=1)
     for i, s in enumerate(secs):
         _number(s, f"{where}.batch_seconds[{i}]", lo=0)     # a negative time is no measurement
-    _number(probe.get("total_seconds"), f"{where}.total_seconds", lo=0, optional=False)
+    _number(probe.get("total_seconds"), f"{where}.total_seconds", lo=0, optional=True)
     _int(probe.get("io_size"), f"{where}.io_size", lo=1, optional=True)
     _int(probe.get("reps"), f"{where}.reps", lo=0, optional=True)
     _int(probe.get("size"), f"{where}.size", lo=1, optional=True)
