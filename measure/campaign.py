@@ -13,7 +13,6 @@ Robust for campaigns of hours, on remote targets:
 - only the store's own errors (full disk, unwritable directory) stop the campaign.
 """
 
-import os
 import signal
 import threading
 import time
