@@ -107,14 +107,6 @@ def test_docker_volume_really_holds_the_file(tmp_path):
     (["--env", "linux", "--param", "blocks_per_call=8"], "not accepted by linux"),
     (["--env", "linux", "--size", "100TiB"], "GiB free"),
     (["--env", "xen"], "no Xen hypervisor"),
-    # every option through the project's parsers, none through invoke's int()/float()
-    (["--env", "linux", "--batches", "abc"], "--batches 'abc': expected a whole number"),
-    (["--env", "linux", "--batches", "0"], "--batches 0: must be at least 1"),
-    (["--env", "linux", "--seed", "abc"], "--seed 'abc': expected a whole number"),
-    (["--env", "linux", "--cell-timeout", "abc"], "--cell-timeout 'abc': expected auto, none or a duration"),
-    (["--env", "linux", "--size", ",,"], "--size ',,': no size given"),
-    (["--env", "linux", "--op", ","], "--op ',': no op given"),
-    (["--env", "linux", "--target", "ssh://nohost"], "cannot connect to ssh://"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -123,6 +115,39 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
     assert campaign_dirs(out) == []
+
+
+def invoke_here(*args):
+    """The `invoke` program in this process (its option parsing included): (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from invoke import Collection, Program
+    import tasks
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            Program(namespace=Collection.from_module(tasks)).run(["invoke", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("args, message", [
+    # every option through the project's parsers, none through invoke's int()/float()
+    (["--batches", "abc"], "--batches 'abc': expected a whole number"),
+    (["--batches", "0"], "--batches 0: must be at least 1"),
+    (["--seed", "abc"], "--seed 'abc': expected a whole number"),
+    (["--cell-timeout", "abc"], "--cell-timeout 'abc': expected auto, none or a duration"),
+    (["--size", ",,"], "--size ',,': no size given"),
+    (["--op", ","], "--op ',': no op given"),
+    (["--target", "ssh://nohost"], "cannot connect to ssh://"),
+])
+def test_every_option_is_parsed_into_one_line(tmp_path, args, message):
+    code, err = invoke_here("measure", "--out", str(tmp_path / "out"), "--env", "linux", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert "Traceback" not in err and campaign_dirs(tmp_path / "out") == []
 
 
 def test_unwritable_output_and_earlier_campaigns_untouched(tmp_path):
@@ -204,10 +229,12 @@ def test_resume_of_a_corrupt_campaign_names_the_file(tmp_path):
 
 
 def test_resume_given_the_parent_names_the_campaigns_inside(tmp_path):
-    campaign, _ = measure_ok(tmp_path, "--env", "linux", "--size", "4KiB", "--op", "read", "--reps", "20", "--quiet")
-    proc = invoke("measure", "--resume", str(tmp_path))
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert f"holds 1 campaign(s): {campaign.name}" in proc.stderr and f"--resume {campaign}" in proc.stderr
+    from edgeio import store
+    from measure import plan as planning
+    campaign = store.Campaign.create(tmp_path, {}, planning.make_plan(["linux"], [4096], ["read"], 20)).path
+    code, err = invoke_here("measure", "--resume", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"holds 1 campaign(s): {campaign.name}" in err and f"--resume {campaign}" in err
 
 
 def test_progress_is_quiet_off_a_terminal_for_every_command(monkeypatch, capsys):
