@@ -1,4 +1,4 @@
-"""invoke tasks: measure, calibrate, predict, report, main (all four), test, setup.
+"""invoke tasks: measure, calibrate, predict, verify, report, main (all of them), test, setup.
 
 Every task turns a UserError into one line on stderr and exit status 2.
 """
@@ -109,10 +109,32 @@ def setup(c):
     c.run("bash scripts/install")
 
 
-@task
-def main(c):
-    """The main job: measure what this machine can run, calibrate, predict, report."""
-    measure(c)
-    calibrate(c, validate=True)
-    predict(c, scenario="hvt-multiblock", param=["blocks=8"])
-    report(c)
+@task(iterable=["param"], help={
+    "scenario": "what-if scenario to build and measure (see invoke predict --scenario list)",
+    "param": "scenario parameter key=value (repeatable), e.g. blocks=8",
+    "calibration": "parameter set JSON (default: the newest fitted for this target)",
+    "target": "local or ssh://user@host[:port]",
+    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB",
+    "op": "write_sync,write,read or all (default: the calibration's)",
+    "reps": "repetitions per cell (default: the calibration campaign's)",
+    "out": "parent directory of the verify campaign (default: results/verify/)",
+    "resume": "continue a killed verify campaign directory"})
+@_user_errors
+def verify(c, scenario=None, param=None, calibration=None, target=None, size=None, op=None,
+           reps=None, out=None, resume=None, quiet=False):
+    """Predict a fix, write the prediction down, then build it, measure it and compare."""
+    from edgeio.commands import verify as command
+    if not scenario and not resume:
+        from edgeio.errors import UserError
+        raise UserError("give --scenario NAME (invoke predict --scenario list) or --resume DIR")
+    command.run(scenario=scenario, params=param or [], calibration=calibration, target=target,
+                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet)
+
+
+@task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign"})
+@_user_errors
+def main(c, pi=False):
+    """The main job: measure (calibration protocol), calibrate on that campaign, verify
+    hvt-multiblock and the qemu disk transport (predicted before measured), report."""
+    from edgeio.commands import main as command
+    command.run(pi=pi)
