@@ -82,18 +82,19 @@ def predict(c, scenario="list", param=None, calibration=None, out=None):
     command.run(scenario=scenario, params=param or [], calibration=calibration, out=out)
 
 
-@task(iterable=["campaign", "compare"], help={
+@task(iterable=["campaign", "compare", "verify"], help={
     "campaign": "campaign directory (repeatable; default: the newest)",
     "calibration": "parameter set JSON",
     "out": "output directory",
     "reference": "report the bundled study figures",
-    "compare": "two campaign directories or envs to compare (repeatable)"})
+    "compare": "two campaign directories or envs to compare (repeatable)",
+    "verify": "verify campaign directory (repeatable; default: those of the calibration)"})
 @_user_errors
-def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None):
+def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None):
     """Write the HTML and Markdown report: measured vs modelled vs what-if."""
     from edgeio.commands import report as command
     command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
-                compare=compare or None)
+                compare=compare or None, verify=verify or None)
 
 
 @task(help={"fast": "skip tests marked slow"})
