@@ -74,12 +74,11 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
         cell["host"], cell["arch"] = facts.get("host", ""), facts.get("arch", "")
         vp.check_buildable(b, cell["size_bytes"], cell["env"], cell["params"], specs[cell["env"]])
     environments = _environments(cells, {target_obj.name: target_obj})
-    for env in environments.values():
-        env.check()                                     # Unavailable: a one-line error, nothing made yet
-        env.preflight(cells)
+    _check(environments, cells, sc.name, target_obj.name)
 
     # The prediction, written down before anything is measured.
-    model_configs = [vp.model_config(c, specs[c["env"]]) for c in cells]
+    model_configs = [environments[(c["env"], c["target"])].effective_config(c) or vp.model_config(c, specs[c["env"]])
+                     for c in cells]
     if not quiet:
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
     predicted = vc.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
@@ -101,6 +100,17 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     campaign = store.Campaign.create(parent, meta, cells, name=_name(sc.name))
     _write_once(campaign.path / PREDICTIONS, text)
     return _measure(campaign, cells, environments, table, quiet, on_start)
+
+
+def _check(environments, cells, scenario, target) -> None:
+    """Every environment can run here and every cell can be built, before anything is made."""
+    from measure.environments.base import Unavailable
+    for env in environments.values():
+        try:
+            env.check()
+        except Unavailable as e:
+            raise UserError(f"scenario {scenario} has no buildable fix on target {target}: {e}") from None
+        env.preflight(cells)
 
 
 class _QemuDisk:
@@ -236,6 +246,14 @@ class _ByConfig:
     def run(self, cell, timeout=None):
         return self._for(cell).run(cell, timeout=timeout)
 
+    def effective_config(self, cell, probe=None, metadata=None):
+        """The cell's configuration as run, from its own instance (None where environments
+        of this checkout cannot tell it)."""
+        inst = self._for(cell)
+        if not hasattr(inst, "effective_config"):
+            return None
+        return inst.effective_config(cell, probe, metadata)
+
     def teardown(self):
         errors = []
         for inst in self.instances.values():
@@ -306,9 +324,11 @@ def _resume(path: Path, quiet, on_start) -> Path:
                         "resume it with invoke measure --resume")
     predictions = load_predictions(path, v)
     targets = {name: _target(name) for name in engine.target_names(cells)}
+    environments = _environments(cells, targets)
+    _check(environments, [c for c in cells if c["cell_id"] not in records], v.get("scenario"), ", ".join(targets))
     if not quiet:
         print(f"resuming {path}: {len(records)} of {len(cells)} cells already measured", file=sys.stderr)
-    return _measure(campaign, cells, _environments(cells, targets), predictions, quiet, on_start)
+    return _measure(campaign, cells, environments, predictions, quiet, on_start)
 
 
 def load_predictions(path: Path, verify_meta: dict) -> pd.DataFrame:
