@@ -132,7 +132,7 @@ def _verify_args(calibrated, **kw):
 
 
 @needs_kvm
-def test_verify_predicts_before_it_measures_and_compares(calibrated, tmp_path):
+def test_verify_predicts_before_it_measures_and_compares(calibrated, tmp_path, results_tmp):
     seen = []
 
     def on_start(cell):
@@ -179,12 +179,18 @@ def test_verify_predicts_before_it_measures_and_compares(calibrated, tmp_path):
     # the model was given the configuration as run (the tender's default flush, k blocks)
     cfgs = [json.loads(c) for c in pred["model_config"]]
     assert {c["blocks_per_call"] for c in cfgs} == {1, 8} and {c["flush"] for c in cfgs} == {"none"}
-    # and the report shows it
-    from report import verified
-    v = verified.load(path)
-    sec = verified.section([v])
-    assert any(getattr(b, "kind", "") == "verified" for sub in sec.blocks if hasattr(sub, "blocks")
-               for b in sub.blocks)
+    # and the report shows it: band plot, error table with every cell's error, the calibration's fit
+    import report
+    inputs = report.gather([str(calibrated["campaign"])], calibration=None, verify=[str(path)])
+    inputs.calibration, inputs.scenarios = None, {}        # the model sections are tested elsewhere
+    where = report.write(report.document(inputs), str(tmp_path / "report"))
+    md = (where / "report.md").read_text()
+    section = md[md.index("## Predicted before measured"):]
+    assert (where / f"verified-{path.name}.png").stat().st_size > 1000
+    for r in comp.itertuples():
+        assert f"{r.rel_error:+.1%}" in section
+    assert "Fit of the calibration on its own campaign, per environment" in section
+    assert "predicted before measured" in (where / "index.html").read_text().lower()
 
 
 def _cli(*args, env=None):
