@@ -45,10 +45,8 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     sc = _QemuDisk() if scenario == "qemu-disk" and scenario not in model.SCENARIOS \
         else model.scenarios.get(scenario)
     values = sc.parse(parse_params(params or []))
-    target_obj = _target(target)
-    facts = _facts(target_obj)
-    cal, cal_path = _calibration(calibration, target_obj.name, facts)
-
+    sizes = parse_sizes(size) if size else None
+    ops = planning.parse_ops(op) if op else None
     specs = {}
     for env in sc.envs:
         try:
@@ -56,16 +54,17 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
         except UserError:
             continue
     b = vp.build(sc.name, values, specs)
+    target_obj = _target(target)
+    if not b.fix:
+        raise UserError(f"scenario {sc.name} has no buildable fix on target {target_obj.name}: "
+                        f"{_reasons(b.unbuildable)}")
+    facts = _facts(target_obj)
+    cal, cal_path = _calibration(calibration, target_obj.name, facts)
     fitted = {w["env"] for w in cal.workloads()}
     envs = [e for e in sorted(b.fix) if e in fitted]
     if not envs:
-        why = "; ".join(f"{e}: {r}" for e, r in sorted(b.unbuildable.items()))
-        if not why:
-            why = (f"the calibration has no cells of {', '.join(sorted(b.fix)) or ', '.join(sc.envs)} "
-                   f"(it has {', '.join(sorted(fitted)) or 'none'})")
-        raise UserError(f"scenario {sc.name} has no buildable fix on target {target_obj.name}: {why}")
-    sizes = parse_sizes(size) if size else None
-    ops = planning.parse_ops(op) if op else None
+        raise UserError(f"scenario {sc.name}: the calibration {cal_path} has no cells of "
+                        f"{', '.join(sorted(b.fix))} to predict from (it has {', '.join(sorted(fitted)) or 'none'})")
     workloads = {e: _workloads(cal, e, sizes, ops, reps) for e in envs}
     baselines = {e: vp.baseline_params(cal.workloads(), e) for e in envs}
     cells = vp.cells(vp.Build(b.scenario, b.values, {e: b.fix[e] for e in envs}, {}),
@@ -100,6 +99,14 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     campaign = store.Campaign.create(parent, meta, cells, name=_name(sc.name))
     _write_once(campaign.path / PREDICTIONS, text)
     return _measure(campaign, cells, environments, table, quiet, on_start)
+
+
+def _reasons(unbuildable: dict) -> str:
+    """{env: why} as one clause per distinct reason."""
+    by_reason = {}
+    for e, r in sorted(unbuildable.items()):
+        by_reason.setdefault(r, []).append(e)
+    return "; ".join(f"{', '.join(es)}: {r}" for r, es in by_reason.items()) or "nothing to build"
 
 
 def _check(environments, cells, scenario, target) -> None:
