@@ -157,4 +157,8 @@ def section(verified: list) -> Section:
                           [[Cell(r.env, header=True), Cell(str(r.cells)), Cell(f"{r.median:.1%}"),
                             Cell(f"{r.largest:.1%}"), Cell(r.worst)] for r in fit.itertuples(index=False)],
                           kind="verified-fit", attrs={"calibration": str(key)}))
+            from report.plots import measured_vs_modelled
+            sub.add(Figure(f"verified-fit-{v.name}", measured_vs_modelled(v.calibration.fit_table),
+                           f"The calibration behind these predictions: modelled against measured on its own "
+                           f"campaign ({v.calibration.source}).", kind="verified-fit"))
     return sec
