@@ -69,7 +69,7 @@ def main() -> int:
     import calibration
     from edgeio.commands import verify
     campaign = Path(args.campaign) if args.campaign else protocol_campaign(out)
-    t_measure = time.monotonic() - t0
+    t_measure = None if args.campaign else time.monotonic() - t0
     results = calibration.load_results(str(campaign))
     t1 = time.monotonic()
     cal = calibration.fit(results, validate=True)
@@ -99,7 +99,8 @@ def main() -> int:
         rows.append(comp.assign(whatif=name, seconds=time.monotonic() - t, campaign=path.name))
     comp = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
-    print(f"\nbench_verify: campaign {campaign} ({len(results)} cells; measured in {t_measure:.0f} s), "
+    measured = "reused" if t_measure is None else f"measured in {t_measure:.0f} s"
+    print(f"\nbench_verify: campaign {campaign} ({len(results)} cells; {measured}), "
           f"calibration {cal_path} (fit + validation {t_cal:.0f} s)")
     print(f"\n{'target':58s} {'value':>10s} {'goal':>8s}  status")
 
@@ -118,6 +119,14 @@ def main() -> int:
         line("what-ifs: largest |error|", f"{a.max():.1%}", "<= 35%", a.max() <= 0.35)
         line("what-ifs: share inside their 95% intervals", f"{fx['inside'].mean():.0%}", ">= 80%",
              fx["inside"].mean() >= 0.80)
+        from edgeio.stats import speedups
+        sp = pd.concat([speedups(g).assign(whatif=n) for n, g in comp.groupby("whatif", sort=False)],
+                       ignore_index=True)
+        if len(sp):
+            sa = sp["rel_error"].abs()
+            print(f"(speed-up over the baseline measured beside each fix, predicted vs measured, {len(sp)} pairs: "
+                  f"median |error| {sa.median():.1%}, largest {sa.max():.1%}; the load of a shared machine "
+                  "drifts between campaigns, a ratio within one run does not)")
         b = comp[comp["role"] == "baseline"]["rel_error"].abs()
         print(f"(baseline cells measured beside them, also predicted first: median |error| {b.median():.1%}, "
               f"largest {b.max():.1%}, {comp[comp['role'] == 'baseline']['inside'].mean():.0%} inside)")

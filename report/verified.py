@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from edgeio import paths, store
+from edgeio.stats import speedups
 from edgeio.errors import UserError
 from edgeio.units import format_size, format_time
 from report.document import Cell, Figure, Paragraph, Section, Table, Warnings
@@ -148,6 +149,18 @@ def section(verified: list) -> Section:
         sub.add(Table(f"{scen}: predicted (95% PI) against measured (95% CI)",
                       ["env", "size", "op", "role", "config", "predicted", "measured", "error", "inside"],
                       rows, kind="verified", attrs={"scenario": scen, "campaign": v.name}))
+        sp = speedups(comp) if "role" in comp else comp.iloc[0:0]
+        if len(sp):
+            a = sp["rel_error"].abs()
+            sub.add(Paragraph(f"Speed-up of the fix over the baseline measured beside it (one run, so "
+                              f"immune to drift of the machine between campaigns): median |error| of the "
+                              f"predicted speed-up {a.median():.1%}, largest {a.max():.1%}."))
+            sub.add(Table(f"{scen}: speed-up (baseline / fix), predicted against measured",
+                          ["env", "size", "op", "config", "predicted", "measured", "error"],
+                          [[Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
+                            Cell(r.config), Cell(f"{r.predicted_speedup:.3g}x"), Cell(f"{r.measured_speedup:.3g}x"),
+                            Cell(f"{r.rel_error:+.1%}")] for r in sp.itertuples(index=False)],
+                          kind="verified-speedup", attrs={"scenario": scen}))
         key = v.verify.get("calibration")
         if v.calibration is not None and key not in fits_shown:
             fits_shown.add(key)

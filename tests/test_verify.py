@@ -104,6 +104,10 @@ def test_comparison_joins_on_the_cells_configuration():
     assert comp["inside"].tolist() == [True, False]
     s = vc.summarize(comp)
     assert s["median_abs_rel_error"] == pytest.approx(0.25) and s["share_inside"] == 0.5
+    from edgeio.stats import speedups
+    sp = speedups(comp)         # predicted 1e-3/2e-4 = 5x, measured 1e-3/4e-4 = 2.5x
+    assert len(sp) == 1 and sp.loc[0, "predicted_speedup"] == pytest.approx(5.0)
+    assert sp.loc[0, "measured_speedup"] == pytest.approx(2.5) and sp.loc[0, "rel_error"] == pytest.approx(1.0)
 
 
 # -- real cells --------------------------------------------------------------------------

@@ -105,3 +105,4 @@ def summarize(comparison: pd.DataFrame) -> dict:
             "max_abs_rel_error": float(a.max()),
             "worst": f"{w['env']} {int(w['size_bytes'])} B {w['op']} ({w['role']})",
             "share_inside": float(comparison["inside"].mean())}
+

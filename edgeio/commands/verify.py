@@ -373,3 +373,11 @@ def print_comparison(comparison: pd.DataFrame, verify_meta: dict) -> None:
               f"{s['max_abs_rel_error']:.1%} ({s['worst']}), {s['share_inside']:.0%} inside their 95% intervals")
     else:
         print("no cell was measured: nothing to compare")
+    from edgeio.stats import speedups
+    sp = speedups(comparison)
+    if len(sp):
+        a = sp["rel_error"].abs()
+        pairs = ", ".join(f"{format_size(int(r.size_bytes))} {r.op} {r.predicted_speedup:.2f}x vs "
+                          f"{r.measured_speedup:.2f}x" for r in sp.itertuples(index=False))
+        print(f"speed-up over the baseline measured beside it, predicted vs measured: {pairs}; "
+              f"median |error| {a.median():.1%}, largest {a.max():.1%}")
