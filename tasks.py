@@ -63,12 +63,14 @@ def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, 
             "out": "where to write the parameter set JSON",
             "validate": "print leave-one-cell-out and leave-one-environment-out errors",
             "allow_priors": "fit even if the results set lacks cells that pin some parameters "
-                            "(they keep their priors)"})
+                            "(they keep their priors)",
+            "machine": "machine profile JSON the results were measured on (needed for a CSV; "
+                       "format: calibration/data/pi4_machine.json)"})
 @_user_errors
-def calibrate(c, source=None, out=None, validate=False, allow_priors=False):
+def calibrate(c, source=None, out=None, validate=False, allow_priors=False, machine=None):
     """Fit the model's parameters to a results set."""
     from edgeio.commands import calibrate as command
-    command.run(source=source, out=out, validate=validate, allow_priors=allow_priors)
+    command.run(source=source, out=out, validate=validate, allow_priors=allow_priors, machine=machine)
 
 
 @task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",
