@@ -229,13 +229,13 @@ class HvtEnvironment(Environment):
         counters = meta.get("counters") or {}
         blocks = int(probe.get("blocks_per_call") or self._blocks_for(cell))
         sector = int(probe.get("block_size") or self.sector)
-        transport = self.params.get("transport", "hvt")
+        transport = counters.get("transport") or self.params.get("transport", "hvt")   # issue-14's
         return {**super().effective_config(cell, probe, metadata),
                 "io_size_bytes": int(probe.get("io_size") or min(blocks * sector, int(cell["size_bytes"]))),
                 "direct": False, "cache": "warm",    # no guest page cache; preflight refuses the others
                 "tender": self.params["tender"], "transport": transport,
                 "blocks_per_call": blocks,
-                "batch": int(self.params.get("batch", 1)) if transport == "ring" else 1,
+                "batch": int(counters.get("batch") or self.params.get("batch", 1)) if transport == "ring" else 1,
                 "flush": counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none"),
                 "block_size": sector}
 
