@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import model
 from edgeio.commands import _verify_compare as vc
 from edgeio.commands import _verify_plan as vp
 from edgeio.commands import verify
 from edgeio.errors import UserError
 from measure.environments import environment_class
+from measure.targets import LocalTarget
 from tests.conftest import have_kvm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,53 +41,58 @@ def _specs():
 # -- the mapping from scenario to environment parameters (no cells) ----------------------
 
 @pytest.mark.parametrize("scenario,params,env,expected", [
-    ("hvt-multiblock", {"blocks": 8}, "hvt", {"blocks_per_call": "8"}),
-    ("hvt-multiblock", {"blocks": 64}, "hvt", {"blocks_per_call": "64"}),
-    ("hvt-flush", {"flush": "block", "blocks": 1}, "hvt", {"flush": "each-write", "blocks_per_call": "1"}),
-    ("hvt-flush", {"flush": "call", "blocks": 8}, "hvt", {"flush": "on-request", "blocks_per_call": "8"}),
-    ("hvt-flush", {"flush": "none", "blocks": 1}, "hvt", {"flush": "none", "blocks_per_call": "1"}),
-    ("hvt-blocksize", {"block_size": 4096}, "hvt", {"sector_size": "4096"}),
-    ("guest-memory", {"memory": 256 << 20}, "qemu", {"mem": "256"}),
+    ("hvt-multiblock", {"blocks": "8"}, "hvt", {"blocks_per_call": "8"}),
+    ("hvt-multiblock", {"blocks": "64"}, "hvt", {"blocks_per_call": "64"}),
+    ("hvt-flush", {"flush": "each-block", "blocks": "1"}, "hvt", {"flush": "each-write", "blocks_per_call": "1"}),
+    ("hvt-flush", {"flush": "each-write", "blocks": "8"}, "hvt", {"flush": "each-write", "blocks_per_call": "8"}),
+    ("hvt-flush", {"flush": "on-request", "blocks": "8"}, "hvt", {"flush": "on-request", "blocks_per_call": "8"}),
+    ("hvt-flush", {"flush": "none", "blocks": "1"}, "hvt", {"flush": "none", "blocks_per_call": "1"}),
+    ("hvt-blocksize", {"block_size": "4096"}, "hvt", {"sector_size": "4096"}),
+    ("guest-memory", {"memory": "256MiB"}, "qemu", {"mem": "256"}),
     ("qemu-disk", {"disk": "ide"}, "qemu", {"disk": "ide"}),
     ("qemu-disk", {"disk": "ahci"}, "qemu", {"disk": "ahci"}),
 ])
 def test_scenario_builds_its_fix_from_environment_parameters(scenario, params, env, expected):
-    b = vp.build(scenario, params, _specs())
+    b = vp.build(model.scenarios.get(scenario), params, _specs())
     assert b.fix[env] == expected
     # every key it sets is a real --param of that environment in this checkout
     assert set(expected) <= set(_specs()[env])
 
 
-def test_ring_and_passthrough_need_a_transport_knob():
+def test_unbuildable_scenarios_say_why():
     specs = _specs()
-    ring = vp.build("hvt-ring", {"batch": 32, "blocks": 1}, specs)
-    mapped = vp.build("passthrough", {"exits_per_request": 1.0, "blocks": 1, "guest_cache_mib": 0}, specs)
+    build = lambda name, **p: vp.build(model.scenarios.get(name), p, specs)   # noqa: E731
+    ring, mapped = build("hvt-ring", batch="32"), build("hvt-mapped")
     if "transport" in specs["hvt"]:
         assert ring.fix["hvt"] == {"transport": "ring", "batch": "32", "blocks_per_call": "1"}
-        assert mapped.fix["hvt"] == {"transport": "mapped", "blocks_per_call": "1"}
+        assert mapped.fix["hvt"] == {"transport": "mapped"}
     else:
         assert "hvt" not in ring.fix and "transport" in ring.unbuildable["hvt"]
-        assert "hvt" not in mapped.fix and "transport" in mapped.unbuildable["hvt"]
-    assert "qemu" not in mapped.fix and "qemu" in mapped.unbuildable
-    assert vp.build("baseline", {}, specs).fix == {}
+        assert "hvt" not in mapped.fix and "no --param transport" in mapped.unbuildable["hvt"]
+    p = build("passthrough")
+    assert p.fix == {} and "BitVisor" in p.unbuildable["qemu"]
+    assert build("baseline").fix == {} and "changes nothing" in build("baseline").unbuildable["hvt"]
+    # the study's per-block fsync with several blocks per call: the edgeio tender cannot
+    assert build("hvt-flush", flush="each-block", blocks="8").fix == {}
 
 
 def test_cells_pair_every_fix_cell_with_its_baseline():
-    b = vp.build("hvt-multiblock", {"blocks": 8}, _specs())
+    b = vp.build(model.scenarios.get("hvt-multiblock"), {"blocks": "8"}, _specs())
     cells = vp.cells(b, {"hvt": [(4096, "write", 10), (65536, "read", 5)]}, {"hvt": {"mem": "64"}}, "local")
     assert [(c["size_bytes"], c["op"], c["role"]) for c in cells] == [
         (4096, "write", "baseline"), (4096, "write", "fix"), (65536, "read", "baseline"), (65536, "read", "fix")]
     assert cells[0]["params"] == {"mem": "64"}
     assert cells[1]["params"] == {"mem": "64", "blocks_per_call": "8"}
     assert len({c["cell_id"] for c in cells}) == 4
-    cfg = [vp.model_config(c, _specs()["hvt"]) for c in cells]
+    envs = verify._environments(cells, {"local": LocalTarget()})
+    cfg = [envs[("hvt", "local")].effective_config(c) for c in cells]
     # what the model is given is what the tender will run: its default flush (none), not the study's
     assert cfg[0]["flush"] == "none" and cfg[0]["blocks_per_call"] == 1 and cfg[1]["blocks_per_call"] == 8
-    assert cfg[0]["memory_bytes"] == 64 << 20 and cfg[2]["io_size_bytes"] == 65536
+    assert cfg[0]["memory_bytes"] == 64 << 20 and cfg[2]["io_size_bytes"] == 512 and cfg[3]["io_size_bytes"] == 4096
 
 
 def test_unbuildable_block_count_is_refused():
-    b = vp.build("hvt-multiblock", {"blocks": 64}, _specs())
+    b = vp.build(model.scenarios.get("hvt-multiblock"), {"blocks": "64"}, _specs())
     with pytest.raises(UserError, match="64 blocks per call cannot be built on a 4 KiB file"):
         vp.check_buildable(b, 4096, "hvt", b.fix["hvt"], _specs()["hvt"])
     vp.check_buildable(b, 65536, "hvt", b.fix["hvt"], _specs()["hvt"])    # 128 blocks: 2 calls
@@ -218,13 +225,13 @@ def test_bad_input_is_one_line_and_measures_nothing(calibrated, tmp_path):
                          "--calibration", cal, "--out", str(out)),
                     "64 blocks per call cannot be built on a 4 KiB file")
     other = json.loads(Path(cal).read_text())
-    other["metadata"]["host"] = "raspberrypi"
+    other["metadata"]["machine"]["host"] = "raspberrypi"
     foreign = tmp_path / "pi.json"
     foreign.write_text(json.dumps(other))
     _one_line_exit2(_cli("--scenario", "hvt-multiblock", "--calibration", str(foreign), "--out", str(out)),
-                    "fitted for raspberrypi")
-    _one_line_exit2(_cli("--scenario", "passthrough", "--param", "guest_cache_mib=8", "--calibration", cal,
-                         "--out", str(out)), "no buildable fix")
+                    "fitted for another machine (host raspberrypi vs")
+    _one_line_exit2(_cli("--scenario", "passthrough", "--calibration", cal, "--out", str(out)),
+                    "no buildable fix")
     # nothing was created, let alone measured
     assert not out.exists() or not list(out.iterdir())
     # with no --calibration, the newest calibration of *this* target is taken: here none exists

@@ -7,7 +7,6 @@ with a campaign's summary.csv; `summarize` gives the three figures a verify is j
 import json
 import math
 
-import numpy as np
 import pandas as pd
 
 PREDICTION_COLUMNS = ["env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", "high_s",
@@ -18,52 +17,13 @@ DRAWS = 24
 
 
 def predict_cells(cal, cells: list[dict], draws: int = DRAWS) -> pd.DataFrame:
-    """Predicted time per op (95% interval) of each cell {env, size_bytes, op, config, reps}.
-
-    config is the cell's configuration as it will run (agreed keys, INTERFACES.md).
-    This is the only call into the model: until model.predict.predict_cells exists it
-    builds each cell with model.environments.config_for and simulates it the way
-    model.predict.predict does (parameter draws plus the fit's residual spread)."""
-    import model.predict as mp
-    if hasattr(mp, "predict_cells"):
-        given = [{k: c[k] for k in ("env", "size_bytes", "op", "config")} for c in cells]
-        df = mp.predict_cells(cal, given, draws=draws)
-        return df[["predicted_s", "low_s", "high_s"]].reset_index(drop=True)
-    return _predict_with_config_for(cal, cells, draws)
-
-
-def _legacy_config(cfg: dict) -> dict:
-    """The agreed config keys -> the measuring side's --param names config_for reads."""
-    out = {}
-    if cfg.get("memory_bytes") and cfg["env"] != "linux" and cfg["env"] != "docker":
-        out["mem"] = cfg["memory_bytes"] / (1 << 20)
-    if cfg["env"] == "hvt":
-        out.update(flush=cfg.get("flush", "none"), blocks_per_call=cfg.get("blocks_per_call", 1),
-                   sector_size=cfg.get("block_size", 512))
-    return out
-
-
-def _predict_with_config_for(cal, cells, draws):
-    from model.environments import config_for
-    from model.simulate import Simulator, Workload
-    values = cal.values()
-    sim = Simulator()
-    samples = cal.sample(draws) if draws else []
-    sd = cal.residual_log_sd()
-    rng = np.random.default_rng(1)
-    rows = []
-    for c in cells:
-        cfg = config_for(c["env"], _legacy_config(c["config"]))
-        wl = Workload(int(c["size_bytes"]), c["op"], int(c.get("reps") or 1), c["config"].get("io_size_bytes"))
-        pred = sim(values, cfg, wl).per_op_s
-        lo = hi = pred
-        if samples:
-            t = np.log([sim(s, cfg, wl).per_op_s for s in samples])[:, None]
-            if sd > 0:
-                t = t + rng.normal(0.0, sd, size=(len(t), 200))
-            lo, hi = np.exp(np.percentile(t, [2.5, 97.5]))
-        rows.append({"predicted_s": pred, "low_s": float(min(lo, pred)), "high_s": float(max(hi, pred))})
-    return pd.DataFrame(rows, columns=["predicted_s", "low_s", "high_s"])
+    """Predicted time per op (95% interval) of each cell {env, size_bytes, op, reps, config},
+    config the cell's configuration as it will run (agreed keys, INTERFACES.md): the only
+    call into the model (model.predict.predict_cells). Rows in the cells' order."""
+    from model.predict import predict_cells as model_predict
+    given = [{k: c[k] for k in ("env", "size_bytes", "op", "reps", "config")} for c in cells]
+    df = model_predict(cal, given, draws=draws)
+    return df[["predicted_s", "low_s", "high_s"]].reset_index(drop=True)
 
 
 def prediction_table(cells: list[dict], predicted: pd.DataFrame, keys: list[str], model_configs: list[dict],

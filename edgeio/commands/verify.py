@@ -42,9 +42,9 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     import model
     from measure import plan as planning
     from measure.environments import environment_class
-    sc = _QemuDisk() if scenario == "qemu-disk" and scenario not in model.SCENARIOS \
-        else model.scenarios.get(scenario)
-    values = sc.parse(parse_params(params or []))
+    sc = model.scenarios.get(scenario)
+    given = parse_params(params or [])
+    sc.parse(given)                                     # bad values fail first
     sizes = parse_sizes(size) if size else None
     ops = planning.parse_ops(op) if op else None
     specs = {}
@@ -53,7 +53,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
             specs[env] = dict(environment_class(env).params_spec)
         except UserError:
             continue
-    b = vp.build(sc.name, values, specs)
+    b = vp.build(sc, given, specs)
     target_obj = _target(target)
     if not b.fix:
         raise UserError(f"scenario {sc.name} has no buildable fix on target {target_obj.name}: "
@@ -66,7 +66,8 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
         raise UserError(f"scenario {sc.name}: the calibration {cal_path} has no cells of "
                         f"{', '.join(sorted(b.fix))} to predict from (it has {', '.join(sorted(fitted)) or 'none'})")
     workloads = {e: _workloads(cal, e, sizes, ops, reps) for e in envs}
-    baselines = {e: vp.baseline_params(cal.workloads(), e) for e in envs}
+    plan = _source_plan(cal)
+    baselines = {e: vp.baseline_params(plan, e) for e in envs}
     cells = vp.cells(vp.Build(b.scenario, b.values, {e: b.fix[e] for e in envs}, {}),
                      workloads, baselines, target_obj.name)
     for cell in cells:
@@ -76,8 +77,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     _check(environments, cells, sc.name, target_obj.name)
 
     # The prediction, written down before anything is measured.
-    model_configs = [environments[(c["env"], c["target"])].effective_config(c) or vp.model_config(c, specs[c["env"]])
-                     for c in cells]
+    model_configs = [environments[(c["env"], c["target"])].effective_config(c) for c in cells]
     if not quiet:
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
     predicted = vc.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
@@ -120,21 +120,6 @@ def _check(environments, cells, scenario, target) -> None:
         env.preflight(cells)
 
 
-class _QemuDisk:
-    """qemu-disk until model/scenarios.py has it (issue 10): disk=virtio|ide|ahci."""
-    name, envs, defaults = "qemu-disk", ("qemu",), {"disk": "virtio"}
-    description = "the qemu guest's disk transport: virtio (paravirtual), ide or ahci (emulated)"
-
-    def parse(self, params):
-        unknown = sorted(set(params) - {"disk"})
-        if unknown:
-            raise UserError(f"scenario qemu-disk: unknown parameter {', '.join(unknown)} (known: disk)")
-        disk = str(params.get("disk", "virtio"))
-        if disk not in ("virtio", "ide", "ahci"):
-            raise UserError(f"disk must be one of virtio, ide, ahci, got {disk!r}")
-        return {"disk": disk}
-
-
 def _name(scenario: str) -> str:
     import datetime as _dt
     return f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-verify-{scenario}"
@@ -158,44 +143,20 @@ def _facts(target) -> dict:
 
 
 # -- the calibration ------------------------------------------------------------------
-def fitted_for(cal) -> dict:
-    """{host, target} a calibration was fitted for: its own record, else its source campaign's."""
-    own = {k: getattr(cal, k, None) or cal.metadata.get(k) for k in ("host", "target")}
-    machine = cal.metadata.get("machine") or {}
-    own["host"] = own["host"] or (machine.get("host") if isinstance(machine, dict) else None)
-    if own["host"]:
-        return own
-    src = str(cal.source)
-    if src.startswith("campaign: "):
-        try:
-            meta = store.Campaign.open(Path(src[len("campaign: "):])).metadata()
-        except UserError:
-            return own
-        targets = list((meta.get("targets") or {}).keys())
-        return {"host": meta.get("host"), "target": own["target"] or (targets[0] if targets else None)}
-    if src.startswith("bundled"):
-        return {"host": "the study's Raspberry Pi 4", "target": "study"}
-    return own
-
-
-def _matches(cal, target: str, facts: dict) -> str | None:
-    """None if `cal` was fitted on this target's machine, else why not (one clause)."""
-    f = fitted_for(cal)
-    if not f.get("host"):
-        return f"it does not say which machine it was fitted for (source: {cal.source})"
-    if f["host"] != facts.get("host"):
-        return f"it was fitted for {f['host']} ({f.get('target') or '?'}), not {facts.get('host')} ({target})"
-    return None
+def _matches(cal, facts: dict) -> str | None:
+    """None if `cal` was fitted for this target's machine, else why not (calibration.matches)."""
+    import calibration
+    return calibration.matches(cal, facts)
 
 
 def _calibration(path, target: str, facts: dict):
     import calibration
     if path:
         cal = calibration.load(path)
-        why = _matches(cal, target, facts)
+        why = _matches(cal, facts)
         if why:
-            raise UserError(f"calibration {path} does not fit target {target}: {why}; calibrate on a "
-                            f"campaign of this target (invoke calibrate --source DIR)")
+            raise UserError(f"target {target}: {why}; calibrate on a campaign of this target "
+                            f"(invoke calibrate --source DIR)")
         return cal, Path(path)
     d = paths.results_dir() / "calibrations"
     files = sorted(d.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True) if d.is_dir() else []
@@ -204,10 +165,22 @@ def _calibration(path, target: str, facts: dict):
             cal = calibration.load(p)
         except UserError:
             continue        # a corrupt file is not this target's calibration; the search goes on
-        if _matches(cal, target, facts) is None:
+        if _matches(cal, facts) is None:
             return cal, p
     raise UserError(f"no calibration for target {target} ({facts.get('host')}) in {d}: measure it and "
                     f"run invoke calibrate --source DIR, or pass --calibration FILE")
+
+
+def _source_plan(cal) -> list[dict]:
+    """The plan of the campaign the calibration was fitted on ([] for a CSV or the bundled
+    figures, or a campaign no longer there: the baseline is then the environments' defaults)."""
+    src = str(cal.source)
+    if not src.startswith("campaign: "):
+        return []
+    try:
+        return store.Campaign.open(Path(src[len("campaign: "):])).plan()
+    except UserError:
+        return []
 
 
 def _workloads(cal, env, sizes, ops, reps) -> list[tuple]:
@@ -254,12 +227,8 @@ class _ByConfig:
         return self._for(cell).run(cell, timeout=timeout)
 
     def effective_config(self, cell, probe=None, metadata=None):
-        """The cell's configuration as run, from its own instance (None where environments
-        of this checkout cannot tell it)."""
-        inst = self._for(cell)
-        if not hasattr(inst, "effective_config"):
-            return None
-        return inst.effective_config(cell, probe, metadata)
+        """The cell's configuration as run (before the run: as it will run), from its own instance."""
+        return self._for(cell).effective_config(cell, probe, metadata)
 
     def teardown(self):
         errors = []
