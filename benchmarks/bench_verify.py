@@ -38,9 +38,9 @@ WHATIFS = {
     "hvt-flush-each-write-1MiB": ("hvt-flush", ["flush=block", "blocks=1"], "1MiB", "write_sync", "3"),
     "hvt-sector-4096": ("hvt-blocksize", ["block_size=4096"], "4KiB,1MiB", None, None),
     "qemu-disk-ide": ("qemu-disk", ["disk=ide"], None, None, None),
-    # the guest's page cache below and above a 64 MiB file (the baseline guest has 2 GiB)
-    "qemu-memory-below": ("guest-memory", ["memory=96MiB"], "64MiB", "read,write", "5"),
-    "qemu-memory-above": ("guest-memory", ["memory=512MiB"], "64MiB", "read,write", "5"),
+    # the guest's memory below and above a 128 MiB file (the baseline guest: the campaign's)
+    "qemu-memory-below": ("guest-memory", ["memory=96MiB"], "128MiB", "read,write", "5"),
+    "qemu-memory-above": ("guest-memory", ["memory=512MiB"], "128MiB", "read,write", "5"),
 }
 
 

@@ -20,9 +20,17 @@ def _protocol() -> dict:
 
 # What main verifies: the study's first fix, and the paravirtual-driver question (the
 # emulated IDE disk against virtio), each against the baseline measured in the same run,
-# at the quick protocol's sizes (a protocol campaign's large files would take hvt minutes).
-VERIFIES = (("hvt-multiblock", ["blocks=8"]), ("qemu-disk", ["disk=ide"]))
-VERIFY_SIZES = "4KiB,1MiB"
+# at the calibration's sizes up to VERIFY_MAX_BYTES (its large files would take minutes).
+VERIFIES = (("hvt-multiblock", ["blocks=8"], "hvt"), ("qemu-disk", ["disk=ide"], "qemu"))
+VERIFY_MAX_BYTES = 2 << 20
+
+
+def _sizes(cal_path, env: str) -> str | None:
+    """The calibration's sizes of `env` up to VERIFY_MAX_BYTES, as --size (None: none)."""
+    import calibration
+    sizes = sorted({int(w["size_bytes"]) for w in calibration.load(cal_path).workloads()
+                    if w["env"] == env and int(w["size_bytes"]) <= VERIFY_MAX_BYTES})
+    return ",".join(str(s) for s in sizes) or None
 
 
 def run(pi: bool = False, out: str | None = None) -> dict:
@@ -41,9 +49,9 @@ def run(pi: bool = False, out: str | None = None) -> dict:
         _say("verify skipped: the Pi 4 calibration was fitted for another machine; predictions for "
              "this one need its own (invoke main without --pi)")
     else:
-        for scenario, params in VERIFIES:
+        for scenario, params, env in VERIFIES:
             try:
-                done.append(verify.run(scenario, params, calibration=str(cal), size=VERIFY_SIZES,
+                done.append(verify.run(scenario, params, calibration=str(cal), size=_sizes(cal, env) or "4KiB",
                                        out=str(Path(out) / "verify") if out else None))
             except UserError as e:        # e.g. no qemu here: the other verify still runs
                 _say(f"verify {scenario} {' '.join(params)}: {e}")
