@@ -5,7 +5,7 @@
   python benchmarks/bench_verify.py --only hvt-multiblock-8,qemu-disk-ide
 
 1. The calibration protocol's campaign (linux, docker, qemu, hvt; `invoke measure
-   --protocol calibrate`, the quick protocol where this checkout lacks it): in-sample fit
+   --protocol calibrate`): in-sample fit
    median |error| <= 10%, largest <= 30%; leave-one-cell-out median <= 20%.
 2. Measured what-ifs, each predicted before it is measured (`invoke verify`, its
    predictions.csv written before the first cell): hvt blocks_per_call 8 and 64 (sizes
@@ -16,7 +16,6 @@ Timings on a shared 2-core machine are noisy; every figure names its campaign.
 """
 
 import argparse
-import inspect
 import sys
 import tempfile
 import time
@@ -50,10 +49,8 @@ def mark(ok: bool) -> str:
 
 def protocol_campaign(out: Path) -> Path:
     from edgeio.commands import measure
-    kw = {"protocol": "calibrate"} if "protocol" in inspect.signature(measure.run).parameters else {}
-    print(f"measuring the {'calibration' if kw else 'quick (no calibrate protocol in this checkout)'} "
-          "protocol: linux, docker, qemu, hvt", flush=True)
-    return measure.run(env="linux,docker,qemu,hvt", out=str(out), quiet=True, **kw)
+    print("measuring the calibration protocol: linux, docker, qemu, hvt", flush=True)
+    return measure.run(env="linux,docker,qemu,hvt", protocol="calibrate", out=str(out), quiet=True)
 
 
 def main() -> int:

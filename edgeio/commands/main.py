@@ -7,17 +7,6 @@ from pathlib import Path
 
 from edgeio.errors import UserError
 
-# The calibration protocol (`invoke measure --protocol calibrate`, issue 10) once the measure
-# command has it; until then the quick protocol, whose campaign lacks the cells that pin some
-# parameters (they keep their priors: allow_priors).
-def _protocol() -> dict:
-    import inspect
-    from edgeio.commands import measure
-    if "protocol" in inspect.signature(measure.run).parameters:
-        return {"measure": {"protocol": "calibrate"}, "allow_priors": False}
-    return {"measure": {}, "allow_priors": True}
-
-
 # What main verifies: the study's first fix, and the paravirtual-driver question (the
 # emulated IDE disk against virtio), each against the baseline measured in the same run,
 # at the calibration's sizes up to VERIFY_MAX_BYTES (its large files would take minutes).
@@ -36,14 +25,14 @@ def _sizes(cal_path, env: str) -> str | None:
 def run(pi: bool = False, out: str | None = None) -> dict:
     """Returns {"campaign", "calibration", "verify": [dirs], "report"}."""
     from edgeio.commands import calibrate, measure, report, verify
-    proto = _protocol()
-    campaign = measure.run(**proto["measure"], out=out)
+    # the calibration protocol: sizes and repetitions chosen from this machine's facts so that
+    # every parameter of every environment present is pinned (no priors left)
+    campaign = measure.run(protocol="calibrate", out=out)
     cals = None
     if out:
         cals = Path(out) / "calibrations"
         cals.mkdir(parents=True, exist_ok=True)
-    cal = calibrate.run(source=None if pi else str(campaign), out=str(cals) if cals else None,
-                        allow_priors=proto["allow_priors"] and not pi)
+    cal = calibrate.run(source=None if pi else str(campaign), out=str(cals) if cals else None)
     done = []
     if pi:
         _say("verify skipped: the Pi 4 calibration was fitted for another machine; predictions for "
