@@ -29,9 +29,11 @@ from model.simulate import Simulator, Workload
 
 SIG_DATA = 0.10      # nominal relative error of the model on a cell (its structural error)
 # Bounds of the nonlinear parameters (log scale elsewhere: 1e-3..1e3 times the prior).
+# An ext4 fsync asks its disk for a flush before and after the journal commit (and one
+# for the data): a handful, never dozens.
 # A hardware-virtualised guest's kernel runs within ~20x native; an emulated one (TCG,
 # software KVM: ~1 us per guest instruction) can be thousands of times slower.
-BOUNDS = {"guest_fsync_flushes": (1.0, 50.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0),
+BOUNDS = {"guest_fsync_flushes": (1.0, 8.0), "emulated_copy_factor": (1.0, 5000.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0),
           "emulated_cpu_factor": (1.0, 5000.0), "ide_exits_per_request": (1.0, 100.0),
           "ahci_exits_per_request": (1.0, 100.0)}
 

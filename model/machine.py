@@ -159,5 +159,4 @@ def machine_priors(facts: dict) -> dict:
     if kvm_kind(facts) == "software":
         out["hypercall_s"] = 50e-6
         out["guest_copy_s_per_byte"] = 10e-9
-        out["hvt_cpu_factor"] = 30.0
     return out

@@ -60,8 +60,10 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     # -- device, memory and virtualisation ----------------------------------------------------
     Spec("vm_cpu_factor", "nonlinear", 1.5, "x", "slow-down of guest kernel CPU work under hardware "
          "virtualisation (stage-2 translation, interrupt virtualisation)"),
-    Spec("emulated_cpu_factor", "nonlinear", 20.0, "x", "slow-down of guest kernel CPU work where it is "
+    Spec("emulated_cpu_factor", "nonlinear", 8.0, "x", "slow-down of guest kernel CPU work where it is "
          "emulated (qemu accel=tcg; any guest on a software KVM)", 1.5),
+    Spec("emulated_copy_factor", "nonlinear", 8.0, "x", "slow-down of a guest kernel's per-byte copies "
+         "where the CPU is emulated (qemu accel=tcg)", 1.5),
     Spec("guest_fsync_flushes", "nonlinear", 3.0, "count", "cache-flush requests a guest ext4 fsync sends to its disk", 0.5),
     Spec("ide_exits_per_request", "nonlinear", 8.0, "count", "trapped register accesses per request of QEMU's "
          "emulated IDE disk (taskfile registers, bus-master DMA start/stop/status)", 0.7),
@@ -101,7 +103,7 @@ INFORMED_BY = {
     "container_syscall_s": "docker cells", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
     "virtio_exit_s": "qemu write_sync and 1 GiB read", "xen_ring_s": "xen write_sync and 1 GiB read",
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
-    "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "guest_call_s": "hvt ring or mapped cells",
+    "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt ring or mapped cells",
     "guest_copy_s_per_byte": "hvt mapped cells", "ide_exits_per_request": "qemu disk=ide cells",
     "ahci_exits_per_request": "qemu disk=ahci cells",
     "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "dev_read_bps": "reads that miss every cache",

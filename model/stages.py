@@ -212,7 +212,9 @@ class PageCache:
         self.syncing = False
         self._signal_progress()
         if self.journal and journal:
-            yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1}, self.cpu_factor)
+            # the journal commit waits for its own block writes more than it computes:
+            # not scaled by a guest's CPU factor
+            yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1})
         yield from self.sim.repeat(ctx, self.fsync_flushes, lambda: self.backing.flush(ctx))
 
     # -- reads --------------------------------------------------------------------------
@@ -270,8 +272,8 @@ class GuestBlockCache:
     on a software KVM): a unikernel's own block cache (passthrough), or the host file
     mapped into the guest (the mapped transport: the cache is the host's page cache)."""
 
-    def __init__(self, sim, cache: PageCache):
-        self.sim, self.cache = sim, cache
+    def __init__(self, sim, cache: PageCache, mapped: bool = False):
+        self.sim, self.cache, self.mapped = sim, cache, mapped
 
     def read(self, ctx, nbytes, nreq):
         yield from self.sim.cpu(ctx, {"guest_copy_s_per_byte": nbytes})
@@ -282,7 +284,11 @@ class GuestBlockCache:
         yield from self.cache.write(ctx, nbytes)
 
     def flush(self, ctx):
-        yield from self.cache.fsync(ctx)
+        if self.mapped:       # the tender's msync(MS_SYNC): a data-only sync of the range
+            yield from self.sim.cpu(ctx, {"syscall_s": 1})
+            yield from self.cache.fsync(ctx, journal=False)
+        else:
+            yield from self.cache.fsync(ctx)
 
 
 class Transport:

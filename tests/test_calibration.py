@@ -246,3 +246,22 @@ def test_a_partial_campaign_is_refused_with_the_way_out(tmp_path, results_tmp):
     camp.finish()
     with pytest.raises(UserError, match=r"campaign: .*lacks cells .*dram_copy_s_per_byte.*--allow-priors"):
         calibrate.run(source=str(camp.path))
+
+
+def test_leave_one_env_out_does_not_leak_the_left_out_environment():
+    """Without hvt's cells, the hypercall cost only hvt pins is back at its prior; the
+    costs the kept cells pin are refitted, not reset."""
+    from calibration.validate import refit_without
+    from model.simulate import Simulator
+    cal = calibration.fit(PI)
+    cells = cells_from(PI)
+    full = cal.values()
+    hvt = [i for i, c in enumerate(cells) if c.env == "hvt"]
+    values = refit_without(cells, hvt, full, Simulator(), PI_PRIORS)
+    assert full["hypercall_s"] != pytest.approx(PI_PRIORS["hypercall_s"], rel=0.05)
+    assert values["hypercall_s"] == PI_PRIORS["hypercall_s"]
+    assert values["syscall_s"] != PI_PRIORS["syscall_s"]
+    # and the prediction for a left-out cell uses that prior
+    c = cells[hvt[0]]
+    sim = Simulator()
+    assert sim(values, c.cfg, c.workload).per_op_s != pytest.approx(sim(full, c.cfg, c.workload).per_op_s)

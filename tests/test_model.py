@@ -280,6 +280,8 @@ def test_hvt_transports(p):
     mapped = simulate(p, config_for("hvt", {"transport": "mapped"}, PI), w)
     assert hvt.ledger.coef["hypercall_s"] == 128
     assert ring.ledger.coef["hypercall_s"] == 8 and ring.ledger.coef["guest_call_s"] == 128
+    assert ring.ledger.coef["syscall_s"] == 8          # one preadv per notification (issue 14)
+    assert hvt.ledger.coef["syscall_s"] == 128
     assert mapped.ledger.coef.get("hypercall_s", 0) == 0 and mapped.ledger.coef.get("syscall_s", 0) == 0
     assert mapped.ledger.coef["guest_copy_s_per_byte"] == 64 * KIB
 
