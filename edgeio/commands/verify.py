@@ -207,6 +207,21 @@ class _ByConfig:
         self.instances = instances            # config key -> Environment
         first = next(iter(instances.values()))
         self.target, self.name = first.target, first.name
+        self._tag = None
+
+    @property
+    def resource_tag(self):
+        return self._tag
+
+    @resource_tag.setter
+    def resource_tag(self, tag):
+        """The engine names what a campaign creates after it; each configuration gets its own."""
+        self._tag = tag
+        for i, inst in enumerate(self.instances.values()):
+            inst.resource_tag = f"{tag}-{i}" if tag else tag
+
+    def remove_leftovers(self):
+        return [what for inst in self.instances.values() for what in inst.remove_leftovers()]
 
     def _for(self, cell):
         return self.instances[vp.cell_key(cell)]
@@ -257,9 +272,21 @@ def _environments(cells, targets) -> dict:
 
 
 def _measure(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+    import contextlib
+    locked = getattr(campaign, "locked", None)       # one writer per campaign, where the store has it
+    with locked() if locked else contextlib.nullcontext():
+        return _measure_locked(campaign, cells, environments, predictions, quiet, on_start)
+
+
+def _measure_locked(campaign, cells, environments, predictions, quiet, on_start) -> Path:
     from measure import campaign as engine
     from measure.progress import Progress
     try:
+        if hasattr(engine, "adopt"):                  # resources named after the campaign
+            engine.adopt(campaign, environments)
+            if campaign.records():                    # a resumed verify: what the killed run left goes
+                for what in engine.remove_leftovers(environments):
+                    print(f"removed what the killed run left: {what}", file=sys.stderr)
         unavailable = engine.prepare(environments)
         if unavailable:
             why = "; ".join(f"{k[0]}: {r}" for k, r in unavailable.items())
