@@ -89,6 +89,10 @@ def test_cells_pair_every_fix_cell_with_its_baseline():
     # what the model is given is what the tender will run: its default flush (none), not the study's
     assert cfg[0]["flush"] == "none" and cfg[0]["blocks_per_call"] == 1 and cfg[1]["blocks_per_call"] == 8
     assert cfg[0]["memory_bytes"] == 64 << 20 and cfg[2]["io_size_bytes"] == 512 and cfg[3]["io_size_bytes"] == 4096
+    # one env, two configurations: the engine's campaign tag reaches both, apart
+    router = envs[("hvt", "local")]
+    router.resource_tag = "camp"
+    assert sorted(i.resource_tag for i in router.instances.values()) == ["camp-0", "camp-1"]
 
 
 def test_unbuildable_block_count_is_refused():
