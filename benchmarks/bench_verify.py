@@ -36,7 +36,7 @@ WHATIFS = {
     "hvt-flush-each-write-4KiB": ("hvt-flush", ["flush=block", "blocks=1"], "4KiB", "write_sync", "200"),
     "hvt-flush-each-write-1MiB": ("hvt-flush", ["flush=block", "blocks=1"], "1MiB", "write_sync", "3"),
     "hvt-sector-4096": ("hvt-blocksize", ["block_size=4096"], "4KiB,1MiB", None, None),
-    "qemu-disk-ide": ("qemu-disk", ["disk=ide"], None, None, None),
+    "qemu-disk-ide": ("qemu-disk", ["disk=ide"], "4KiB,512KiB,64MiB", None, None),
     # the guest's memory below and above a 128 MiB file (the baseline guest: the campaign's)
     "qemu-memory-below": ("guest-memory", ["memory=96MiB"], "128MiB", "read,write", "5"),
     "qemu-memory-above": ("guest-memory", ["memory=512MiB"], "128MiB", "read,write", "5"),
