@@ -195,7 +195,7 @@ static int dispatch(struct tender *t, unsigned nr, uint64_t gpa)
     }
 }
 
-void counters_print(const struct tender *t)
+void counters_print(const struct tender *t, int status)
 {
     static const char *const policy[] = { "none", "each-write", "on-request" };
     uint64_t total = t->c.other_exits;
@@ -217,8 +217,10 @@ void counters_print(const struct tender *t)
     }
     fprintf(stderr, "}, \"bytes_written\": %llu, "
             "\"bytes_read\": %llu, \"fsyncs\": %llu, \"flush\": \"%s\", "
-            "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\"}}\n",
+            "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\", "
+            "\"seccomp\": %s, \"exit\": {\"by\": \"%s\", \"status\": %d}}}\n",
             (unsigned long long)t->c.bytes_written, (unsigned long long)t->c.bytes_read,
             (unsigned long long)t->c.fsyncs, policy[t->flush], t->max_blocks,
-            (unsigned long long)t->cycle_freq, tender_arch_name);
+            (unsigned long long)t->cycle_freq, tender_arch_name, t->seccomp ? "true" : "false",
+            t->ended_by_tender ? "tender" : "guest", status);
 }

@@ -59,6 +59,7 @@ struct tender {
     uint64_t page_table_root;   /* gpa of the top-level table (x86_64 CR3, aarch64 TTBR0) */
     uint64_t ro_start, ro_end;  /* guest image's read-only span (text, rodata): no DMA into it */
     bool seccomp;               /* install the syscall filter (default; --no-seccomp) */
+    bool ended_by_tender;       /* the exit status is the tender's verdict, not the guest's */
     enum flush_policy flush;
     uint32_t max_blocks;        /* blocks per block hypercall; 1 = stock */
     bool print_counters;
@@ -103,7 +104,7 @@ void boot_info_place(struct tender *t, const char *cmdline, uint32_t host_featur
 /* hypercalls.c: handle hypercall nr with its argument at gpa.
  * Returns -1 to resume the guest, or the exit status after a HALT. */
 int hypercall(struct tender *t, unsigned nr, uint64_t gpa);
-void counters_print(const struct tender *t);
+void counters_print(const struct tender *t, int status);
 
 /* seccomp.c: the syscall filter, installed right before the first guest instruction. */
 struct kvm_vm;

@@ -143,6 +143,23 @@ int solo5_app_main(const struct solo5_start_info *si)
 #else
         __asm__ __volatile__("udf #0");
 #endif
+    else if (util_streq(c, "wait")) {
+        /* The event a test waits for, then block in the tender for good (polls of
+         * an hour each, which the tender bounds), until the test ends the tender. */
+        solo5_console_write("hostile: waiting\n", 17);
+        for (;;) {
+            volatile struct hvt_hc_poll a = { .timeout_nsecs = 3600ULL * 1000000000ULL };
+            hvt_hypercall(HVT_HYPERCALL_POLL, &a);
+        }
+    }
+    else if (util_streq(c, "poll_long")) {
+        volatile struct hvt_hc_poll a = { .timeout_nsecs = UINT64_MAX, .ret = -1 };
+        hvt_hypercall(HVT_HYPERCALL_POLL, &a);
+        ret = a.ret;
+    }
+    else if (util_streq(c, "exit2")) return 2;
+    else if (util_streq(c, "exit3")) return 3;
+    else if (util_streq(c, "exit4")) return 4;
     else if (util_streq(c, "wild_store"))       *(volatile uint64_t *)(uintptr_t)(mem + (64ULL << 20)) = 1;
     else if (util_streq(c, "cpu_halt"))
 #if defined(__x86_64__)
