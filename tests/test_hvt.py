@@ -113,6 +113,7 @@ def test_cell_runs_and_records_metadata(env_factory, tmp_path):
     assert m["sector_size"] == 512 and m["mem_mib"] == 512
     assert m["kvm"] in ("software", "hardware")
     assert m["counters"]["exits"]["block_write"] == 10 * 8 and m["counters"]["fsyncs"] == 0
+    assert m["seccomp"] is True and m["counters"]["exit"] == {"by": "guest", "status": 0}
     assert "--flush=none" in result.log
     assert not list(tmp_path.glob("edgeio-hvt.*/disk-*.img"))      # the cell's image is gone
     assert env.metadata()["kvm"] == m["kvm"]

@@ -201,6 +201,8 @@ class HvtEnvironment(Environment):
                 "build": getattr(self, "digest", ""), **getattr(self, "fs", {})}
         if counters:
             meta["counters"] = counters
+            # the edgeio tender's syscall filter (seccomp, NoNewPrivs): on unless --no-seccomp
+            meta["seccomp"] = counters.get("seccomp")
         return CellResult(probe=probe, metadata=meta, log=log)
 
     def _make_disk(self, disk: str, size: int, timeout) -> str:
