@@ -460,3 +460,74 @@ def test_fuzz_calls_with_the_filter_on(hvt, tmp_path):
         assert proc.returncode in (0, 3) or (proc.returncode > 0 and b"edgeio-hvt:" not in proc.stderr), \
             (seed, proc.returncode, proc.stderr[-300:])
         assert proc.returncode >= 0, (seed, proc.returncode)
+
+
+# -- aarch64: the same protections, run on an emulated arm64 board with KVM -------------
+
+A64_TRAPS = {
+    "null_write": "data abort (write, page not mapped) at address 0x0,",
+    "null_read": "data abort (read, page not mapped) at address 0x8,",
+    "tls_read": "data abort (read, page not mapped) at address 0x10,",
+    "text_write": "data abort (write, page protection) at address 0x1",
+    "rodata_write": "data abort (write, page protection) at address 0x1",
+    "bootinfo_write": "data abort (write, page protection) at address 0x10000,",
+    "pagetable_write": "data abort (write, page not mapped) at address 0x20000,",
+    "data_exec": "instruction abort (page protection) at address 0x1",
+    "bad_opcode": "undefined instruction at pc 0x1",
+    "wild_store": "data abort (write, page not mapped) at address 0x24000000,",
+}
+
+
+def _emulated_board_log(tmp_path) -> str:
+    """Boot Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2: KVM inside) with an
+    initramfs of the aarch64 tender, its guests and unikernel/tests/emulated_init.c."""
+    from measure.guest.packages import fetch_kernel
+    from measure.hvt_build import UNIKERNEL_DIR, build
+    arm = build("aarch64")
+    root = tmp_path / "root"
+    (root / "dev").mkdir(parents=True)
+    (root / "proc").mkdir()
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-static", "-o", str(root / "init"),
+                    str(UNIKERNEL_DIR / "tests" / "emulated_init.c")], check=True)
+    for p in (arm.tender, arm.probe, arm.hostile, arm.fuzzcalls):
+        shutil.copy(p, root / p.name)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], input="\n".join(files).encode(), cwd=root,
+                          capture_output=True, check=True).stdout
+    (tmp_path / "initrd").write_bytes(cpio)
+    kernel = fetch_kernel("aarch64")
+    proc = subprocess.run(
+        ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72",
+         "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel", str(kernel.image),
+         "-initrd", str(tmp_path / "initrd"), "-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"],
+        capture_output=True, timeout=600)
+    return proc.stdout.decode(errors="replace").replace("\r\n", "\n")
+
+
+@pytest.mark.skipif(not (shutil.which("aarch64-linux-gnu-gcc") and shutil.which("qemu-system-aarch64")
+                         and shutil.which("cpio")),
+                    reason="needs aarch64-linux-gnu-gcc, qemu-system-aarch64 and cpio")
+def test_aarch64_tender_under_emulation(tmp_path):
+    log = _emulated_board_log(tmp_path)
+    assert "=== done" in log, log[-2000:]
+    assert "=== kvm: yes" in log
+    result = {m.group(1): (int(m.group(2)), int(m.group(3)))
+              for m in re.finditer(r"^=== (\S+) rc=(-?\d+) sig=(\d+)$", log, re.M)}
+    section = {name: log[log.index(f"=== {name}\n"):log.index(f"=== {name} rc=")] for name in result}
+    assert result["probe-write"] == (0, 0) and '"seccomp": true' in section["probe-write"]
+    assert '"arch": "aarch64"' in section["probe-write"]
+    # what the write put on the disk, read back: the probe's pattern over 4 KiB
+    expected = sum((i * 8) | 0xED10000000000000 for i in range(512)) % 2**64
+    assert result["probe-read"] == (0, 0) and f'"data_checksum": {expected}' in section["probe-read"]
+    assert result["ok"] == (0, 0)
+    for case, message in A64_TRAPS.items():
+        assert result[case] == (3, 0), (case, section[case])
+        assert f"edgeio-hvt: guest error: guest fault: {message}" in section[case], (case, section[case])
+    for case in ("offset_beyond", "handle_bad", "read_into_text"):
+        assert result[case] == (0, 0) and "hostile: survived ret=2" in section[case], section[case]
+    assert result["arg_outside"] == (3, 0) and "outside guest memory" in section["arg_outside"]
+    assert result["exit3"] == (3, 0) and "edgeio-hvt:" not in section["exit3"]
+    assert result["poll_long"] == (0, 0) and "survived ret=0" in section["poll_long"]
+    for seed in range(1, 9):
+        assert result[f"seed={seed}"][1] == 0 and result[f"seed={seed}"][0] in (0, 3), section[f"seed={seed}"]
+    assert re.search(r"^=== Seccomp:\s+2", log, re.M) and re.search(r"^=== NoNewPrivs:\s+1", log, re.M)

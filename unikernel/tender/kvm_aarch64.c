@@ -22,8 +22,6 @@ const int tender_elf_machine = 183; /* EM_AARCH64 */
 const char tender_arch_name[] = "aarch64";
 
 #define VECTORS_BASE   0x2000       /* 2 KiB aligned, read + execute */
-#define PT_POOL_BASE   0x20000
-#define PT_POOL_END    HVT_GUEST_MIN_BASE
 #define GIB            (1ULL << 30)
 #define MIB2           (2ULL << 20)
 #define FAULT_SLOT     31           /* the vectors store to HVT_HYPERCALL_ADDRESS(31) */
@@ -42,6 +40,8 @@ const char tender_arch_name[] = "aarch64";
 #define REG_VBAR_EL1   SYS_REG(3, 0, 12, 0, 0)
 #define REG_ESR_EL1    SYS_REG(3, 0, 5, 2, 0)
 #define REG_FAR_EL1    SYS_REG(3, 0, 6, 0, 0)
+#define REG_TPIDR_EL0  SYS_REG(3, 3, 13, 0, 2)
+#define REG_TPIDR_EL1  SYS_REG(3, 0, 13, 0, 4)
 
 #define PSTATE_EL1H_MASKED 0x3c5ULL    /* D, A, I, F masked; EL1 with SP_EL1 */
 
@@ -63,18 +63,6 @@ static uint64_t get_reg(int vcpu, uint64_t id)
     struct kvm_one_reg r = { .id = id, .addr = (uint64_t)(uintptr_t)&value };
     ioctl(vcpu, KVM_GET_ONE_REG, &r);
     return value;
-}
-
-static uint64_t pool_next = PT_POOL_BASE;
-
-static uint64_t table_alloc(struct tender *t)
-{
-    if (pool_next >= PT_POOL_END)
-        die_host(t, "guest translation tables do not fit below 1 MiB");
-    uint64_t pa = pool_next;
-    pool_next += GUEST_PAGE;
-    memset(t->mem + pa, 0, GUEST_PAGE);
-    return pa;
 }
 
 /* Lower and upper attributes of a block or page for a region's permissions. */
@@ -101,7 +89,7 @@ static uint64_t descriptor(struct tender *t, uint64_t va, uint64_t size)
             touched = 1;
     if (!touched)
         return 0;
-    uint64_t pa = table_alloc(t), sub = size / 512;
+    uint64_t pa = guest_table_alloc(t), sub = size / 512;
     uint64_t *e = (uint64_t *)(t->mem + pa);
     for (unsigned i = 0; i < 512; i++)
         e[i] = descriptor(t, va + i * sub, sub);
@@ -110,7 +98,7 @@ static uint64_t descriptor(struct tender *t, uint64_t va, uint64_t size)
 
 static void setup_page_tables(struct tender *t)
 {
-    uint64_t l1 = table_alloc(t);
+    uint64_t l1 = guest_table_alloc(t);
     uint64_t *e = (uint64_t *)(t->mem + l1);
     for (unsigned i = 0; i < 512; i++)
         e[i] = descriptor(t, i * GIB, GIB);
@@ -170,6 +158,10 @@ static void setup_vcpu(struct tender *t, struct kvm_vm *vm)
             (1ULL << 32));      /* IPS: 36-bit physical addresses */
     set_reg(t, vm->vcpu, REG_TTBR0_EL1, t->page_table_root);
     set_reg(t, vm->vcpu, REG_VBAR_EL1, VECTORS_BASE);
+    /* No TLS until the guest sets one: a TLS access then hits the unmapped zero page
+     * (KVM leaves these registers with an arbitrary reset value). */
+    set_reg(t, vm->vcpu, REG_TPIDR_EL0, 0);
+    set_reg(t, vm->vcpu, REG_TPIDR_EL1, 0);
     uint64_t sctlr = get_reg(vm->vcpu, REG_SCTLR_EL1);
     /* M, C, I; WXN: a writable page is never executable, whatever a table says */
     set_reg(t, vm->vcpu, REG_SCTLR_EL1, sctlr | 1 | (1 << 2) | (1 << 12) | (1 << 19));

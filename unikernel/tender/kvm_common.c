@@ -96,6 +96,17 @@ void guest_map_region(struct tender *t, uint64_t gpa, uint64_t len, unsigned pro
     t->regions[t->nregions++] = (struct region){ gpa, len, prot };
 }
 
+uint64_t guest_table_alloc(struct tender *t)
+{
+    static uint64_t next = PT_POOL_BASE;
+    if (next >= PT_POOL_END)
+        die_host(t, "guest page tables do not fit below 1 MiB");
+    uint64_t pa = next;
+    next += GUEST_PAGE;
+    memset(t->mem + pa, 0, GUEST_PAGE);
+    return pa;
+}
+
 const struct region *guest_region_at(const struct tender *t, uint64_t gpa)
 {
     for (unsigned i = 0; i < t->nregions; i++)

@@ -26,6 +26,10 @@ void kvm_unexpected_exit(struct tender *t, struct kvm_run *run, uint64_t pc) __a
 #define GUEST_MAP_LIMIT (512ULL << 30)  /* one top-level entry on both arches */
 
 void guest_map_region(struct tender *t, uint64_t gpa, uint64_t len, unsigned prot);
+/* A zeroed page for the page tables, from [0x20000, 1 MiB): unmapped to the guest. */
+#define PT_POOL_BASE 0x20000ULL
+#define PT_POOL_END  HVT_GUEST_MIN_BASE
+uint64_t guest_table_alloc(struct tender *t);
 /* The region holding gpa, or NULL (the page-table builders' lookup). */
 const struct region *guest_region_at(const struct tender *t, uint64_t gpa);
 /* The fixed regions of every guest: boot info, command line and manifest copy

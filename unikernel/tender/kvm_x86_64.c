@@ -33,8 +33,6 @@ const char tender_arch_name[] = "x86_64";
 #define IDT_BASE      (TABLES_BASE + 0x800)
 #define STUBS_BASE    0x2000
 #define FAULT_STACK   0x3000
-#define PT_POOL_BASE  0x20000
-#define PT_POOL_END   HVT_GUEST_MIN_BASE
 #define PAGE_2M       (2ULL << 20)
 #define FAULT_PORT    0x5ff     /* the stubs report a CPU exception here */
 #define NVECTORS      32
@@ -49,18 +47,6 @@ void arch_mem_limits(uint64_t *max_mem)
     *max_mem = 512 * PAGE_2M;   /* stock solo5-hvt's x86_64 limit: 1 GiB */
 }
 
-static uint64_t pool_next = PT_POOL_BASE;
-
-static uint64_t table_alloc(struct tender *t)
-{
-    if (pool_next >= PT_POOL_END)
-        die_host(t, "guest page tables do not fit below 1 MiB");
-    uint64_t pa = pool_next;
-    pool_next += GUEST_PAGE;
-    memset(t->mem + pa, 0, GUEST_PAGE);
-    return pa;
-}
-
 static uint64_t leaf_bits(unsigned prot)
 {
     return PTE_P | ((prot & GUEST_W) ? PTE_RW : 0) | ((prot & GUEST_X) ? 0 : PTE_NX);
@@ -73,7 +59,7 @@ static uint64_t chunk_entry(struct tender *t, uint64_t chunk)
     const struct region *r = guest_region_at(t, chunk);
     if (r && r->gpa <= chunk && chunk + PAGE_2M <= r->gpa + r->len)
         return chunk | leaf_bits(r->prot) | PTE_PS;
-    uint64_t pt = table_alloc(t);
+    uint64_t pt = guest_table_alloc(t);
     uint64_t *pte = (uint64_t *)(t->mem + pt);
     for (unsigned i = 0; i < 512; i++) {
         const struct region *p = guest_region_at(t, chunk + i * GUEST_PAGE);
@@ -84,7 +70,7 @@ static uint64_t chunk_entry(struct tender *t, uint64_t chunk)
 
 static void setup_page_tables(struct tender *t)
 {
-    uint64_t pml4 = table_alloc(t), pdpt = table_alloc(t);
+    uint64_t pml4 = guest_table_alloc(t), pdpt = guest_table_alloc(t);
     ((uint64_t *)(t->mem + pml4))[0] = pdpt | PTE_P | PTE_RW;
     uint64_t *pdpte = (uint64_t *)(t->mem + pdpt);
     for (unsigned i = 0; i < t->nregions; i++) {
@@ -92,7 +78,7 @@ static void setup_page_tables(struct tender *t)
         for (uint64_t c = r->gpa & ~(PAGE_2M - 1); c < r->gpa + r->len; c += PAGE_2M) {
             uint64_t gib = c >> 30;
             if (!pdpte[gib])
-                pdpte[gib] = table_alloc(t) | PTE_P | PTE_RW;
+                pdpte[gib] = guest_table_alloc(t) | PTE_P | PTE_RW;
             uint64_t *pde = (uint64_t *)(t->mem + (pdpte[gib] & ~0xfffULL));
             unsigned k = (c >> 21) & 511;
             if (!pde[k])
