@@ -48,6 +48,16 @@ def test_bad_params(params, message):
         HvtEnvironment(LocalTarget(), params)
 
 
+def test_memory_limit_is_the_targets_arch(monkeypatch):
+    """Stock solo5-hvt's limits: 1 GiB for an x86_64 guest, 4 GiB for aarch64."""
+    env = HvtEnvironment(LocalTarget(), {"mem": "2048"})
+    monkeypatch.setattr(env, "_facts", lambda: {"arch": "x86_64", "kvm": "software"})
+    with pytest.raises(UserError, match="at most 1024 MiB"):
+        env.check()
+    with pytest.raises(UserError, match="mem=4098"):
+        HvtEnvironment(LocalTarget(), {"mem": "4098"})
+
+
 def test_unavailable_without_kvm():
     with pytest.raises(Unavailable, match="/dev/kvm is absent"):
         HvtEnvironment(NoKvmTarget()).check()
