@@ -360,6 +360,7 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=99",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=98"}
 ELF_MUTANTS = 240
 CALL_SEQUENCES = 80
+SPIN_TIMEOUT = 60           # a guest run takes < 0.5 s; a mutant's code may loop forever
 
 
 def _mutate(base: bytes, rng: random.Random) -> bytes:
@@ -426,15 +427,21 @@ def test_fuzz_smoke_under_asan_and_ubsan(hvt, sanitized, tmp_path):
         else:
             argv = [str(sanitized), "--no-seccomp", "--mem=8", "--flush=on-request", "--max-blocks-per-call=4",
                     f"--block:storage={disk}", str(hvt.fuzzcalls), f"seed={i}", "calls=400"]
-        return job, subprocess.run(argv, capture_output=True, timeout=120, cwd=jail, env=env)
+        try:
+            return job, subprocess.run(argv, capture_output=True, timeout=SPIN_TIMEOUT, cwd=jail, env=env)
+        except subprocess.TimeoutExpired:
+            return job, None        # a mutated guest that spins without exiting: its right
 
     for n in range(2):
         (jail / f"disk{n}.img").write_bytes(b"\0" * 65536)
     jobs = [("elf", i) for i in range(ELF_MUTANTS)] + [("calls", i) for i in range(CALL_SEQUENCES)]
-    outcomes = {"refused": 0, "ran": 0, "guest ended": 0}
+    outcomes = {"refused": 0, "ran": 0, "guest ended": 0, "spun": 0}
     bad = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for (kind, i), proc in pool.map(one, jobs):
+            if proc is None:
+                outcomes["spun"] += 1
+                continue
             v = _verdict(proc)
             if v:
                 bad.append((kind, i, v))
