@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -196,6 +197,7 @@ TRAPS = [
     ("pagetable_write", r"page fault \(write, page not mapped\) at address 0x20000, pc"),
     ("data_exec", r"page fault \(instruction fetch, page protection\) at address 0x1[0-9a-f]{5}"),
     ("bad_opcode", r"invalid opcode \(vector 6, error code 0x0\) at pc 0x1"),
+    ("triple_fault", r"triple fault at pc 0x1[0-9a-f]+ \(last page fault at address 0x18;"),
 ]
 
 
@@ -278,6 +280,36 @@ def test_filter_installed_before_the_first_guest_instruction(hvt, jail, tmp_path
     after = {m.group(1) for m in (re.match(r"\d+\s+(\w+)\(", ln) for ln in lines[filt + 1:]) if m}
     assert after <= ALLOWED_AFTER_FILTER, after - ALLOWED_AFTER_FILTER
     assert {"pwrite64", "fsync", "ioctl"} <= after and calls
+
+
+FILTER_ALLOWS = ["write_stdout", "write_stderr", "pwrite_disk", "pread_disk", "fsync_disk", "fdatasync_disk",
+                 "clock_gettime", "clock_nanosleep", "ioctl_vcpu_run"]
+FILTER_KILLS = ["write_disk_fd_as_console", "pwrite_other_fd", "pread_stdin", "ioctl_vcpu_other_request",
+                "ioctl_disk_fd", "openat", "getpid", "mmap", "socket", "execve", "prctl_undo", "x32_write"]
+
+
+@pytest.fixture(scope="module")
+def seccomp_check(tmp_path_factory):
+    """unikernel/tests/seccomp_check.c: the filter installed on its own, then one syscall."""
+    from measure.hvt_build import UNIKERNEL_DIR
+    out = tmp_path_factory.mktemp("seccomp") / "seccomp_check"
+    subprocess.run(["cc", "-O2", "-std=gnu11", "-D_GNU_SOURCE", f"-I{UNIKERNEL_DIR / 'include'}", "-o", str(out),
+                    str(UNIKERNEL_DIR / "tests" / "seccomp_check.c"), str(UNIKERNEL_DIR / "tender" / "seccomp.c"),
+                    str(UNIKERNEL_DIR / "tender" / "errors.c")], check=True)
+    return out
+
+
+@pytest.mark.parametrize("check", FILTER_ALLOWS + FILTER_KILLS)
+def test_filter_allows_only_the_run_loops_calls(seccomp_check, tmp_path, check):
+    """The allowlist checks arguments: pwrite only on the disk, write only to the console,
+    ioctl only KVM_RUN & co. on the vCPU; anything else is SIGSYS."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    proc = subprocess.run([str(seccomp_check), str(disk), check], capture_output=True, timeout=30)
+    if check in FILTER_ALLOWS:
+        assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    else:
+        assert proc.returncode == -signal.SIGSYS, proc.returncode
 
 
 def test_counters_record_the_filter(hvt, jail):
