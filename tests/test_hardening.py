@@ -141,34 +141,40 @@ def _reserved_named(d):
 
 
 ELF_ATTACKS = {
-    # a guest choosing host file descriptors: stdout with no --block at all, the disk
-    # itself with a claimed 1 GiB capacity, stdin
-    "preset_stdout_no_block": (_preset(1), False, "presets fields only the tender fills"),
-    "preset_disk_inflated": (_preset(3, capacity=1 << 30), True, "presets fields only the tender fills"),
-    "preset_stdin": (_preset(0, attached=1), True, "presets fields only the tender fills"),
-    "preset_capacity_only": (_preset(0, capacity=1 << 30, attached=0), True, "presets fields"),
-    "sector_size_1": (_sector(1), True, "declares a 1-byte sector"),
-    "sector_size_odd": (_sector(1536), True, "declares a 1536-byte sector"),
-    "reserved_entry_named": (_reserved_named, True, "entry 0 is not the reserved entry"),
-    "segment_wx": (_wx, True, "both writable and executable"),
-    "segments_overlap": (_overlap, True, "overlaps or precedes"),
-    "segments_unordered": (_unordered, True, "overlaps or precedes"),
-    "segment_misaligned": (_misaligned, True, "not page-aligned"),
-    "entry_not_executable": (_entry_in_data, True, "not in an executable segment"),
+    # name: (patch, how the host side is set up, message). A guest choosing host file
+    # descriptors: stdout with no --block at all; the disk itself, inherited by the
+    # tender as an open fd whose number the ELF presets, with a claimed 1 GiB capacity
+    # (the probe then writes 128 KiB to a 64 KiB disk); stdin (a neighbour file)
+    "preset_stdout_no_block": (_preset(1, capacity=65536), "none", "presets fields only the tender fills"),
+    "preset_disk_inflated": (None, "fd", "presets fields only the tender fills"),
+    "preset_stdin": (_preset(0, attached=1), "block", "presets fields only the tender fills"),
+    "preset_capacity_only": (_preset(0, capacity=1 << 30, attached=0), "block", "presets fields"),
+    "sector_size_1": (_sector(1), "block", "declares a 1-byte sector"),
+    "sector_size_odd": (_sector(1536), "block", "declares a 1536-byte sector"),
+    "reserved_entry_named": (_reserved_named, "block", "entry 0 is not the reserved entry"),
+    "segment_wx": (_wx, "block", "both writable and executable"),
+    "segments_overlap": (_overlap, "block", "overlaps or precedes"),
+    "segments_unordered": (_unordered, "block", "overlaps or precedes"),
+    "segment_misaligned": (_misaligned, "block", "not page-aligned"),
+    "entry_not_executable": (_entry_in_data, "block", "not in an executable segment"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(ELF_ATTACKS))
 def test_hostile_elf_is_refused(hvt, jail, tmp_path, name):
-    patch, with_block, message = ELF_ATTACKS[name]
-    data = bytearray(hvt.probe.read_bytes())
-    patch(data)
-    bad = tmp_path / f"{name}.hvt"
-    bad.write_bytes(bytes(data))
+    patch, how, message = ELF_ATTACKS[name]
     disk, changed = jail
-    stdin_file = disk.parent / "notes.txt"
-    with open(stdin_file, "rb") as stdin:
-        proc = run(hvt, bad, ["op=write", "size=4096", "reps=1"], disk if with_block else None, stdin=stdin)
+    with open(disk.parent / "notes.txt", "rb") as stdin, open(disk, "r+b") as inherited:
+        if how == "fd":
+            patch = _preset(inherited.fileno(), capacity=1 << 30)
+        data = bytearray(hvt.probe.read_bytes())
+        patch(data)
+        bad = tmp_path / f"{name}.hvt"
+        bad.write_bytes(bytes(data))
+        argv = [str(hvt.tender), *([f"--block:storage={disk}"] if how == "block" else []), str(bad),
+                "op=write", "size=131072" if how == "fd" else "size=4096", "reps=1"]
+        proc = subprocess.run(argv, capture_output=True, timeout=60, stdin=stdin,
+                              pass_fds=(inherited.fileno(),) if how == "fd" else ())
     lines = error_lines(proc)
     assert proc.returncode == 2, (proc.returncode, proc.stdout[:200], lines)
     assert len(lines) == 1 and lines[0].startswith("edgeio-hvt: error: ") and message in lines[0], lines
