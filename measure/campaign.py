@@ -221,13 +221,16 @@ def check_records_match_plan(campaign, plan: list[dict], records: dict, set_asid
 def default_timeout(cell: dict, estimator=None) -> float:
     """Seconds a cell may take before it is abandoned (cell_timeout='auto').
 
-    TIMEOUT_FACTOR x what the cells finished so far predict (measure.progress.Estimator),
-    or, before that, the slowest storage we target at its worst; never below
+    TIMEOUT_FACTOR x what the cells finished so far predict (measure.progress.Estimator)
+    or else the plan's own estimate_s, or, without either, the slowest storage we target
+    at its worst; never below
     TIMEOUT_FLOOR_S. Adaptive cells get their budget on top.
     """
     if cell.get("adaptive"):
         return TIMEOUT_FLOOR_S + 1.5 * float(cell["adaptive"]["budget_s"])
     expected = estimator.estimate(cell) if estimator is not None else None
+    if expected is None and isinstance(cell.get("estimate_s"), (int, float)) and cell["estimate_s"] > 0:
+        expected = float(cell["estimate_s"])         # the protocol's own estimate (measure/protocol.py)
     if expected is not None:
         return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * expected)
     worst = int(cell["reps"]) * (A_PRIORI_PER_REP_S + int(cell["size_bytes"]) / A_PRIORI_BYTES_PER_S)
@@ -570,7 +573,16 @@ def _run_cell(state: _Run, env, cell: dict):
     return state.campaign.record_cell(
         cell, status, probe if status == "ok" else None, metadata, log="\n".join(x for x in logs if x),
         error=error if status != "ok" else "", started=started,
-        wall_seconds=time.monotonic() - t0, attempts=attempts, timeout_s=timeout, **extra)
+        wall_seconds=time.monotonic() - t0, attempts=attempts, timeout_s=timeout,
+        config=_effective_config(env, cell, probe if status == "ok" else None, metadata), **extra)
+
+
+def _effective_config(env, cell, probe, metadata) -> dict | None:
+    """The cell's configuration as run (None if even that cannot be told: it never hides the cell)."""
+    try:
+        return env.effective_config(cell, probe, metadata)
+    except Exception:   # noqa: BLE001 - a record without config beats a lost record
+        return None
 
 
 # -- the end ----------------------------------------------------------------------------
