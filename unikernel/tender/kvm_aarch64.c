@@ -62,6 +62,10 @@ static void setup_page_tables(struct tender *t)
     for (uint64_t gib = 0; gib * GIB < t->mem_size; gib++)
         l1[gib] = gib * GIB | block | af | inner_shareable | normal;
     l1[HVT_HYPERCALL_MMIO_BASE / GIB] = HVT_HYPERCALL_MMIO_BASE | block | af | device | xn;
+    const struct mapped_window *w;              /* mapped disks: normal memory, never executed */
+    for (size_t n = mapped_windows(&w), d = 0; d < n; d++)
+        for (uint64_t g = w[d].gpa; g < w[d].gpa + w[d].len; g += GIB)
+            l1[g / GIB] = g | block | af | inner_shareable | normal | xn;
 }
 
 static void setup_vcpu(struct tender *t, struct kvm_vm *vm)
@@ -103,7 +107,7 @@ int arch_run(struct tender *t, const char *cmdline)
     setup_page_tables(t);
     setup_vcpu(t, &vm);
     t->cycle_freq = counter_frequency();
-    boot_info_place(t, cmdline, t->stock_abi ? 0 : EDGEIO_HF_BLOCK_FLUSH);
+    boot_info_place(t, cmdline, tender_host_features(t));
 
     struct kvm_run *run = vm.run;
     for (;;) {

@@ -37,6 +37,13 @@ static void setup_page_tables(struct tender *t)
     pdpt[0] = PD_BASE | 3;
     for (uint64_t i = 0; i < t->mem_size / PAGE_2M; i++)
         pd[i] = (i * PAGE_2M) | 0x83;           /* present, writable, 2 MiB page */
+    const struct mapped_window *w;              /* mapped disks: 2 MiB pages, tables outside RAM */
+    for (size_t n = mapped_windows(&w), d = 0; d < n; d++)
+        for (uint64_t g = w[d].gpa; g < w[d].gpa + w[d].len; g += PAGE_2M) {
+            uint64_t table_gpa, *wpd = mapped_tables(g & ~((1ULL << 30) - 1), &table_gpa);
+            pdpt[g >> 30] = table_gpa | 3;
+            wpd[(g >> 21) & 511] = g | 0x83;
+        }
 }
 
 static void setup_cpuid(struct tender *t, struct kvm_vm *vm)
@@ -106,7 +113,7 @@ int arch_run(struct tender *t, const char *cmdline)
     setup_page_tables(t);
     setup_sregs(t, &vm);
     t->cycle_freq = tsc_frequency(&vm);
-    boot_info_place(t, cmdline, t->stock_abi ? 0 : EDGEIO_HF_BLOCK_FLUSH);
+    boot_info_place(t, cmdline, tender_host_features(t));
 
     struct kvm_regs r = {
         .rip = t->entry,

@@ -19,6 +19,7 @@
 #define EXIT_HOST_ERROR  4      /* KVM or host I/O failed */
 
 enum flush_policy { FLUSH_NONE, FLUSH_EACH_WRITE, FLUSH_ON_REQUEST };
+enum transport { TRANSPORT_HVT, TRANSPORT_RING, TRANSPORT_MAPPED };  /* --transport= */
 
 struct counters {
     uint64_t exits[EDGEIO_HYPERCALL_LIMIT];  /* hypercalls by number */
@@ -26,6 +27,9 @@ struct counters {
     uint64_t bytes_written, bytes_read;
     uint64_t fsyncs;
     uint64_t handler_ns[EDGEIO_HYPERCALL_LIMIT];  /* host time in each kind's handler */
+    uint64_t host_io_calls;                  /* pread/pwrite/preadv/pwritev on disks */
+    uint64_t ring_requests, ring_flushes;    /* requests served from rings; FLUSH among them */
+    uint64_t flush_notifications;            /* ring notifications that carried a FLUSH */
 };
 
 struct tender {
@@ -39,6 +43,7 @@ struct tender {
     uint32_t max_blocks;        /* blocks per block hypercall; 1 = stock */
     bool print_counters;
     bool stock_abi;             /* offer guests no edgeio extension (as stock solo5-hvt) */
+    enum transport transport;
     struct counters c;
 };
 
@@ -71,6 +76,27 @@ void boot_info_place(struct tender *t, const char *cmdline, uint32_t host_featur
  * Returns -1 to resume the guest, or the exit status after a HALT. */
 int hypercall(struct tender *t, unsigned nr, uint64_t gpa);
 void counters_print(const struct tender *t);
+
+/* hypercalls.c, for the transports: the checks every block hypercall makes. */
+void *hc_arg(struct tender *t, const char *what, uint64_t gpa, size_t len);
+struct mft_entry *hc_block_device(struct tender *t, const char *what, uint64_t handle);
+void hc_fsync(struct tender *t, int fd);
+uint32_t tender_host_features(const struct tender *t);  /* EDGEIO_HF_* offered to the guest */
+
+/* ring.c: the ring transport (EDGEIO_HYPERCALL_RING_*). */
+void ring_setup(struct tender *t, uint64_t gpa);
+void ring_notify(struct tender *t, uint64_t gpa);
+
+/* mapped.c: disks mapped into guest memory (EDGEIO_HYPERCALL_MAPPED_*). */
+void mapped_attach(struct tender *t);                   /* after mft_finish */
+void mapped_add_slots(struct tender *t, int vm_fd);     /* KVM memory slots 1.. */
+struct mapped_window { uint64_t gpa, len; };
+size_t mapped_windows(const struct mapped_window **w);  /* for the page tables */
+/* The 4 KiB table page (host pointer, and its guest address) for the GiB at window_gpa. */
+uint64_t *mapped_tables(uint64_t window_gpa, uint64_t *table_gpa);
+void mapped_check_disks(struct tender *t);              /* ends with a message if a disk shrank */
+void mapped_info(struct tender *t, uint64_t gpa);
+void mapped_flush(struct tender *t, uint64_t gpa);
 
 /* kvm_<arch>.c */
 extern const int tender_elf_machine;
