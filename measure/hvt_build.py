@@ -18,7 +18,7 @@ from edgeio.paths import PROJECT_ROOT, cache_dir
 
 UNIKERNEL_DIR = PROJECT_ROOT / "unikernel"
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-GUESTS = ("probe", "hostile", "callcost")
+GUESTS = ("probe", "hostile", "callcost", "ring_hostile", "mapped_wait", "copycost")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class HvtBuild:
     hostile: Path           # hostile.hvt, the hostile-guest test unikernel
     callcost: Path          # callcost.hvt, per-hypercall cost
     digest: str
+    ring_hostile: Path      # ring_hostile.hvt, the hostile ring-transport guest
+    mapped_wait: Path       # mapped_wait.hvt, waits on its mapped disk (truncation test)
+    copycost: Path          # copycost.hvt, the guest's copy cost per byte
 
 
 def normalize_arch(machine: str) -> str:
@@ -44,8 +47,9 @@ def build(arch: str | None = None) -> HvtBuild:
     digest = _digest(arch, cc)
     out = cache_dir("hvt", arch, digest)
     result = HvtBuild(arch, out / "edgeio-hvt", out / "probe.hvt", out / "hostile.hvt",
-                      out / "callcost.hvt", digest)
-    if all(p.exists() for p in (result.tender, result.probe, result.hostile, result.callcost)):
+                      out / "callcost.hvt", digest, out / "ring_hostile.hvt", out / "mapped_wait.hvt",
+                      out / "copycost.hvt")
+    if all(out.joinpath(f"{g}.hvt").exists() for g in GUESTS) and result.tender.exists():
         return result
     if not shutil.which("make"):
         raise UserError("hvt: building the tender needs make (apt-get install make)")

@@ -65,6 +65,7 @@ void kvm_unexpected_exit(struct tender *t, struct kvm_run *run, uint64_t pc)
         die_guest(t, "guest halted the CPU without the HALT hypercall at pc 0x%llx",
                   (unsigned long long)pc);
     case KVM_EXIT_MMIO:
+        mapped_check_disks(t);          /* some KVMs report an unbacked mapped page as MMIO */
         die_guest(t, "guest %s unmapped address 0x%llx at pc 0x%llx",
                   run->mmio.is_write ? "wrote to" : "read from",
                   (unsigned long long)run->mmio.phys_addr, (unsigned long long)pc);
