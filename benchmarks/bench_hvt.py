@@ -4,7 +4,8 @@
    (WALLTIME), all timed by the same guest (unikernel/tests/callcost.c), beside the
    host's own pwrite/pread of 512 B (unikernel/tests/pio_cost.c). The tender's own
    overhead = block call - bare exit - host syscall, as a share of the bare exit
-   (target: <= 20 %).
+   (target: <= 20 %), with the tender's syscall filter on (as shipped); then the
+   filter's own cost: the same calls with --no-seccomp.
 2. read, write (flush=none, as stock) and write_sync (flush=each-write, as the study's
    tender) for k = 1, 8, 64, 2048 blocks per call, beside the linux environment on the
    same filesystem; ratio to native.
@@ -54,7 +55,7 @@ def _pio_cost_binary() -> Path:
     return out
 
 
-def call_costs(calls: int, rounds: int, directory: str) -> dict:
+def call_costs(calls: int, rounds: int, directory: str, extra=(), repeats: int = 3) -> dict:
     hvt = build()
     pio = _pio_cost_binary()
     with tempfile.TemporaryDirectory(dir=directory) as d:
@@ -62,8 +63,8 @@ def call_costs(calls: int, rounds: int, directory: str) -> dict:
         disk.write_bytes(b"\0" * 4096)
         samples = {"exit_ns": [], "write_ns": [], "read_ns": [], "pwrite_ns": [], "pread_ns": [],
                    "clock_gettime_ns": []}
-        for _ in range(3):     # guest and host measured alternately; fastest of each kept
-            proc = subprocess.run([str(hvt.tender), "--counters", f"--block:storage={disk}", str(hvt.callcost),
+        for _ in range(repeats):     # guest and host measured alternately; fastest of each kept
+            proc = subprocess.run([str(hvt.tender), "--counters", *extra, f"--block:storage={disk}", str(hvt.callcost),
                                    f"n={calls}", f"rounds={rounds}"], capture_output=True, text=True,
                                   timeout=600)
             guest = _json_line(proc.stdout, "callcost")
@@ -242,8 +243,14 @@ def main(argv=None):
 
 
 def _print_call_costs(args):
-    c = call_costs(args.calls, args.rounds, args.dir)
-    print(f"\n1. per-hypercall cost (fastest of 3 x {args.rounds} interleaved rounds of {args.calls} calls, guest-timed)")
+    # filter on (as shipped) and off (--no-seccomp), interleaved so both see the same load
+    runs = {"on": [], "off": []}
+    for _ in range(3):
+        runs["on"].append(call_costs(args.calls, args.rounds, args.dir, repeats=1))
+        runs["off"].append(call_costs(args.calls, args.rounds, args.dir, ["--no-seccomp"], repeats=1))
+    c, off = ({k: min(r[k] for r in runs[mode]) for k in runs[mode][0]} for mode in ("on", "off"))
+    print(f"\n1. per-hypercall cost, filter on (fastest of 3 x {args.rounds} interleaved rounds of {args.calls} "
+          "calls, guest-timed)")
     print(f"  bare exit (WALLTIME)      {c['exit_ns'] / 1e3:8.2f} us   (host clock_gettime {c['clock_gettime_ns']:.0f} ns)")
     for kind, sysc in (("write", "pwrite"), ("read", "pread")):
         own = c[f"{kind}_ns"] - c["exit_ns"] - c[f"{sysc}_ns"]
@@ -257,6 +264,16 @@ def _print_call_costs(args):
         print(f"    block {kind:<5} handler {h / 1e3:.2f} us, host {sysc} alone {c[f'{sysc}_ns'] / 1e3:.2f} us: "
               f"tender's own {(h - c[f'{sysc}_ns']) / 1e3:+.2f} us = "
               f"{(h - c[f'{sysc}_ns']) / c['exit_ns'] * 100:+.1f} % of the bare exit")
+
+    print("\n   the syscall filter's cost (filter on - --no-seccomp, fastest of 3 interleaved runs each; "
+          "every exit pays it on the KVM_RUN ioctl, a block call also on its pwrite/pread):")
+    for key, label in (("exit_ns", "bare exit"), ("write_ns", "512 B block write"), ("read_ns", "512 B block read")):
+        print(f"    {label:<18} on {c[key] / 1e3:8.2f} us   off {off[key] / 1e3:8.2f} us   "
+              f"filter {(c[key] - off[key]) / 1e3:+.2f} us ({(c[key] - off[key]) / off[key] * 100:+.1f} %)")
+    for kind in ("write", "read"):
+        on_h, off_h = c[f"handler_block_{kind}_ns"], off[f"handler_block_{kind}_ns"]
+        print(f"    block {kind:<5} handler (host-timed)  on {on_h / 1e3:.2f} us  off {off_h / 1e3:.2f} us  "
+              f"filter {(on_h - off_h) / 1e3:+.2f} us")
 
 
 if __name__ == "__main__":

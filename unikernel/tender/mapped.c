@@ -7,10 +7,8 @@
  * and cause no exit; the host page cache is shared with every other user of
  * the file. MAPPED_FLUSH makes a range durable with msync(MS_SYNC).
  *
- * x86_64 maps the windows with 2 MiB pages (1 GiB pages are optional and a
- * software KVM may lack them); their page directories live in a tender-owned
- * slot of their own (mapped_tables), outside guest RAM and unmapped in the
- * guest's address space. aarch64 uses 1 GiB level-1 blocks and no extra table.
+ * Each window is one read-write, never-executable region of the guest's page
+ * tables (guest_map_region; aarch64: normal memory).
  *
  * The file can change under the guest: if it is truncated, guest accesses
  * beyond the new end cannot be backed. KVM_RUN then fails with EFAULT (or the
@@ -27,6 +25,7 @@
 #include <sys/mman.h>
 #include <linux/kvm.h>
 #include "tender.h"
+#include "kvm_common.h"
 
 #define GIB (1ULL << 30)
 
@@ -37,28 +36,25 @@ struct disk_map {
     const char *name;
 };
 
-static struct mapped_window windows[MFT_MAX_ENTRIES];
+static struct { uint64_t gpa, len; } windows[MFT_MAX_ENTRIES];
 static struct disk_map maps[MFT_MAX_ENTRIES];
 static size_t nmaps;
 static uint64_t page_bytes;
-static uint8_t *tables;                 /* x86_64 page directories, one per GiB of window */
-static size_t table_pages;
-#define TABLES_GPA (EDGEIO_MAPPED_BASE - GIB)
 
 /* SIGBUS in the tender: a mapped page the file no longer backs. Async-signal-safe. */
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig, (void)ctx;
-    static const char msg[] = "edgeio-hvt: host error: a mapped disk shrank under the guest "
-                              "(SIGBUS on a mapped page: was the disk file truncated?)\n";
+    static const char ours[] = "edgeio-hvt: host error: a mapped disk shrank under the guest "
+                               "(SIGBUS on a mapped page: was the disk file truncated?)\n";
+    static const char other[] = "edgeio-hvt: host error: SIGBUS outside the mapped disks\n";
+    int mine = 0;
     for (size_t i = 0; i < nmaps; i++)
-        if ((uint8_t *)si->si_addr >= maps[i].host &&
-            (uint8_t *)si->si_addr < maps[i].host + windows[i].len) {
-            if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) { /* nothing more to do */ }
-            _exit(EXIT_HOST_ERROR);
-        }
-    signal(SIGBUS, SIG_DFL);        /* not ours: the default action, as without a handler */
-    raise(SIGBUS);
+        mine |= (uint8_t *)si->si_addr >= maps[i].host &&
+                (uint8_t *)si->si_addr < maps[i].host + windows[i].len;
+    /* write and exit_group only: the syscall filter allows both */
+    if (write(STDERR_FILENO, mine ? ours : other, (mine ? sizeof(ours) : sizeof(other)) - 1) < 0) { }
+    _exit(EXIT_HOST_ERROR);
 }
 
 void mapped_attach(struct tender *t)
@@ -68,31 +64,26 @@ void mapped_attach(struct tender *t)
     long ps = sysconf(_SC_PAGESIZE);
     page_bytes = ps > (long)EDGEIO_MAPPED_ALIGN ? (uint64_t)ps : EDGEIO_MAPPED_ALIGN;
     uint64_t next = EDGEIO_MAPPED_BASE;
-    for (uint32_t i = 1; i < t->mft->entries; i++) {
-        struct mft_entry *e = &t->mft->e[i];
-        if (e->type != MFT_DEV_BLOCK_BASIC || !e->attached)
+    for (uint32_t i = 1; i < t->mft->entries && i < MFT_MAX_ENTRIES; i++) {
+        const struct mft_entry *e = &t->mft->e[i];
+        const struct disk *disk = tender_disk(t, i);
+        if (!disk)
             continue;
-        uint64_t cap = e->u.block_basic.capacity;
+        uint64_t cap = disk->capacity;
         if (cap % page_bytes)
             die_bad_input("--transport=mapped: disk '%s' is %llu bytes, not a whole number of "
                           "%llu-byte pages", e->name, (unsigned long long)cap, (unsigned long long)page_bytes);
         if (cap > EDGEIO_MAPPED_BASE + EDGEIO_MAPPED_MAX_BYTES - next)
             die_bad_input("--transport=mapped: disks larger than %llu GiB together cannot be mapped",
                           (unsigned long long)(EDGEIO_MAPPED_MAX_BYTES / GIB));
-        void *host = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, (int)e->host_handle, 0);
+        void *host = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, disk->fd, 0);
         if (host == MAP_FAILED)
             die_bad_input("--transport=mapped: cannot map disk '%s': %s", e->name, strerror(errno));
-        windows[nmaps] = (struct mapped_window){ .gpa = next, .len = cap };
-        maps[nmaps] = (struct disk_map){ .handle = i, .fd = (int)e->host_handle, .host = host,
-                                         .name = e->name };
+        windows[nmaps] = (typeof(windows[0])){ .gpa = next, .len = cap };
+        maps[nmaps] = (struct disk_map){ .handle = i, .fd = disk->fd, .host = host, .name = e->name };
+        guest_map_region(t, next, cap, GUEST_RW);
         nmaps++;
         next += (cap + GIB - 1) & ~(GIB - 1);
-    }
-    table_pages = (next - EDGEIO_MAPPED_BASE) / GIB;
-    if (table_pages) {
-        tables = mmap(NULL, table_pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (tables == MAP_FAILED)
-            die_host(t, "cannot allocate page tables for the mapped disks: %s", strerror(errno));
     }
     struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
     sigemptyset(&sa.sa_mask);
@@ -112,31 +103,6 @@ void mapped_add_slots(struct tender *t, int vm_fd)
         if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
             die_host(t, "KVM_SET_USER_MEMORY_REGION for mapped disk '%s': %s", maps[i].name, strerror(errno));
     }
-    if (table_pages) {
-        struct kvm_userspace_memory_region region = {
-            .slot = 1 + (uint32_t)nmaps,
-            .guest_phys_addr = TABLES_GPA,
-            .memory_size = table_pages * 4096,
-            .userspace_addr = (uint64_t)(uintptr_t)tables,
-        };
-        if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
-            die_host(t, "KVM_SET_USER_MEMORY_REGION for the mapped disks' page tables: %s", strerror(errno));
-    }
-}
-
-uint64_t *mapped_tables(uint64_t window_gpa, uint64_t *table_gpa)
-{
-    uint64_t page = (window_gpa - EDGEIO_MAPPED_BASE) / GIB;
-    if (window_gpa < EDGEIO_MAPPED_BASE || page >= table_pages)
-        return NULL;
-    *table_gpa = TABLES_GPA + page * 4096;
-    return (uint64_t *)(tables + page * 4096);
-}
-
-size_t mapped_windows(const struct mapped_window **w)
-{
-    *w = windows;
-    return nmaps;
 }
 
 /* A disk shorter than its window: the one host change the guest cannot survive. */
@@ -155,7 +121,7 @@ static size_t map_of(struct tender *t, const char *what, uint64_t handle)
 {
     if (t->transport != TRANSPORT_MAPPED)
         die_guest(t, "%s: disks are not mapped (tender started without --transport=mapped)", what);
-    hc_block_device(t, what, handle);
+    hc_disk(t, what, handle);
     for (size_t i = 0; i < nmaps; i++)
         if (maps[i].handle == handle)
             return i;

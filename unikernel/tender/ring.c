@@ -53,7 +53,7 @@ void ring_setup(struct tender *t, uint64_t gpa)
     void *ap = hc_arg(t, "ring setup", gpa, sizeof(struct edgeio_hc_ring_setup));
     struct edgeio_hc_ring_setup a;
     memcpy(&a, ap, sizeof(a));
-    hc_block_device(t, "ring setup", a.handle);
+    hc_disk(t, "ring setup", a.handle);
     struct ring *r = &rings[a.handle];
     if (r->base)
         die_guest(t, "ring setup: device %llu already has a ring", (unsigned long long)a.handle);
@@ -127,12 +127,12 @@ static void desc_take(struct tender *t, struct ring *r, uint32_t idx, struct edg
 }
 
 /* Serve one request whose head descriptor is head; *budget = bytes left this notification. */
-static void request(struct tender *t, struct ring *r, struct mft_entry *e, uint32_t head, uint64_t *budget)
+static void request(struct tender *t, struct ring *r, const struct disk *disk, uint32_t head, uint64_t *budget)
 {
     struct edgeio_ring_desc d;
     desc_take(t, r, head, &d);
-    uint64_t bs = e->u.block_basic.block_size, cap = e->u.block_basic.capacity;
-    int fd = (int)e->host_handle;
+    uint64_t bs = disk->block_size, cap = disk->capacity;
+    int fd = disk->fd;
     t->c.ring_requests++;
 
     if (d.op == EDGEIO_RING_FLUSH) {
@@ -164,6 +164,9 @@ static void request(struct tender *t, struct ring *r, struct mft_entry *e, uint3
         if (!buf)
             die_guest(t, "ring: request %u: buffer at 0x%llx (+%u bytes) is outside guest memory",
                       head, (unsigned long long)d.data, d.len);
+        if (!write && d.data < t->ro_end && t->ro_start < d.data + d.len)
+            die_guest(t, "ring: request %u: read into the guest's read-only image at 0x%llx",
+                      head, (unsigned long long)d.data);
         segs[nseg].iov_base = buf;
         segs[nseg].iov_len = d.len;
         nseg++;
@@ -208,7 +211,7 @@ void ring_notify(struct tender *t, uint64_t gpa)
     void *ap = hc_arg(t, "ring notify", gpa, sizeof(struct edgeio_hc_ring_notify));
     struct edgeio_hc_ring_notify a;
     memcpy(&a, ap, sizeof(a));
-    struct mft_entry *e = hc_block_device(t, "ring notify", a.handle);
+    const struct disk *disk = hc_disk(t, "ring notify", a.handle);
     struct ring *r = &rings[a.handle];
     if (!r->base)
         die_guest(t, "ring notify: device %llu has no ring (RING_SETUP first)", (unsigned long long)a.handle);
@@ -228,7 +231,7 @@ void ring_notify(struct tender *t, uint64_t gpa)
     const uint8_t *slots = r->base + offsetof(struct edgeio_ring, slot);
     for (uint32_t i = 0; i < pending; i++) {
         memcpy(&served[i], slots + (uint64_t)((r->cons + i) & (r->entries - 1)) * 2, sizeof(served[i]));
-        request(t, r, e, served[i], &budget);   /* checks served[i] < entries */
+        request(t, r, disk, served[i], &budget);   /* checks served[i] < entries */
     }
     run_flush(t);
     for (uint32_t i = 0; i < pending; i++)      /* all served: statuses, then the counter */
