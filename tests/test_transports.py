@@ -139,6 +139,7 @@ HOSTILE_RING = [
     ("offset_beyond", "beyond the end of the disk"),
     ("offset_wrap", "beyond the end of the disk"),
     ("chain_past_end", "beyond the end of the disk"),
+    ("read_into_text", "read into the guest's read-only image"),
     ("op_unknown", "unknown op 9"),
     ("flush_with_buffer", "FLUSH request 0 has a buffer"),
 ]

@@ -120,6 +120,8 @@ int solo5_app_main(const struct solo5_start_info *si)
         else if (util_streq(c, "offset_wrap"))     { put(0, W, UINT64_MAX - bs + 1, b, 2 * bs, 0, 0); post(0); }
         else if (util_streq(c, "chain_past_end"))  { put(0, W, cap - bs, b, bs, EDGEIO_RING_F_NEXT, 1);
                                                      put(1, 0, 0, b, bs, 0, 0); post(0); }
+        else if (util_streq(c, "read_into_text")) { put(0, R, 0, ((uintptr_t)solo5_app_main) & ~(bs - 1), bs, 0, 0);
+                                                     post(0); }
         else if (util_streq(c, "op_unknown"))      { put(0, 9, 0, b, bs, 0, 0); post(0); }
         else if (util_streq(c, "flush_with_buffer")) { put(0, EDGEIO_RING_FLUSH, 0, b, bs, 0, 0); post(0); }
         else if (util_streq(c, "notify_bad_handle")) { put(0, W, 0, b, bs, 0, 0); post(0); notify(9); }
