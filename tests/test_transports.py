@@ -248,3 +248,70 @@ def test_mapped_disk_truncated_under_the_guest(hvt, tmp_path):
     assert "survived" not in out
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgeio-hvt: host error: ") and "shrank" in lines[0], err
+
+
+# -- aarch64: the same transports on an emulated arm64 board with KVM -------------------
+
+def _arm64_board_log(tmp_path) -> str:
+    """Boot Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2: KVM inside) with an
+    initramfs of the aarch64 tender, its guests and unikernel/tests/transports_init.c."""
+    import shutil
+    from measure.guest.packages import fetch_kernel
+    from measure.hvt_build import UNIKERNEL_DIR, build
+    arm = build("aarch64")
+    root = tmp_path / "root"
+    (root / "dev").mkdir(parents=True)
+    (root / "proc").mkdir()
+    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-static", "-o", str(root / "init"),
+                    str(UNIKERNEL_DIR / "tests" / "transports_init.c")], check=True)
+    for p in (arm.tender, arm.probe, arm.ring_hostile, arm.mapped_wait):
+        shutil.copy(p, root / p.name)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], input="\n".join(files).encode(), cwd=root,
+                          capture_output=True, check=True).stdout
+    (tmp_path / "initrd").write_bytes(cpio)
+    kernel = fetch_kernel("aarch64")
+    proc = subprocess.run(
+        ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72",
+         "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel", str(kernel.image),
+         "-initrd", str(tmp_path / "initrd"), "-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"],
+        capture_output=True, timeout=900)
+    return proc.stdout.decode(errors="replace").replace("\r\n", "\n")
+
+
+def _a64_needs():
+    import shutil
+    return all(shutil.which(p) for p in ("aarch64-linux-gnu-gcc", "qemu-system-aarch64", "cpio"))
+
+
+@pytest.mark.skipif(not _a64_needs(), reason="needs aarch64-linux-gnu-gcc, qemu-system-aarch64 and cpio")
+def test_aarch64_transports_under_emulation(tmp_path):
+    import json
+    import re
+    log = _arm64_board_log(tmp_path)
+    assert "=== done" in log and "=== kvm: yes" in log, log[-3000:]
+    result = {m.group(1): (int(m.group(2)), int(m.group(3)))
+              for m in re.finditer(r"^=== (\S+) rc=(-?\d+) sig=(\d+)$", log, re.M)}
+    section = {name: log[log.index(f"=== {name}\n"):log.index(f"=== {name} rc=")] for name in result}
+
+    def counters_of(name):
+        line = [ln for ln in section[name].splitlines() if ln.startswith('{"edgeio_hvt_counters"')][-1]
+        return json.loads(line)["edgeio_hvt_counters"]
+
+    def probe_of(name):
+        return json.loads([ln for ln in section[name].splitlines() if '"probe"' in ln][-1])
+    expected = sum(((i * 8) | TAG) for i in range(65536 // 8)) % 2**64     # the pattern, read back
+    for t in ("ring", "mapped"):
+        assert result[f"{t}-write_sync"] == (0, 0) and result[f"{t}-read"] == (0, 0), section
+        assert probe_of(f"{t}-read")["data_checksum"] == expected
+        assert counters_of(f"{t}-read")["arch"] == "aarch64"
+    c = counters_of("ring-write_sync")                   # 64 requests of 1 KiB, batch 16, + flush
+    assert c["notifications"] == 2 * (4 + 1) and c["flush_exits"] == 2 and c["host_io_calls"] == 2 * 4
+    c = counters_of("mapped-write_sync")
+    assert c["block_exits"] == c["flush_exits"] == c["fsyncs"] == 3 and c["exits"]["block_write"] == 0
+    assert counters_of("mapped-read")["block_exits"] == 0
+    for case in ("chain_loop", "slot_outside", "buf_outside", "offset_wrap", "prod_ahead", "read_into_text"):
+        assert result[case] == (3, 0) and "edgeio-hvt: guest error: ring" in section[case], section[case]
+    assert "mapped_wait: ready" in section["truncated"]
+    assert result["truncated"] == (4, 0) and "edgeio-hvt: host error:" in section["truncated"], section["truncated"]
+    assert "shrank" in section["truncated"] and "survived" not in section["truncated"]
