@@ -3,8 +3,11 @@
 disk, exact counters, the hostile-ring suite (each case ends the guest with status 3
 and changes nothing outside the disk), and a disk truncated under a mapped guest."""
 
+import json
 import math
 import os
+import re
+import shutil
 import struct
 import subprocess
 
@@ -252,43 +255,14 @@ def test_mapped_disk_truncated_under_the_guest(hvt, tmp_path):
 
 # -- aarch64: the same transports on an emulated arm64 board with KVM -------------------
 
-def _arm64_board_log(tmp_path) -> str:
-    """Boot Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2: KVM inside) with an
-    initramfs of the aarch64 tender, its guests and unikernel/tests/transports_init.c."""
-    import shutil
-    from measure.guest.packages import fetch_kernel
-    from measure.hvt_build import UNIKERNEL_DIR, build
-    arm = build("aarch64")
-    root = tmp_path / "root"
-    (root / "dev").mkdir(parents=True)
-    (root / "proc").mkdir()
-    subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-static", "-o", str(root / "init"),
-                    str(UNIKERNEL_DIR / "tests" / "transports_init.c")], check=True)
-    for p in (arm.tender, arm.probe, arm.ring_hostile, arm.mapped_wait):
-        shutil.copy(p, root / p.name)
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
-    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], input="\n".join(files).encode(), cwd=root,
-                          capture_output=True, check=True).stdout
-    (tmp_path / "initrd").write_bytes(cpio)
-    kernel = fetch_kernel("aarch64")
-    proc = subprocess.run(
-        ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72",
-         "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel", str(kernel.image),
-         "-initrd", str(tmp_path / "initrd"), "-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"],
-        capture_output=True, timeout=900)
-    return proc.stdout.decode(errors="replace").replace("\r\n", "\n")
-
-
 def _a64_needs():
-    import shutil
     return all(shutil.which(p) for p in ("aarch64-linux-gnu-gcc", "qemu-system-aarch64", "cpio"))
 
 
 @pytest.mark.skipif(not _a64_needs(), reason="needs aarch64-linux-gnu-gcc, qemu-system-aarch64 and cpio")
 def test_aarch64_transports_under_emulation(tmp_path):
-    import json
-    import re
-    log = _arm64_board_log(tmp_path)
+    from tests.test_hardening import _emulated_board_log
+    log = _emulated_board_log(tmp_path, "transports_init.c", ("probe", "ring_hostile", "mapped_wait"), timeout=900)
     assert "=== done" in log and "=== kvm: yes" in log, log[-3000:]
     result = {m.group(1): (int(m.group(2)), int(m.group(3)))
               for m in re.finditer(r"^=== (\S+) rc=(-?\d+) sig=(\d+)$", log, re.M)}
