@@ -119,6 +119,7 @@ HOSTILE_RING = [
     ("setup_outside", "outside guest memory"),
     ("setup_wrap", "outside guest memory"),
     ("setup_unaligned", "not 8-byte aligned"),
+    ("setup_over_text", "overlaps the guest's read-only image"),
     ("setup_bad_handle", "ring setup: bad block handle 7"),
     ("setup_twice", "already has a ring"),
     ("notify_no_ring", "has no ring"),

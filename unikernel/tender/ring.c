@@ -66,6 +66,9 @@ void ring_setup(struct tender *t, uint64_t gpa)
     if (!base)
         die_guest(t, "ring setup: ring at 0x%llx (+%llu bytes) is outside guest memory",
                   (unsigned long long)a.ring, (unsigned long long)EDGEIO_RING_BYTES(a.entries));
+    if (a.ring < t->ro_end && t->ro_start < a.ring + EDGEIO_RING_BYTES(a.entries))
+        die_guest(t, "ring setup: ring at 0x%llx overlaps the guest's read-only image (the tender writes "
+                  "completions into it)", (unsigned long long)a.ring);
     r->base = base;
     r->entries = a.entries;
     memcpy(&r->cons, base + offsetof(struct edgeio_ring, req_prod), sizeof(r->cons));

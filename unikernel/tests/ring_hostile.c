@@ -70,6 +70,7 @@ int solo5_app_main(const struct solo5_start_info *si)
     else if (util_streq(c, "setup_outside"))      setup_at(h, mem - 64, ENTRIES);
     else if (util_streq(c, "setup_wrap"))         setup_at(h, UINT64_MAX - 7, ENTRIES);
     else if (util_streq(c, "setup_unaligned"))    setup_at(h, ring + 4, ENTRIES);
+    else if (util_streq(c, "setup_over_text"))    setup_at(h, ((uintptr_t)solo5_app_main) & ~7ULL, ENTRIES);
     else if (util_streq(c, "setup_bad_handle"))   setup_at(7, ring, ENTRIES);
     else if (util_streq(c, "setup_twice"))        { setup_at(h, ring, ENTRIES); setup_at(h, ring, ENTRIES); }
     else if (util_streq(c, "notify_no_ring"))     notify(h);
