@@ -58,7 +58,7 @@ def test_write_then_read_whole_file(hvt, tmp_path, transport, batch, blocks):
 
 @pytest.mark.parametrize("transport,batch", [("ring", 64), ("mapped", None)])
 def test_file_larger_than_the_buffer_written_whole(hvt, tmp_path, transport, batch):
-    size = 3 << 20                                   # the probe's 1 MiB buffer, reused 3 times
+    size = 2 << 20                                   # the probe's 1 MiB buffer, reused twice
     disk = make_disk(tmp_path / "disk.img", size + 8192)
     run_probe(hvt, disk, transport, "write", size, 1, 64, batch)
     data = disk.read_bytes()
