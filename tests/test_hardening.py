@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import struct
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -140,34 +141,40 @@ def _reserved_named(d):
 
 
 ELF_ATTACKS = {
-    # a guest choosing host file descriptors: stdout with no --block at all, the disk
-    # itself with a claimed 1 GiB capacity, stdin
-    "preset_stdout_no_block": (_preset(1), False, "presets fields only the tender fills"),
-    "preset_disk_inflated": (_preset(3, capacity=1 << 30), True, "presets fields only the tender fills"),
-    "preset_stdin": (_preset(0, attached=1), True, "presets fields only the tender fills"),
-    "preset_capacity_only": (_preset(0, capacity=1 << 30, attached=0), True, "presets fields"),
-    "sector_size_1": (_sector(1), True, "declares a 1-byte sector"),
-    "sector_size_odd": (_sector(1536), True, "declares a 1536-byte sector"),
-    "reserved_entry_named": (_reserved_named, True, "entry 0 is not the reserved entry"),
-    "segment_wx": (_wx, True, "both writable and executable"),
-    "segments_overlap": (_overlap, True, "overlaps or precedes"),
-    "segments_unordered": (_unordered, True, "overlaps or precedes"),
-    "segment_misaligned": (_misaligned, True, "not page-aligned"),
-    "entry_not_executable": (_entry_in_data, True, "not in an executable segment"),
+    # name: (patch, how the host side is set up, message). A guest choosing host file
+    # descriptors: stdout with no --block at all; the disk itself, inherited by the
+    # tender as an open fd whose number the ELF presets, with a claimed 1 GiB capacity
+    # (the probe then writes 128 KiB to a 64 KiB disk); stdin (a neighbour file)
+    "preset_stdout_no_block": (_preset(1, capacity=65536), "none", "presets fields only the tender fills"),
+    "preset_disk_inflated": (None, "fd", "presets fields only the tender fills"),
+    "preset_stdin": (_preset(0, attached=1), "block", "presets fields only the tender fills"),
+    "preset_capacity_only": (_preset(0, capacity=1 << 30, attached=0), "block", "presets fields"),
+    "sector_size_1": (_sector(1), "block", "declares a 1-byte sector"),
+    "sector_size_odd": (_sector(1536), "block", "declares a 1536-byte sector"),
+    "reserved_entry_named": (_reserved_named, "block", "entry 0 is not the reserved entry"),
+    "segment_wx": (_wx, "block", "both writable and executable"),
+    "segments_overlap": (_overlap, "block", "overlaps or precedes"),
+    "segments_unordered": (_unordered, "block", "overlaps or precedes"),
+    "segment_misaligned": (_misaligned, "block", "not page-aligned"),
+    "entry_not_executable": (_entry_in_data, "block", "not in an executable segment"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(ELF_ATTACKS))
 def test_hostile_elf_is_refused(hvt, jail, tmp_path, name):
-    patch, with_block, message = ELF_ATTACKS[name]
-    data = bytearray(hvt.probe.read_bytes())
-    patch(data)
-    bad = tmp_path / f"{name}.hvt"
-    bad.write_bytes(bytes(data))
+    patch, how, message = ELF_ATTACKS[name]
     disk, changed = jail
-    stdin_file = disk.parent / "notes.txt"
-    with open(stdin_file, "rb") as stdin:
-        proc = run(hvt, bad, ["op=write", "size=4096", "reps=1"], disk if with_block else None, stdin=stdin)
+    with open(disk.parent / "notes.txt", "rb") as stdin, open(disk, "r+b") as inherited:
+        if how == "fd":
+            patch = _preset(inherited.fileno(), capacity=1 << 30)
+        data = bytearray(hvt.probe.read_bytes())
+        patch(data)
+        bad = tmp_path / f"{name}.hvt"
+        bad.write_bytes(bytes(data))
+        argv = [str(hvt.tender), *([f"--block:storage={disk}"] if how == "block" else []), str(bad),
+                "op=write", "size=131072" if how == "fd" else "size=4096", "reps=1"]
+        proc = subprocess.run(argv, capture_output=True, timeout=60, stdin=stdin,
+                              pass_fds=(inherited.fileno(),) if how == "fd" else ())
     lines = error_lines(proc)
     assert proc.returncode == 2, (proc.returncode, proc.stdout[:200], lines)
     assert len(lines) == 1 and lines[0].startswith("edgeio-hvt: error: ") and message in lines[0], lines
@@ -196,6 +203,7 @@ TRAPS = [
     ("pagetable_write", r"page fault \(write, page not mapped\) at address 0x20000, pc"),
     ("data_exec", r"page fault \(instruction fetch, page protection\) at address 0x1[0-9a-f]{5}"),
     ("bad_opcode", r"invalid opcode \(vector 6, error code 0x0\) at pc 0x1"),
+    ("triple_fault", r"triple fault at pc 0x1[0-9a-f]+ \(last page fault at address 0x18;"),
 ]
 
 
@@ -280,6 +288,36 @@ def test_filter_installed_before_the_first_guest_instruction(hvt, jail, tmp_path
     assert {"pwrite64", "fsync", "ioctl"} <= after and calls
 
 
+FILTER_ALLOWS = ["write_stdout", "write_stderr", "pwrite_disk", "pread_disk", "fsync_disk", "fdatasync_disk",
+                 "clock_gettime", "clock_nanosleep", "ioctl_vcpu_run"]
+FILTER_KILLS = ["write_disk_fd_as_console", "pwrite_other_fd", "pread_stdin", "ioctl_vcpu_other_request",
+                "ioctl_disk_fd", "openat", "getpid", "mmap", "socket", "execve", "prctl_undo", "x32_write"]
+
+
+@pytest.fixture(scope="module")
+def seccomp_check(tmp_path_factory):
+    """unikernel/tests/seccomp_check.c: the filter installed on its own, then one syscall."""
+    from measure.hvt_build import UNIKERNEL_DIR
+    out = tmp_path_factory.mktemp("seccomp") / "seccomp_check"
+    subprocess.run(["cc", "-O2", "-std=gnu11", "-D_GNU_SOURCE", f"-I{UNIKERNEL_DIR / 'include'}", "-o", str(out),
+                    str(UNIKERNEL_DIR / "tests" / "seccomp_check.c"), str(UNIKERNEL_DIR / "tender" / "seccomp.c"),
+                    str(UNIKERNEL_DIR / "tender" / "errors.c")], check=True)
+    return out
+
+
+@pytest.mark.parametrize("check", FILTER_ALLOWS + FILTER_KILLS)
+def test_filter_allows_only_the_run_loops_calls(seccomp_check, tmp_path, check):
+    """The allowlist checks arguments: pwrite only on the disk, write only to the console,
+    ioctl only KVM_RUN & co. on the vCPU; anything else is SIGSYS."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    proc = subprocess.run([str(seccomp_check), str(disk), check], capture_output=True, timeout=30)
+    if check in FILTER_ALLOWS:
+        assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    else:
+        assert proc.returncode == -signal.SIGSYS, proc.returncode
+
+
 def test_counters_record_the_filter(hvt, jail):
     import json
     disk, _ = jail
@@ -360,6 +398,7 @@ SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=99",
            "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=98"}
 ELF_MUTANTS = 240
 CALL_SEQUENCES = 80
+SPIN_TIMEOUT = 60           # a guest run takes < 0.5 s; a mutant's code may loop forever
 
 
 def _mutate(base: bytes, rng: random.Random) -> bytes:
@@ -426,15 +465,21 @@ def test_fuzz_smoke_under_asan_and_ubsan(hvt, sanitized, tmp_path):
         else:
             argv = [str(sanitized), "--no-seccomp", "--mem=8", "--flush=on-request", "--max-blocks-per-call=4",
                     f"--block:storage={disk}", str(hvt.fuzzcalls), f"seed={i}", "calls=400"]
-        return job, subprocess.run(argv, capture_output=True, timeout=120, cwd=jail, env=env)
+        try:
+            return job, subprocess.run(argv, capture_output=True, timeout=SPIN_TIMEOUT, cwd=jail, env=env)
+        except subprocess.TimeoutExpired:
+            return job, None        # a mutated guest that spins without exiting: its right
 
     for n in range(2):
         (jail / f"disk{n}.img").write_bytes(b"\0" * 65536)
     jobs = [("elf", i) for i in range(ELF_MUTANTS)] + [("calls", i) for i in range(CALL_SEQUENCES)]
-    outcomes = {"refused": 0, "ran": 0, "guest ended": 0}
+    outcomes = {"refused": 0, "ran": 0, "guest ended": 0, "spun": 0}
     bad = []
     with ThreadPoolExecutor(max_workers=2) as pool:
         for (kind, i), proc in pool.map(one, jobs):
+            if proc is None:
+                outcomes["spun"] += 1
+                continue
             v = _verdict(proc)
             if v:
                 bad.append((kind, i, v))

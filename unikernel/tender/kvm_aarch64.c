@@ -23,7 +23,6 @@ const char tender_arch_name[] = "aarch64";
 
 #define VECTORS_BASE   0x2000       /* 2 KiB aligned, read + execute */
 #define GIB            (1ULL << 30)
-#define MIB2           (2ULL << 20)
 #define FAULT_SLOT     31           /* the vectors store to HVT_HYPERCALL_ADDRESS(31) */
 
 #define CORE_REG(field) (KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | \

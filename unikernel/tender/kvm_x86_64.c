@@ -280,6 +280,11 @@ int arch_run(struct tender *t, const char *cmdline)
         }
         struct kvm_regs regs;
         uint64_t pc = ioctl(vm.vcpu, KVM_GET_REGS, &regs) == 0 ? regs.rip : 0;
+        struct kvm_sregs s;
+        if (run->exit_reason == KVM_EXIT_SHUTDOWN && ioctl(vm.vcpu, KVM_GET_SREGS, &s) == 0 && s.cr2)
+            die_guest(t, "guest fault: triple fault at pc 0x%llx (last page fault at address 0x%llx; "
+                      "the guest's IDT could not deliver it)", (unsigned long long)pc,
+                      (unsigned long long)s.cr2);
         kvm_unexpected_exit(t, run, pc);
     }
 }

@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include "edgeio_hvt_abi.h"
 
-/* Exit statuses of the tender itself (a halting guest's own status passes through). */
+/* Exit statuses of the tender itself. A halting guest's own status passes through;
+ * only the tender's verdicts come with an "edgeio-hvt: ..." line on stderr. */
 #define EXIT_BAD_INPUT   2      /* options, ELF, disk, memory: the user's input */
 #define EXIT_GUEST_FAULT 3      /* the guest broke the ABI or crashed */
 #define EXIT_HOST_ERROR  4      /* KVM or host I/O failed */

@@ -137,6 +137,14 @@ int solo5_app_main(const struct solo5_start_info *si)
 #endif
         ret = (int32_t)v;
     }
+#if defined(__x86_64__)
+    else if (util_streq(c, "triple_fault")) {
+        /* no IDT at all: the page fault cannot be delivered, nor the double fault */
+        struct { uint16_t limit; uint64_t base; } __attribute__((packed)) idtr = { 0, 0 };
+        __asm__ __volatile__("lidt %0" : : "m"(idtr));
+        *(volatile uint64_t *)(low + 0x18) = 1;
+    }
+#endif
     else if (util_streq(c, "bad_opcode"))
 #if defined(__x86_64__)
         __asm__ __volatile__("ud2");
