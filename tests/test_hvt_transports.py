@@ -45,6 +45,15 @@ def test_ring_cell(env_factory):
     # 4096 B in 1 KiB requests: 4 per repetition = 2 notifications of <= 3, + 1 for the flush
     assert c["notifications"] == 5 * 3 and c["flush_exits"] == 5 and c["fsyncs"] == 5
     assert "--transport=ring" in result.log and "batch=3" in result.log
+    config = env.effective_config(cell(op="write_sync", reps=5), result.probe, m)
+    assert config["transport"] == "ring" and config["batch"] == 3 and config["blocks_per_call"] == 2
+
+
+def test_effective_config_of_a_ring_with_the_default_batch():
+    env = HvtEnvironment(LocalTarget(), {"transport": "ring"})
+    assert env.effective_config(cell())["batch"] == 64
+    env = HvtEnvironment(LocalTarget(), {"transport": "mapped"})
+    assert env.effective_config(cell())["batch"] == 1 and env.effective_config(cell())["transport"] == "mapped"
 
 
 @needs_kvm

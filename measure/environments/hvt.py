@@ -251,6 +251,26 @@ class HvtEnvironment(Environment):
         if getattr(self, "workdir", None):
             self.target.run(["rm", "-rf", self.workdir], timeout=120)
 
+    def memory_bytes(self):
+        return self.mem << 20
+
+    def effective_config(self, cell, probe=None, metadata=None):
+        """Blocks per call and block size as the unikernel reports them, the flush policy
+        as the tender's counters report it (stock solo5-hvt never flushes)."""
+        probe, meta = probe or {}, metadata or {}
+        counters = meta.get("counters") or {}
+        blocks = int(probe.get("blocks_per_call") or self._blocks_for(cell))
+        sector = int(probe.get("block_size") or self.sector)
+        transport = counters.get("transport") or self.params.get("transport", "hvt")   # issue-14's
+        return {**super().effective_config(cell, probe, metadata),
+                "io_size_bytes": int(probe.get("io_size") or min(blocks * sector, int(cell["size_bytes"]))),
+                "direct": False, "cache": "warm",    # no guest page cache; preflight refuses the others
+                "tender": self.params["tender"], "transport": transport,
+                "blocks_per_call": blocks,
+                "batch": int(probe.get("batch") or self.batch) if transport == "ring" else 1,   # the guest's
+                "flush": counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none"),
+                "block_size": sector}
+
     def metadata(self):
         meta = {**super().metadata(), **getattr(self, "fs", {})}
         if hasattr(self, "_host"):
