@@ -33,7 +33,7 @@ def _user_errors(fn):
     "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
     "out": "parent directory of the campaign (default: results/)",
     "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
-    "target": "local or ssh://user@host[:port] (repeatable)",
+    "target": "local, ssh://user@host[:port] or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
     "cell_timeout": "seconds before a cell is abandoned and marked failed",
