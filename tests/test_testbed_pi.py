@@ -119,7 +119,8 @@ def test_up_again_says_so_and_status_names_the_target(pi):
 def test_measure_linux_hvt_qemu_on_the_pi(pi, tmp_path):
     reps = 3
     proc = invoke("measure", "--target", pi["url"], "--env", "linux,hvt,qemu", "--size", "4KiB",
-                  "--reps", str(reps), "--param", "mem=256", "--out", str(tmp_path), "--quiet")
+                  "--reps", str(reps), "--param", "mem=256", "--param", "disk_mib=16", "--out", str(tmp_path),
+                  "--quiet")
     assert proc.returncode == 0, proc.stderr[-2000:]
     campaign = campaign_dir(tmp_path)
     records = cells(campaign)

@@ -12,7 +12,6 @@ Downloads and extracted trees share measure/guest's package cache, in one
 `apt-get download` per batch (one call per package is ~1-3 s each).
 """
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgeio.errors import UserError
-from edgeio.paths import cache_dir
 from measure.guest import packages as guest_packages
 from measure.guest.packages import DEB_ARCH
 
@@ -56,12 +54,7 @@ def _show_many(names: list[str], arch: str) -> dict[str, dict]:
     except FileNotFoundError:
         raise UserError("apt-cache not found: testbed boards are built from Debian packages") from None
     records = {}
-    for paragraph in proc.stdout.split("\n\n"):
-        record = {}
-        for line in paragraph.splitlines():
-            if ":" in line and not line.startswith(" "):
-                key, value = line.split(":", 1)
-                record[key] = value.strip()
+    for record in guest_packages.parse_records(proc.stdout):
         if "Package" in record:
             records.setdefault(record["Package"], record)
     return records
@@ -69,14 +62,11 @@ def _show_many(names: list[str], arch: str) -> dict[str, dict]:
 
 def resolve(roots: list[str], arch: str) -> dict[str, str]:
     """{package: version}: the roots and the library packages they depend on, transitively."""
-    memo_path = cache_dir("testbed") / "resolved.json"
-    key = f"{guest_packages._apt_state()} {DEB_ARCH[arch]} {' '.join(sorted(roots))}"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return memo[key]
+    key = f"{DEB_ARCH[arch]} {' '.join(sorted(roots))}"
+    return guest_packages.apt_memo("testbed-resolved.json", key, lambda: _resolve(roots, arch))
+
+
+def _resolve(roots: list[str], arch: str) -> dict[str, str]:
     found: dict[str, str] = {}
     frontier = sorted(set(roots))
     while frontier:
@@ -90,12 +80,6 @@ def resolve(roots: list[str], arch: str) -> dict[str, str]:
             nxt.update(d for d in _dependencies(record) if _is_library(d))
         # a library name apt does not know (virtual, other arch) is simply not followed
         frontier = sorted(nxt - set(found) - set(frontier))
-    memo = {k: v for k, v in memo.items() if k.split()[0] == key.split()[0]}
-    memo[key] = found
-    fd, tmp = tempfile.mkstemp(prefix="resolved.", dir=memo_path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(memo, f)
-    os.replace(tmp, memo_path)
     return found
 
 
@@ -133,20 +117,8 @@ def _download(packages: dict[str, str], arch: str, pkg_dir: Path) -> None:
 
 
 def _extract(pkg_dir: Path, name: str, version: str, out: Path) -> None:
-    debs = [p for p in pkg_dir.glob(f"{name}_*.deb")
-            if p.name.startswith(guest_packages._stem(name, version).replace("%3a", "%3a"))]
+    stem = guest_packages._stem(name, version)
+    debs = [p for p in pkg_dir.glob(f"{name}_*.deb") if p.name.startswith(stem + "_")]
     if not debs:
         raise UserError(f"apt-get download did not fetch {name} {version}")
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=pkg_dir))
-    try:
-        proc = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tmp)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise UserError(f"dpkg-deb -x {debs[0].name} failed: {proc.stderr.strip()[-200:]}")
-        try:
-            os.rename(tmp, out)      # atomic; a concurrent builder may have won the race
-        except OSError:
-            if not out.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    debs[0].unlink(missing_ok=True)
+    guest_packages.extract(debs[0], out)

@@ -7,19 +7,20 @@ State lives in .cache/testbed/<board>/ (edgeio.paths.cache_dir):
     state.json                      {board, arch, pid, port, url, started, boot_s, ...} while up
     serial.log, qemu.log            console and QEMU's own output while up
     initrd, data.img                seeded initrd and the probe's data disk while up
+    lock                            held by `up` while it starts the board
 `down` removes everything but the keys; a process is only ever killed if its
 /proc/PID/cmdline still names this state directory's files (no pid reuse accident).
 """
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-
-import shutil
 
 from edgeio.errors import UserError
 from edgeio.paths import cache_dir
@@ -119,9 +120,15 @@ def url(port: int) -> str:
     return f"ssh://{USER}@127.0.0.1:{port}"
 
 
-def start(board: Board, timeout: float | None = None, log=print) -> dict:
+def start(board: Board, timeout: float | None = None) -> dict:
     """Boot the board and return its state once sshd accepts our key; already up: its state."""
     directory = state_dir(board.name)
+    with open(directory / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)      # two `up`s at once: the second finds it up
+        return _start(board, directory, timeout)
+
+
+def _start(board: Board, directory: Path, timeout: float | None) -> dict:
     current = read_state(board.name)
     if current:
         current["already_up"] = True

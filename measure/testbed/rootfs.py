@@ -117,6 +117,9 @@ def build_rootfs(arch: str, packages=(), files: dict | None = None, name: str = 
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         manifest.write_text(json.dumps({"arch": arch, "name": name, "packages": resolved}, indent=1))
+        for old in out.parent.glob(f"{name}-{arch}-*"):     # superseded images (a running board keeps its open file)
+            if old != out:
+                shutil.rmtree(old, ignore_errors=True)
     return Rootfs(arch=arch, image=out / "rootfs.img", key=key,
                   packages=json.loads(manifest.read_text())["packages"])
 
