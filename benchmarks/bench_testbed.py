@@ -1,10 +1,10 @@
-"""The pi testbed (emulated arm64 board with KVM): boot-to-ssh time, and the hvt/linux and
-qemu/linux ratios per (size, op) measured on it, labelled emulated.
+"""The pi testbed (emulated arm64 board with KVM): boot-to-ssh time, and the hvt/linux,
+qemu/linux and docker/linux ratios per (size, op) measured on it, labelled emulated.
 
     python benchmarks/bench_testbed.py [--boots 2] [--sizes 4KiB,1MiB] [--reps 20]
 
 Boots the board `--boots` times (down, up) through the same code as `invoke testbed up`,
-then runs one `invoke measure` campaign on it (linux, hvt, qemu; interleaved order) and
+then runs one `invoke measure` campaign on it (linux, hvt, qemu, docker; interleaved) and
 prints each cell's time per op and the ratios. The board runs under QEMU's TCG: absolute
 times are the emulator's, only the ratios between environments on it mean something,
 and even they are skewed (kernel and hypervisor code is emulated too). The host load is
@@ -26,6 +26,7 @@ from edgeio.units import format_size, format_time, parse_sizes  # noqa: E402
 from measure import testbed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+ENVS = ("linux", "hvt", "qemu", "docker")
 
 
 def load() -> str:
@@ -33,20 +34,22 @@ def load() -> str:
 
 
 def boots(n: int) -> list[float]:
-    times = []
+    times, boot_s = [], []
     for i in range(n):
         testbed.down("pi")
         t0 = time.monotonic()
         state = testbed.up("pi")
         times.append(time.monotonic() - t0)
-        print(f"  boot {i + 1}: {format_time(times[-1])} to ssh (QEMU start to a key-authenticated "
-              f"command; state boot_s {format_time(state['boot_s'])}), load {load()}", flush=True)
-    return times
+        boot_s.append(state["boot_s"])
+        print(f"  boot {i + 1}: {format_time(state['boot_s'])} to ssh (QEMU start to a key-authenticated "
+              f"command), {format_time(state['ready_s'])} to ready (dockerd answering), "
+              f"{format_time(times[-1])} with the seed and data disk; load {load()}", flush=True)
+    return boot_s
 
 
 def campaign(url: str, sizes: str, reps: int) -> Path:
     out = Path(tempfile.mkdtemp(prefix="bench-testbed-"))
-    argv = [sys.executable, "-m", "invoke", "measure", "--target", url, "--env", "linux,hvt,qemu",
+    argv = [sys.executable, "-m", "invoke", "measure", "--target", url, "--env", ",".join(ENVS),
             "--size", sizes, "--reps", str(reps), "--param", "mem=512", "--order", "interleaved",
             "--out", str(out), "--quiet"]
     t0 = time.monotonic()
@@ -81,15 +84,16 @@ def main():
         per_op[(c["env"], c["size_bytes"], c["op"])] = p["total_seconds"] / p["reps"]
         walls[(c["env"], c["size_bytes"], c["op"])] = rec["wall_seconds"]
     print(f"\nper op on the pi testbed (EMULATED), campaign {camp}, reps {a.reps}:")
-    print(f"  {'size':>6s} {'op':11s} {'linux':>10s} {'hvt':>10s} {'qemu':>10s} {'hvt/linux':>10s} "
-          f"{'qemu/linux':>10s}  cell wall linux/hvt/qemu")
+    print(f"  {'size':>6s} {'op':11s} " + " ".join(f"{e:>9s}" for e in ENVS)
+          + " " + " ".join(f"{e + '/linux':>12s}" for e in ENVS[1:]) + "  cell wall s " + "/".join(ENVS))
     for size in parse_sizes(a.sizes):
         for op in ("write_sync", "write", "read"):
-            lx, hv, qe = (per_op.get((e, size, op)) for e in ("linux", "hvt", "qemu"))
-            ratio = lambda x: f"{x / lx:10.2f}" if x and lx else f"{'n/a':>10s}"  # noqa: E731
-            wall = "/".join(f"{walls.get((e, size, op), float('nan')):.1f}" for e in ("linux", "hvt", "qemu"))
-            print(f"  {format_size(size):>6s} {op:11s} {format_time(lx):>10s} {format_time(hv):>10s} "
-                  f"{format_time(qe):>10s} {ratio(hv)} {ratio(qe)}  {wall} s")
+            t = {e: per_op.get((e, size, op)) for e in ENVS}
+            ratios = " ".join(f"{t[e] / t['linux']:12.2f}" if t[e] and t["linux"] else f"{'n/a':>12s}"
+                              for e in ENVS[1:])
+            wall = "/".join(f"{walls.get((e, size, op), float('nan')):.1f}" for e in ENVS)
+            print(f"  {format_size(size):>6s} {op:11s} " + " ".join(f"{format_time(t[e]):>9s}" for e in ENVS)
+                  + f" {ratios}  {wall}")
     print("(emulated board: ratios only; the study's Pi 4 figures are in calibration/data)")
 
 
