@@ -49,6 +49,7 @@ class EnvConfig:
     kind: str                      # native | guest | hvt
     memory_bytes: int = 0          # memory the environment has (0: the host's)
     container: bool = False        # docker
+    overlay: bool = False          # docker: the file is in the writable layer (no volume)
     transport: str = ""            # guest: virtio | ide | ahci | xen | passthrough; hvt: hvt | ring | mapped | passthrough
     host_cache: bool = True        # guest disk is a host file (QEMU) rather than a device (blkback)
     xen_kernel: bool = False       # the Xen guest ran another kernel (5.10-rc3)
@@ -128,6 +129,13 @@ def _num(env, key, v, kind=int):
         raise UserError(f"{env}: config {key}={v!r} is not a number") from None
 
 
+def _volume(v) -> bool:
+    """docker's volume: the recorded bool, or the --param (a directory; "" = none)."""
+    if isinstance(v, bool):
+        return v
+    return bool(v) and str(v).strip().lower() not in ("", "0", "false", "no", "none")
+
+
 def _bool(v) -> bool:
     return v is True or str(v).strip().lower() in ("1", "true", "yes", "on")
 
@@ -147,7 +155,8 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         host = (machine or {}).get("memory_bytes") or mem
         if env == "docker" and host:
             mem = min(mem or host, host)     # the cgroup limit caps the container's page cache
-        cfg = EnvConfig(env, "native", mem, container=env == "docker", **common)
+        cfg = EnvConfig(env, "native", mem, container=env == "docker",
+                        overlay=env == "docker" and not _volume(c.get("volume")), **common)
     elif env == "qemu":
         disk = str(c.get("disk") or "virtio")
         if disk not in DISKS:
@@ -287,6 +296,8 @@ class Kernel:
         """fsync commits the journal (the file's mtime changed); fdatasync of a rewrite
         in place has no metadata to commit, only data and the disk's cache flush."""
         yield from self._syscalls(ctx, 1, {"syscall_s": 1})
+        if self.cfg.overlay:
+            yield from self.sim.cpu(ctx, {"container_fsync_s": 1})
         yield from self.cache.fsync(ctx, journal=self.cfg.sync == "fsync")
 
 
@@ -327,10 +338,12 @@ class LinuxEnv:
             backend = HostFile(sim, _host_cache(sim, cfg, dev))
             self.host_file = backend
         f = p[cfg.cpu_factor]
-        # an emulated CPU (TCG) translates a copy loop and a system call path differently:
-        # their slow-downs are fitted apart; under hardware virtualisation they are one
+        # an emulated CPU (TCG) translates memory work (copies, per-page bookkeeping) and a
+        # system call path differently: their slow-downs are fitted apart; under hardware
+        # virtualisation they are one
         copy = p["emulated_copy_factor"] if cfg.cpu_factor == "emulated_cpu_factor" else f
-        self.cache = PageCache(sim, "guest", cfg.memory_bytes, _transport(sim, cfg, backend), cpu_factor=f,
+        # per-page work (dirtying, reading in, writing back) is memory work too
+        self.cache = PageCache(sim, "guest", cfg.memory_bytes, _transport(sim, cfg, backend), cpu_factor=copy,
                                fsync_flushes=p["guest_fsync_flushes"])
         self.kernel = Kernel(sim, self.cache, f, "xen_syscall_s" if cfg.xen_kernel else None, cfg, copy)
 
