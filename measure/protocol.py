@@ -42,7 +42,7 @@ PRIORS = {
     "tcg_fsync_s": 3.0e-3,          # a guest's fsync: exits to QEMU, host fsync
     "hvt_call_s_software": 70e-6,   # one hvt block hypercall on a software /dev/kvm
     "hvt_call_s_hardware": 5e-6,    # ... on hardware KVM
-    "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 6.0, "qemu_kvm": 2.0, "xen": 30.0},
+    "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 8.0, "qemu_kvm": 2.0, "xen": 30.0},
     "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
 }
 
@@ -237,7 +237,8 @@ def _fit_budget(specs: list[dict], budget_s: float) -> tuple[list[dict], list[st
 def describe(cells: list[dict]) -> str:
     """The plan and its estimate, for the terminal, before anything runs."""
     lines = []
-    for c in cells:
+    order = {op: i for i, op in enumerate(("write_sync", "write", "read"))}
+    for c in sorted(cells, key=lambda c: (c.get("target", ""), c["env"], c["size_bytes"], order.get(c["op"], 9))):
         lines.append(f"  {c['env']:7} {format_size(c['size_bytes']):>9} {c['op']:10} {c.get('cache', 'warm'):4} "
                      f"x{c['reps']:<7} ~{format_time(c.get('estimate_s') or 0):>8}  {c.get('reason', '')}")
     total = sum(c.get("estimate_s") or 0 for c in cells)

@@ -274,7 +274,11 @@ def _metadata(facts, environments, skipped, options) -> dict:
     block = {k: v.get("block_device") for k, v in envmeta.items() if v.get("block_device")}
     return {
         "tool": "edgeio", "git_commit": _git_commit(), "probe_version": probe_version(),
-        "versions": _versions(), **first, "targets": facts,
+        # the first target's flat facts at the top, as before; the structured ones (block_device,
+        # filesystem, cpu_caches, vm) only per target: the top-level block_device/filesystem
+        # strings are the environments' (block_devices below), which reports compare
+        "versions": _versions(), **{k: v for k, v in first.items() if not isinstance(v, dict)},
+        "targets": facts,
         "kvm_note": ("software KVM: no VT-x/AMD-V, guest kernel-mode code is emulated"
                      if first.get("kvm") == "software" else ""),
         "environments": envmeta, "block_devices": block,
