@@ -230,6 +230,8 @@ class Kernel:
         self.sim, self.cache, self.factor, self.extra = sim, cache, factor, extra_syscall
         self.copy_factor = factor if copy_factor is None else copy_factor
         self.cfg = cfg
+        # a guest kernel reads ahead by its own default, not by the host disk's setting
+        self.readahead = sim.p["readahead_bytes" if cfg.kind == "native" else "guest_readahead_bytes"]
 
     def _copy(self):
         return ("cache_copy_s_per_byte" if self.cache.file_bytes <= self.sim.p["cpu_cache_bytes"]
@@ -266,12 +268,12 @@ class Kernel:
             # n identical calls with no state change between them (hits, or misses that
             # all go to the device): their costs add exactly, so charge them at once.
             yield from self._syscalls(ctx, n, {"syscall_s": n, self._copy(): size})
-            yield from self.cache.read(ctx, size, self.sim.p["readahead_bytes"])
+            yield from self.cache.read(ctx, size, self.readahead)
             return
         for off in range(0, size, io):
             b = min(io, size - off)
             yield from self._syscalls(ctx, 1, {"syscall_s": 1, self._copy(): b})
-            yield from self.cache.read(ctx, b, self.sim.p["readahead_bytes"])
+            yield from self.cache.read(ctx, b, self.readahead)
 
     def write(self, ctx, size, io):
         """Write `size` bytes in calls of `io`, in pieces small enough that dirtying and
@@ -306,9 +308,9 @@ def _transport(sim, cfg, backend):
     if cfg.transport == "xen":
         return Transport(sim, "xen", backend, p["xen_request_bytes"])
     if cfg.transport in ("ide", "ahci"):
-        return Transport(sim, "emulated", backend, p["readahead_bytes"],
+        return Transport(sim, "emulated", backend, p["guest_readahead_bytes"],
                          exits_param=f"{cfg.transport}_exits_per_request")
-    return Transport(sim, cfg.transport, backend, p["readahead_bytes"], cfg.exits_per_request)
+    return Transport(sim, cfg.transport, backend, p["guest_readahead_bytes"], cfg.exits_per_request)
 
 
 def _host_cache(sim, cfg, device):
@@ -386,7 +388,7 @@ class HvtEnv:
             # a unikernel with its own block cache: block calls are served inside the
             # guest; misses (readahead) and writeback reach the device through the guest
             # driver, trapping exits_per_request times per request
-            to_dev = Transport(sim, "passthrough", self.dev, p["readahead_bytes"], cfg.exits_per_request)
+            to_dev = Transport(sim, "passthrough", self.dev, p["guest_readahead_bytes"], cfg.exits_per_request)
             self.file = GuestBlockCache(sim, PageCache(
                 sim, "unikernel", cfg.memory_bytes, to_dev, capacity_bytes=cfg.guest_cache_bytes, journal=False))
         elif cfg.transport == "mapped":

@@ -91,6 +91,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "(machine fact: block_device.max_request_bytes; generic BLK_DEF_MAX_SECTORS)"),
     Spec("readahead_bytes", "fixed", 128 * KIB, "B", "readahead window: request size of sequential reads "
          "(machine fact: block_device.readahead_bytes; generic VM_READAHEAD_PAGES)"),
+    Spec("guest_readahead_bytes", "fixed", 128 * KIB, "B", "a guest kernel's readahead window and disk request "
+         "size (generic Linux VM_READAHEAD_PAGES: the guest's own settings are not recorded)"),
     Spec("dirty_background_share", "fixed", 0.5, "fraction", "background writeback threshold as a share of the "
          "dirty limit (machine facts: vm.dirty_background_ratio / vm.dirty_ratio; generic 10/20)"),
     Spec("xen_request_bytes", "fixed", 44 * KIB, "B", "Xen blkif request: 11 segments of one page (no indirect descriptors)"),
