@@ -77,9 +77,10 @@ ENV_DEFAULTS = {
     "docker": {"memory_bytes": 4096 * MIB},
     "qemu": {"memory_bytes": 2048 * MIB, "disk": "virtio", "accel": "auto", "cache_mode": "writeback"},
     "hvt": {"memory_bytes": 512 * MIB, "tender": "edgeio", "transport": "hvt", "blocks_per_call": 1,
-            "batch": 1, "flush": "none", "block_size": 512},
+            "flush": "none", "block_size": 512},
     "xen": {"memory_bytes": 1024 * MIB, "backend": "phy"},
 }
+RING_BATCH = 64        # the ring's requests per notification when --param batch is not given (issue 14)
 # legacy --param names (cell params of campaigns without a recorded config)
 PARAM_NAMES = {"mem": "memory_bytes", "sector_size": "block_size", "cache": "cache_mode"}
 
@@ -181,7 +182,8 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
             raise UserError(f"hvt: unknown transport {transport!r} in config (known: {', '.join(HVT_TRANSPORTS)})")
         cfg = EnvConfig(env, "hvt", mem, transport=transport, block_size=_num(env, "block_size", c.get("block_size", 512)),
                         blocks_per_call=_num(env, "blocks_per_call", c.get("blocks_per_call", 1)),
-                        batch=_num(env, "batch", c.get("batch", 1) or 1), flush=flush,
+                        batch=_num(env, "batch", c.get("batch") or (RING_BATCH if transport == "ring" else 1)),
+                        flush=flush,
                         flush_request=str(c.get("tender") or "edgeio") != "study",
                         sync=sync, cold=False, direct=False)
     validate(cfg)

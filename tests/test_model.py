@@ -215,6 +215,10 @@ def test_model_defaults_are_the_measurement_sides_defaults():
     assert int(Qemu.params_spec["mem"]) * MIB == ENV_DEFAULTS["qemu"]["memory_bytes"]
     assert Qemu.params_spec["disk"] == ENV_DEFAULTS["qemu"]["disk"]
     assert int(Docker.params_spec["mem"]) * MIB == ENV_DEFAULTS["docker"]["memory_bytes"]
+    assert Hvt.params_spec["transport"] == ENV_DEFAULTS["hvt"]["transport"]
+    from model.environments import config_for
+    assert config_for("hvt", {"transport": "ring", "batch": ""}, PI).batch == 64    # the tender's default
+    assert config_for("hvt", {"transport": "ring", "batch": "8"}, PI).batch == 8
 
 
 # -- a cell is modelled as it ran ----------------------------------------------------------
