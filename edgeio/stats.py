@@ -54,11 +54,30 @@ def bootstrap_ci95(seconds, repetitions, resamples: int = BOOTSTRAP_RESAMPLES) -
     return float(low), float(high)
 
 
+def median_ci95(values) -> tuple[float, float]:
+    """Distribution-free 95% interval of the median: the order statistics whose ranks
+    bracket n/2 with binomial(n, 1/2) probability >= 95% (no assumption on the tails,
+    which a shared machine makes heavy). Fewer than 6 values cannot give one."""
+    v = np.sort(np.asarray(values, float))
+    n = v.size
+    if n < 6:
+        return math.nan, math.nan
+    # The largest k with P(X <= k-1) <= 2.5%, X ~ binomial(n, 1/2): then the median
+    # lies between the k-th smallest and the k-th largest with probability >= 95%.
+    k = max(int(_st.binom.ppf(0.025, n, 0.5)), 1)
+    while _st.binom.cdf(k, n, 0.5) <= 0.025:
+        k += 1
+    while k > 1 and _st.binom.cdf(k - 1, n, 0.5) > 0.025:
+        k -= 1
+    return float(v[k - 1]), float(v[n - k])
+
+
 def summarize(seconds, repetitions) -> dict:
     """Summary of one cell from its batches (seconds per batch, repetitions per batch)."""
     values = per_op(seconds, repetitions)
     mean = mean_per_op(seconds, repetitions)
     low, high = bootstrap_ci95(seconds, repetitions)
+    med_low, med_high = median_ci95(values)
     sd = float(values.std(ddof=1)) if values.size > 1 else math.nan
     cv = sd / float(values.mean()) if values.size > 1 and values.mean() > 0 else math.nan
     return {
@@ -69,6 +88,8 @@ def summarize(seconds, repetitions) -> dict:
         "mad_per_op_s": mad(values),
         "ci95_low_s": low,
         "ci95_high_s": high,
+        "median_ci95_low_s": med_low,
+        "median_ci95_high_s": med_high,
         "cv": cv,
         "warnings": "; ".join(stability_warnings(values)),
     }

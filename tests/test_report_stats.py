@@ -105,3 +105,14 @@ def test_series_labels_tell_apart_only_what_differs():
           dict(env="linux", size_bytes=1 << 20, op="read", io_size_bytes=1 << 20)]
     df = measured([Source("c3", "campaign", {}, None, _summary("c3", io))])
     assert set(df["series"]) == {"linux io=4 KiB", "linux io=1 MiB"}
+
+
+def test_median_interval_covers_the_median_of_heavy_tailed_batches_about_95_percent():
+    from edgeio.stats import median_ci95
+    rng = np.random.default_rng(7)
+    for n in (6, 12, 40):
+        hits = sum(lo <= 1.0 <= hi for lo, hi in (median_ci95(rng.lognormal(0, 1, n)) for _ in range(2000)))
+        assert 0.94 <= hits / 2000 <= 0.995, (n, hits)      # lognormal(0, 1): median exactly 1
+    lo, hi = median_ci95(np.arange(20.0))
+    assert 0 < lo < 9.5 < hi < 19                           # neither the extremes nor a point
+    assert all(math.isnan(x) for x in median_ci95([1.0] * 5))
