@@ -1,4 +1,4 @@
-"""invoke tasks: measure, calibrate, predict, report, main (all four), test, setup.
+"""invoke tasks: measure, calibrate, predict, report, main (all four), testbed, test, setup.
 
 Every task turns a UserError into one line on stderr and exit status 2.
 """
@@ -33,7 +33,7 @@ def _user_errors(fn):
     "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
     "out": "parent directory of the campaign (default: results/)",
     "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
-    "target": "local or ssh://user@host[:port] (repeatable)",
+    "target": "local, ssh://user@host[:port] or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
     "cell_timeout": "seconds before a cell is abandoned and marked failed",
@@ -94,6 +94,17 @@ def report(c, campaign=None, calibration=None, out=None, reference=False, compar
     from edgeio.commands import report as command
     command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
                 compare=compare or None)
+
+
+@task(positional=["action", "board"], help={"action": "up, down or status",
+            "board": "pi (emulated arm64 Cortex-A72 with KVM) or xen",
+            "arch": "the board's arch, where it has several (xen: aarch64 or x86_64)",
+            "timeout": "seconds to wait for the board's sshd (default: the board's)"})
+@_user_errors
+def testbed(c, action, board, arch=None, timeout=None):
+    """Emulated boards on loopback as SSH targets: up prints the ssh:// URL for --target."""
+    from edgeio.commands import testbed as command
+    command.run(action, board=board, arch=arch, timeout=float(timeout) if timeout else None)
 
 
 @task(help={"fast": "skip tests marked slow"})

@@ -63,8 +63,13 @@ def parse_target(url: str, identity: str | None = None, known_hosts: str | None 
     text = (url or "").strip()
     if text in ("", "local"):
         return LocalTarget()
+    if text.startswith("testbed:"):            # an emulated board (measure/testbed), by name
+        from measure.testbed import resolve_target
+        state = resolve_target(text[len("testbed:"):])
+        return SshTarget("127.0.0.1", port=state["port"], user="root", identity=state["identity"],
+                         known_hosts=state["known_hosts"])
     if not text.startswith("ssh://"):
-        raise UserError(f"unknown target {url!r}: use 'local' or ssh://user@host[:port]")
+        raise UserError(f"unknown target {url!r}: use 'local', ssh://user@host[:port] or testbed:BOARD")
     parts = urlsplit(text)
     try:
         port = parts.port or 22
@@ -74,6 +79,11 @@ def parse_target(url: str, identity: str | None = None, known_hosts: str | None 
         raise UserError(f"target {url!r}: passwords are not accepted, use key authentication")
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UserError(f"malformed target {url!r}: use ssh://user@host[:port]")
+    if parts.hostname in ("127.0.0.1", "localhost") and identity is None and known_hosts is None:
+        from measure.testbed import credentials
+        found = credentials(port)       # the URL `invoke testbed up` printed: its key and host key
+        if found:
+            identity, known_hosts = found
     return SshTarget(parts.hostname, port=port, user=parts.username or getpass.getuser(),
                      identity=identity, known_hosts=known_hosts)
 
@@ -83,6 +93,19 @@ def target_slug(name: str) -> str:
     'local', 'pi_pi1', 'root_127.0.0.1_2222'."""
     text = name[len("ssh://"):] if name.startswith("ssh://") else name
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_") or "target"
+
+
+def _testbed_facts(target) -> dict:
+    """An emulated testbed board (measure/testbed) says so in a marker file: record it."""
+    import json
+    from measure.testbed.rootfs import MARKER
+    try:
+        marker = json.loads(target.read_text("/" + MARKER) or "null")
+    except ValueError:
+        return {}
+    if not isinstance(marker, dict) or not marker.get("emulated"):
+        return {}
+    return {"emulated": True, "testbed": {k: marker[k] for k in ("board", "cpu", "missing") if k in marker}}
 
 
 class SshTarget(Target):
@@ -354,6 +377,7 @@ class SshTarget(Target):
     def facts(self):
         if self._facts is None:
             self._facts = dict(machine_facts(self), target=self.name)
+            self._facts.update(_testbed_facts(self))
         return dict(self._facts)
 
     def arch(self) -> str:

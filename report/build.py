@@ -323,6 +323,7 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
         if s.kind == "campaign":
             warnings += caveats.source_warnings(s.name, s.metadata, envs, s.records)
             warnings += caveats.target_warnings(s.name, s.metadata)
+            warnings += caveats.emulated_warnings(s.name, s.metadata)
             warnings += caveats.stability_warnings(s.name, s.summary)
     warnings += caveats.cross_warnings([(s.name, s.metadata) for s in sources])
     if cal is not None:

@@ -98,6 +98,23 @@ def target_warnings(name: str, metadata: dict) -> list[str]:
     return [f"{name}: cells ran on different machines ({listed}): compare environments within a target."]
 
 
+def emulated_warnings(name: str, metadata: dict) -> list[str]:
+    """A target that is an emulated board (invoke testbed) runs every instruction in QEMU's TCG."""
+    facts = dict(metadata.get("targets") or {})
+    if not facts and metadata.get("emulated"):
+        facts = {metadata.get("target") or metadata.get("host") or "target": metadata}
+    out = []
+    for target, f in facts.items():
+        if not isinstance(f, dict) or not f.get("emulated"):
+            continue
+        board = (f.get("testbed") or {}).get("board") if isinstance(f.get("testbed"), dict) else None
+        what = f"an emulated {f.get('arch', '?')} board" + (f" (testbed {board})" if board else "")
+        out.append(f"{name}: target {target} is {what} under QEMU's TCG emulator: every instruction, "
+                   "its KVM and its disk are emulated, so absolute times say nothing about real hardware; "
+                   "read its figures as ratios between environments on that board.")
+    return out
+
+
 def cross_warnings(sources: list[tuple[str, dict]]) -> list[str]:
     """Warnings when sources were measured on different machines or devices."""
     out = []

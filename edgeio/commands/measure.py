@@ -143,13 +143,13 @@ def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
 def _target(spec: str):
     if spec in ("local", "", None):
         return LocalTarget()
-    if spec.startswith("ssh://"):
+    if spec.startswith(("ssh://", "testbed:")):
         try:
             from measure.ssh import parse_target
         except ImportError:
             raise UserError("ssh targets are not available in this version") from None
         return parse_target(spec)
-    raise UserError(f"unknown target {spec!r}: local or ssh://user@host[:port]")
+    raise UserError(f"unknown target {spec!r}: local, ssh://user@host[:port] or testbed:BOARD")
 
 
 def _env_names(env: str) -> list[str]:

@@ -104,22 +104,41 @@ def _show(package: str, arch: str) -> dict | None:
     Remembered per state of apt's lists: without a binary package cache (Debian's
     container images disable it) each apt-cache call parses every list, ~2-4 s here.
     """
-    memo_path = cache_dir("guest") / "apt-show.json"
-    key = f"{_apt_state()} {package}:{DEB_ARCH[arch]}"
+    return apt_memo("apt-show.json", f"{package}:{DEB_ARCH[arch]}", lambda: _apt_cache_show(package, arch))
+
+
+def apt_memo(name: str, key: str, compute):
+    """compute(), remembered in cache_dir("guest")/name per state of apt's lists and key."""
+    memo_path = cache_dir("guest") / name
+    key = f"{_apt_state()} {key}"
     try:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
         memo = {}
     if key in memo:
         return memo[key]
-    record = _apt_cache_show(package, arch)
+    value = compute()
     memo = {k: v for k, v in memo.items() if k.split()[0] == key.split()[0]}   # drop stale states
-    memo[key] = record
-    fd, tmp = tempfile.mkstemp(prefix="apt-show.", dir=memo_path.parent)
+    memo[key] = value
+    fd, tmp = tempfile.mkstemp(prefix=name + ".", dir=memo_path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(memo, f)
     os.replace(tmp, memo_path)
-    return record
+    return value
+
+
+def parse_records(text: str) -> list[dict]:
+    """apt-cache show's paragraphs as {field: value} (continuation lines dropped)."""
+    records = []
+    for paragraph in text.split("\n\n"):
+        record = {}
+        for line in paragraph.splitlines():
+            if ":" in line and not line.startswith(" "):
+                key, value = line.split(":", 1)
+                record[key] = value.strip()
+        if record:
+            records.append(record)
+    return records
 
 
 def _apt_cache_show(package: str, arch: str) -> dict | None:
@@ -131,12 +150,7 @@ def _apt_cache_show(package: str, arch: str) -> dict | None:
         raise UserError("apt-cache not found: the guest is built from Debian packages (Debian/Ubuntu host needed)") from None
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
-    record = {}
-    for line in proc.stdout.split("\n\n")[0].splitlines():
-        if ":" in line and not line.startswith(" "):
-            key, value = line.split(":", 1)
-            record[key] = value.strip()
-    return record
+    return (parse_records(proc.stdout) or [{}])[0]
 
 
 def _missing(package: str, arch: str) -> UserError:
@@ -198,7 +212,12 @@ def _extracted(package: str, version: str, arch: str) -> Path:
     out = _pkg_dir(arch) / (_stem(package, version) + ".extracted")
     if out.is_dir():
         return out
-    deb = _download(package, version, arch)
+    extract(_download(package, version, arch), out)
+    return out
+
+
+def extract(deb: Path, out: Path) -> None:
+    """dpkg-deb -x deb into out (atomically), then drop the .deb: the extracted tree is what we keep."""
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     try:
         _run(["dpkg-deb", "-x", str(deb), str(tmp)], "dpkg-deb")
@@ -209,8 +228,7 @@ def _extracted(package: str, version: str, arch: str) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    deb.unlink(missing_ok=True)      # the extracted tree is what we keep
-    return out
+    deb.unlink(missing_ok=True)
 
 
 def _download(package: str, version: str, arch: str) -> Path:
