@@ -43,20 +43,23 @@ def _user_errors(fn):
     "direct": "O_DIRECT",
     "cold": "drop caches before each read repetition",
     "ci": "with --reps auto: target 95%% CI half-width, e.g. 2%%",
-    "budget": "with --reps auto: time budget per cell, e.g. 10m",
+    "budget": "with --reps auto: time budget per cell, e.g. 10m; with --protocol calibrate: for the campaign",
+    "protocol": "quick (default: 4 KiB and 1 MiB, or --size) or calibrate (sizes from the target's facts)",
+    "max_size": "with --protocol calibrate: cap every size (a quick try)",
+    "batches": "timed batches per cell (default: chosen so each batch lasts >= 20 ms)",
 })
 @_user_errors
 def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, target=None,
             resume=None, cell_timeout=None, order="random", seed=0, io_size=None, sync="fsync",
-            direct=False, cold=False, batches=100, ci=None, budget=None, quiet=False, exclude=None,
-            retry_failed=False):
+            direct=False, cold=False, batches=None, ci=None, budget=None, quiet=False, exclude=None,
+            retry_failed=False, protocol=None, max_size=None):
     """Measure file I/O in environments; keep raw samples, print the study's table."""
     from edgeio.commands import measure as command
     command.run(env=env, size=size, op=op, reps=reps, out=out, params=param, targets=target,
                 resume=resume, cell_timeout=float(cell_timeout) if cell_timeout else None,
                 order=order, seed=int(seed), io_size=io_size, sync=sync, direct=direct, cold=cold,
-                batches=int(batches), ci=ci, budget=budget, quiet=quiet, exclude=exclude,
-                retry_failed=retry_failed)
+                batches=int(batches) if batches else None, ci=ci, budget=budget, quiet=quiet,
+                exclude=exclude, retry_failed=retry_failed, protocol=protocol, max_size=max_size)
 
 
 @task(help={"source": "campaign directory or CSV (default: the study's Pi 4 figures)",

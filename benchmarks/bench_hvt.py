@@ -4,7 +4,8 @@
    (WALLTIME), all timed by the same guest (unikernel/tests/callcost.c), beside the
    host's own pwrite/pread of 512 B (unikernel/tests/pio_cost.c). The tender's own
    overhead = block call - bare exit - host syscall, as a share of the bare exit
-   (target: <= 20 %).
+   (target: <= 20 %), with the tender's syscall filter on (as shipped); then the
+   filter's own cost: the same calls with --no-seccomp.
 2. read, write (flush=none, as stock) and write_sync (flush=each-write, as the study's
    tender) for k = 1, 8, 64, 2048 blocks per call, beside the linux environment on the
    same filesystem; ratio to native.
@@ -47,7 +48,27 @@ def _pio_cost_binary() -> Path:
     return out
 
 
-def call_costs(calls: int, rounds: int, directory: str) -> dict:
+def _seccomp_check_binary() -> Path:
+    out = cache_dir("hvt", "bench") / "seccomp_check"
+    srcs = [UNIKERNEL_DIR / "tests" / "seccomp_check.c", UNIKERNEL_DIR / "tender" / "seccomp.c",
+            UNIKERNEL_DIR / "tender" / "errors.c"]
+    if not out.exists() or out.stat().st_mtime < max(p.stat().st_mtime for p in srcs):
+        subprocess.run(["cc", "-O2", "-std=gnu11", "-D_GNU_SOURCE", f"-I{UNIKERNEL_DIR / 'include'}", "-o", str(out),
+                        *map(str, srcs)], check=True)
+    return out
+
+
+def filter_cost(directory: str, runs: int = 5) -> dict:
+    """Host syscalls without and with the tender's filter (fastest of runs), ns per call."""
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        disk = Path(d) / "disk.img"
+        disk.write_bytes(b"\0" * 4096)
+        samples = [_json_line(subprocess.run([str(_seccomp_check_binary()), str(disk), "cost"], capture_output=True,
+                                             text=True, check=True).stdout, "seccomp_cost") for _ in range(runs)]
+    return {k: min(s[k] for s in samples) for k in samples[0]}
+
+
+def call_costs(calls: int, rounds: int, directory: str, extra=(), repeats: int = 3) -> dict:
     hvt = build()
     pio = _pio_cost_binary()
     with tempfile.TemporaryDirectory(dir=directory) as d:
@@ -55,8 +76,8 @@ def call_costs(calls: int, rounds: int, directory: str) -> dict:
         disk.write_bytes(b"\0" * 4096)
         samples = {"exit_ns": [], "write_ns": [], "read_ns": [], "pwrite_ns": [], "pread_ns": [],
                    "clock_gettime_ns": []}
-        for _ in range(3):     # guest and host measured alternately; fastest of each kept
-            proc = subprocess.run([str(hvt.tender), "--counters", f"--block:storage={disk}", str(hvt.callcost),
+        for _ in range(repeats):     # guest and host measured alternately; fastest of each kept
+            proc = subprocess.run([str(hvt.tender), "--counters", *extra, f"--block:storage={disk}", str(hvt.callcost),
                                    f"n={calls}", f"rounds={rounds}"], capture_output=True, text=True,
                                   timeout=600)
             guest = _json_line(proc.stdout, "callcost")
@@ -126,8 +147,14 @@ def main(argv=None):
           + ("  [software KVM: guest kernel code is emulated; absolute costs are far above a Pi's]"
              if facts["kvm"] == "software" else ""))
 
-    c = call_costs(args.calls, args.rounds, args.dir)
-    print(f"\n1. per-hypercall cost (fastest of 3 x {args.rounds} interleaved rounds of {args.calls} calls, guest-timed)")
+    # filter on (as shipped) and off (--no-seccomp), interleaved so both see the same load
+    runs = {"on": [], "off": []}
+    for _ in range(3):
+        runs["on"].append(call_costs(args.calls, args.rounds, args.dir, repeats=1))
+        runs["off"].append(call_costs(args.calls, args.rounds, args.dir, ["--no-seccomp"], repeats=1))
+    c, off = ({k: min(r[k] for r in runs[mode]) for k in runs[mode][0]} for mode in ("on", "off"))
+    print(f"\n1. per-hypercall cost, filter on (fastest of 3 x {args.rounds} interleaved rounds of {args.calls} "
+          "calls, guest-timed)")
     print(f"  bare exit (WALLTIME)      {c['exit_ns'] / 1e3:8.2f} us   (host clock_gettime {c['clock_gettime_ns']:.0f} ns)")
     for kind, sysc in (("write", "pwrite"), ("read", "pread")):
         own = c[f"{kind}_ns"] - c["exit_ns"] - c[f"{sysc}_ns"]
@@ -141,6 +168,25 @@ def main(argv=None):
         print(f"    block {kind:<5} handler {h / 1e3:.2f} us, host {sysc} alone {c[f'{sysc}_ns'] / 1e3:.2f} us: "
               f"tender's own {(h - c[f'{sysc}_ns']) / 1e3:+.2f} us = "
               f"{(h - c[f'{sysc}_ns']) / c['exit_ns'] * 100:+.1f} % of the bare exit")
+
+    print("\n   the syscall filter's cost (filter on - --no-seccomp, fastest of 3 interleaved runs each; "
+          "every exit pays it on the KVM_RUN ioctl, a block call also on its pwrite/pread):")
+    for key, label in (("exit_ns", "bare exit"), ("write_ns", "512 B block write"), ("read_ns", "512 B block read")):
+        print(f"    {label:<18} on {c[key] / 1e3:8.2f} us   off {off[key] / 1e3:8.2f} us   "
+              f"filter {(c[key] - off[key]) / 1e3:+.2f} us ({(c[key] - off[key]) / off[key] * 100:+.1f} %)")
+    for kind in ("write", "read"):
+        on_h, off_h = c[f"handler_block_{kind}_ns"], off[f"handler_block_{kind}_ns"]
+        print(f"    block {kind:<5} handler (host-timed)  on {on_h / 1e3:.2f} us  off {off_h / 1e3:.2f} us  "
+              f"filter {(on_h - off_h) / 1e3:+.2f} us")
+    f = filter_cost(args.dir)
+    print("    host syscalls alone (unikernel/tests/seccomp_check.c, fastest of 5 x 7 batches of 20000; "
+          "the filter also turns on the kernel's speculative-store-bypass mitigation, as stock's does):")
+    for name in ("pwrite", "ioctl"):
+        a, b = f[f"{name}_ns_off"], f[f"{name}_ns_on"]
+        print(f"      {name:<7} off {a:7.0f} ns  on {b:7.0f} ns  filter {b - a:+.0f} ns")
+    per_block = (f["pwrite_ns_on"] - f["pwrite_ns_off"])
+    print(f"    a block call pays the filter once more than a bare exit (its pwrite/pread): "
+          f"{per_block:+.0f} ns = {per_block / c['exit_ns'] * 100:+.1f} % of the bare exit")
 
     if not args.skip_throughput:
         size = parse_size(args.size)

@@ -27,7 +27,7 @@ from edgeio.errors import UserError
 
 SAMPLE_COLUMNS = [
     "campaign", "cell_id", "env", "target", "host", "arch", "size_bytes", "op",
-    "io_size_bytes", "config", "batch", "repetitions", "seconds",
+    "io_size_bytes", "config", "batch", "repetitions", "seconds", "run_config",
 ]
 SUMMARY_KEYS = ["env", "target", "arch", "size_bytes", "op", "io_size_bytes", "config"]
 
@@ -197,6 +197,8 @@ def sample_rows(campaign: str, record: dict) -> list[dict]:
         "size_bytes": int(cell["size_bytes"]), "op": cell["op"],
         "io_size_bytes": int(probe.get("io_size", cell.get("io_size_bytes") or 0)),
         "config": config_key(cell.get("params", {})),
+        # the configuration as run, defaults filled in (the record's "config"; {} in older records)
+        "run_config": config_key(record.get("config") or {}),
     }
     return [dict(base, batch=i, repetitions=int(r), seconds=float(s))
             for i, (r, s) in enumerate(zip(reps, secs))]
@@ -211,11 +213,16 @@ def summarize(samples: pd.DataFrame, cell_warnings: dict[str, list[str]] | None 
     rows = []
     for key, group in samples.groupby(SUMMARY_KEYS, sort=False):
         row = dict(zip(SUMMARY_KEYS, key), **stats.summarize(group["seconds"], group["repetitions"]))
+        if "run_config" in group:     # cells that ran differently under one key: no single config
+            configs = set(group["run_config"].fillna("{}").astype(str))
+            row["run_config"] = configs.pop() if len(configs) == 1 else ""
         extra = [w for cid in dict.fromkeys(group["cell_id"]) for w in (cell_warnings or {}).get(cid, [])]
         own = [w for w in row["warnings"].split("; ") if w]
         row["warnings"] = "; ".join(dict.fromkeys(own + [w for w in extra if w not in own]))
         rows.append(row)
     cols = SUMMARY_KEYS + list(stats.summarize([1.0, 1.0], [1, 1]).keys())
+    if "run_config" in samples:
+        cols.append("run_config")
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -469,7 +469,16 @@ def _run_cell(state: _Run, env, cell: dict):
     return state.campaign.record_cell(
         cell, status, probe if status == "ok" else None, metadata, log="\n".join(x for x in logs if x),
         error=error if status != "ok" else "", started=started,
-        wall_seconds=time.monotonic() - t0, attempts=attempts, **extra)
+        wall_seconds=time.monotonic() - t0, attempts=attempts,
+        config=_effective_config(env, cell, probe if status == "ok" else None, metadata), **extra)
+
+
+def _effective_config(env, cell, probe, metadata) -> dict | None:
+    """The cell's configuration as run (None if even that cannot be told: it never hides the cell)."""
+    try:
+        return env.effective_config(cell, probe, metadata)
+    except Exception:   # noqa: BLE001 - a record without config beats a lost record
+        return None
 
 
 # -- the end ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from edgeio.paths import PROJECT_ROOT, cache_dir
 
 UNIKERNEL_DIR = PROJECT_ROOT / "unikernel"
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-GUESTS = ("probe", "hostile", "callcost")
+GUESTS = ("probe", "hostile", "callcost", "fuzzcalls", "manydisks")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class HvtBuild:
     hostile: Path           # hostile.hvt, the hostile-guest test unikernel
     callcost: Path          # callcost.hvt, per-hypercall cost
     digest: str
+    fuzzcalls: Path | None = None   # fuzzcalls.hvt, random hypercall sequences (fuzz smoke test)
+    manydisks: Path | None = None   # manydisks.hvt, 63 block devices
 
 
 def normalize_arch(machine: str) -> str:
@@ -44,8 +46,8 @@ def build(arch: str | None = None) -> HvtBuild:
     digest = _digest(arch, cc)
     out = cache_dir("hvt", arch, digest)
     result = HvtBuild(arch, out / "edgeio-hvt", out / "probe.hvt", out / "hostile.hvt",
-                      out / "callcost.hvt", digest)
-    if all(p.exists() for p in (result.tender, result.probe, result.hostile, result.callcost)):
+                      out / "callcost.hvt", digest, out / "fuzzcalls.hvt", out / "manydisks.hvt")
+    if all((out / f"{g}.hvt").exists() for g in GUESTS) and result.tender.exists():
         return result
     if not shutil.which("make"):
         raise UserError("hvt: building the tender needs make (apt-get install make)")
@@ -55,6 +57,22 @@ def build(arch: str | None = None) -> HvtBuild:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise UserError(f"hvt: building the {arch} tender and unikernels failed: {' | '.join(tail)}")
     return result
+
+
+def build_sanitized() -> Path:
+    """An ASan+UBSan build of this machine's tender (for the fuzz tests), cached as build()."""
+    arch = normalize_arch(platform.machine())
+    digest = _digest(arch + "-asan", "cc")
+    out = cache_dir("hvt", f"{arch}-asan", digest)
+    tender = out / "edgeio-hvt"
+    if tender.exists():
+        return tender
+    proc = subprocess.run(["make", "-s", "-C", str(UNIKERNEL_DIR / "tender"), f"ARCH={arch}", "CC=cc",
+                           "SAN=1", f"OUT={out}"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise UserError(f"hvt: building the sanitizer tender failed: {' | '.join(tail)}")
+    return tender
 
 
 def _compiler(arch: str) -> str:

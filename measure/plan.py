@@ -77,4 +77,23 @@ def make_plan(envs: list[str], sizes: list[int], ops: list[str], reps, target: s
     return cells
 
 
-__all__ = ["OPS", "PAPER", "make_plan", "parse_ops", "parse_params", "parse_sizes", "parse_size", "reps_for"]
+def plan_from_specs(specs: list[dict], target: str = "local", params: dict[str, dict] | None = None,
+                    order: str = "random", seed: int = 0, io_size: int | None = None,
+                    sync: str = "fsync", direct: bool = False) -> list[dict]:
+    """A protocol's cells (measure/protocol.py: env, size_bytes, op, cache, reps, batches,
+    reason, estimates) as a plan, in the same cell format and order rules as make_plan."""
+    if order not in ("random", "interleaved"):
+        raise UserError(f"unknown order {order!r}: random or interleaved")
+    cells = [{"env": s["env"], "target": target, "size_bytes": int(s["size_bytes"]), "op": s["op"],
+              "io_size_bytes": io_size, "sync": sync, "direct": direct,
+              "params": dict((params or {}).get(s["env"], {})), **s} for s in specs]
+    if order == "random":
+        random.Random(seed).shuffle(cells)
+    for i, cell in enumerate(cells):
+        cell["index"] = i
+        cell["cell_id"] = (f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}-{cell['op']}"
+                           + ("-cold" if cell.get("cache") == "cold" else ""))
+    return cells
+
+
+__all__ = ["OPS", "PAPER", "make_plan", "plan_from_specs", "parse_ops", "parse_params", "parse_sizes", "parse_size", "reps_for"]

@@ -123,8 +123,17 @@ def _meminfo_total(text: str | None) -> int | None:
     return None
 
 
-def machine_facts(target: Target) -> dict:
-    """Facts gathered through the target's own interface (so it works over SSH too)."""
+# Where the probes write unless told otherwise (linux, hvt and qemu all default to it).
+PROBE_DIR = "/var/tmp"
+
+
+def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
+    """Facts gathered through the target's own interface (so it works over SSH too).
+
+    path: the directory the probe writes in (its filesystem and block device are recorded).
+    Keys: docs/formats.md, "Machine facts".
+    """
+    from measure.facts import gather
     def out(argv):
         try:
             p = target.run(argv, timeout=20)
@@ -151,4 +160,5 @@ def machine_facts(target: Target) -> dict:
         "cpus": int(out(["nproc"]) or 0),
         "memory_bytes": _meminfo_total(target.read_text("/proc/meminfo")),
         "kvm": kvm_kind(cpuinfo, arch, kvm_present),
+        **gather(target, path, out, cpuinfo or ""),
     }

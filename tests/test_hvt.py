@@ -48,6 +48,16 @@ def test_bad_params(params, message):
         HvtEnvironment(LocalTarget(), params)
 
 
+def test_memory_limit_is_the_targets_arch(monkeypatch):
+    """Stock solo5-hvt's limits: 1 GiB for an x86_64 guest, 4 GiB for aarch64."""
+    env = HvtEnvironment(LocalTarget(), {"mem": "2048"})
+    monkeypatch.setattr(env, "_facts", lambda: {"arch": "x86_64", "kvm": "software"})
+    with pytest.raises(UserError, match="at most 1024 MiB"):
+        env.check()
+    with pytest.raises(UserError, match="mem=4098"):
+        HvtEnvironment(LocalTarget(), {"mem": "4098"})
+
+
 def test_unavailable_without_kvm():
     with pytest.raises(Unavailable, match="/dev/kvm is absent"):
         HvtEnvironment(NoKvmTarget()).check()
@@ -113,6 +123,7 @@ def test_cell_runs_and_records_metadata(env_factory, tmp_path):
     assert m["sector_size"] == 512 and m["mem_mib"] == 512
     assert m["kvm"] in ("software", "hardware")
     assert m["counters"]["exits"]["block_write"] == 10 * 8 and m["counters"]["fsyncs"] == 0
+    assert m["seccomp"] is True and m["counters"]["exit"] == {"by": "guest", "status": 0}
     assert "--flush=none" in result.log
     assert not list(tmp_path.glob("edgeio-hvt.*/disk-*.img"))      # the cell's image is gone
     assert env.metadata()["kvm"] == m["kvm"]

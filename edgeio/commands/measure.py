@@ -12,6 +12,7 @@ from edgeio.units import format_size, format_time, parse_sizes
 from measure import adaptive
 from measure import campaign as engine
 from measure import plan as planning
+from measure import protocol as protocol_mod
 from measure.environments import ENVIRONMENTS, environment_class
 from measure.environments.base import Unavailable
 from measure.progress import Progress
@@ -23,25 +24,46 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
         out: str | None = None, params: list[str] | None = None, targets: list[str] | None = None,
         resume: str | None = None, cell_timeout: float | None = None, order: str = "random",
         seed: int = 0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
-        cold: bool = False, batches: int = 100, ci: str | None = None, budget: str | None = None,
-        quiet: bool = False, exclude: str | None = None, retry_failed: bool = False) -> Path:
-    """Measure, store and print; returns the campaign directory."""
+        cold: bool = False, batches: int | None = None, ci: str | None = None, budget: str | None = None,
+        quiet: bool = False, exclude: str | None = None, retry_failed: bool = False,
+        protocol: str | None = None, max_size: str | None = None) -> Path:
+    """Measure, store and print; returns the campaign directory.
+
+    protocol: 'quick' (default: 4 KiB and 1 MiB, or --size) or 'calibrate' (sizes chosen
+    from the target's facts, measure/protocol.py). Without --reps N every cell's batches
+    are sized to last >= protocol.MIN_BATCH_S.
+    """
     if resume:
         return _resume(Path(resume), cell_timeout, quiet, retry_failed)
+    protocol = protocol or "quick"
+    if protocol not in ("quick", "calibrate"):
+        raise UserError(f"unknown protocol {protocol!r}: quick or calibrate")
+    calibrating = protocol == "calibrate"
+    if calibrating and (size or reps or cold or ci):
+        raise UserError("--protocol calibrate chooses sizes, repetitions and cache modes itself: "
+                        "leave out --size, --reps, --cold and --ci (cap sizes with --max-size)")
+    if max_size and not calibrating:
+        raise UserError("--max-size goes with --protocol calibrate")
+    cap = planning.parse_size(max_size) if max_size else None
     target_objs = [_target(t) for t in (targets or ["local"])]
     names = _env_names(env)
     excluded = [n for n in _env_names(exclude) if n in names] if exclude else []
     sizes = parse_sizes(size) if size else list(planning.QUICK_SIZES)
     ops = planning.parse_ops(op)
     user_params = planning.parse_params(params)
-    if batches <= 0:
+    # a small guest makes the beyond-memory regime affordable (docker keeps its 4 GiB limit,
+    # the study's); recorded in the cells' params like a typed --param
+    protocol_params = {"qemu": {"mem": str(protocol_mod.QEMU_CALIBRATE_MIB)}} \
+        if calibrating and "mem" not in user_params else {}
+    if batches is not None and batches <= 0:
         raise UserError(f"--batches must be positive, got {batches}")
     explicit = env != "all"
     adaptive_opts = None
     if reps == "auto":
         adaptive_opts = (adaptive.parse_ci(ci or "2%"), adaptive.parse_duration(budget or "10m"))
-    elif ci or budget:
-        raise UserError("--ci and --budget go with --reps auto")
+    elif ci or (budget and not calibrating):
+        raise UserError("--ci and --budget go with --reps auto (or --budget with --protocol calibrate)")
+    budget_s = adaptive.parse_duration(budget) if calibrating and budget else protocol_mod.DEFAULT_BUDGET_S
 
     environments, skipped, env_params = {}, [], {}
     for t in target_objs:
@@ -52,7 +74,8 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
             cls = _class_or_skip(name, explicit, skipped)
             if cls is None:
                 continue
-            mine = {k: v for k, v in user_params.items() if k in cls.params_spec}
+            mine = {**protocol_params.get(name, {}),
+                    **{k: v for k, v in user_params.items() if k in cls.params_spec}}
             instance = cls(t, mine)
             try:
                 instance.check()
@@ -70,28 +93,52 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     if not environments:
         raise UserError("no environment can run here: " + "; ".join(r for _, _, r in skipped))
 
-    cells = []
+    facts = engine.target_metadata({t.name: t for t in target_objs})   # in parallel; unreachable = UserError
+    cells, notes = [], []
+    io_bytes = planning.parse_size(io_size) if io_size else None
     for t in target_objs:
         here = [n for n in names if (n, t.name) in environments]
-        cells += planning.make_plan(here, sizes, ops, None if reps == "auto" else _reps_arg(reps),
-                                    target=t.name, params=env_params,
-                                    order=order, seed=seed, batches=batches,
-                                    io_size=planning.parse_size(io_size) if io_size else None,
-                                    sync=sync, direct=direct, cache="cold" if cold else "warm")
+        if calibrating:
+            specs, why = _calibrate_specs(here, t, environments, facts[t.name], budget_s, cap, ops)
+            notes += [f"{t.name}: {n}" for n in why]
+            cells += planning.plan_from_specs(specs, target=t.name, params=env_params, order=order, seed=seed,
+                                              io_size=io_bytes, sync=sync, direct=direct)
+            continue
+        mine = planning.make_plan(here, sizes, ops, None if reps == "auto" else _reps_arg(reps),
+                                  target=t.name, params=env_params,
+                                  order=order, seed=seed, batches=batches or 100,
+                                  io_size=io_bytes, sync=sync, direct=direct, cache="cold" if cold else "warm")
+        if reps in (None, "", "auto"):        # sized so every timed batch lasts long enough
+            for cell in mine:
+                protocol_mod.size_cell(cell, environments[(cell["env"], t.name)].effective_config(cell),
+                                       facts[t.name].get("kvm") or "absent", batches)
+        cells += mine
     _renumber(cells)
     if adaptive_opts:
-        adaptive.mark_plan(cells, *adaptive_opts)     # the quick reps become each cell's pilot round
-    facts = engine.target_metadata({t.name: t for t in target_objs})   # in parallel; unreachable = UserError
+        adaptive.mark_plan(cells, *adaptive_opts)     # the sized cells become each cell's pilot round
     for cell in cells:
         cell["host"], cell["arch"] = facts[cell["target"]]["host"], facts[cell["target"]]["arch"]
     for key, instance in environments.items():
         instance.preflight([c for c in cells if (c["env"], c["target"]) == key])
     for name, tname, reason in skipped:
         _say(f"skipped {name} on {tname}: {reason}", quiet)
+    if calibrating:
+        _say(f"protocol calibrate (budget {format_time(budget_s)}):\n{protocol_mod.describe(cells)}", quiet)
+        for note in notes:
+            _say(f"note: {note}", quiet)
+    elif "estimate_s" in (cells[0] if cells else {}):
+        _say(f"protocol {protocol}: {len(cells)} cells, estimate "
+             f"{format_time(sum(c['estimate_s'] for c in cells))}", quiet)
 
+    if calibrating:
+        sizes = sorted({c["size_bytes"] for c in cells})
     options = dict(env=env, exclude=exclude, size=[format_size(s) for s in sizes], op=ops, reps=reps, params=user_params,
                    targets=[t.name for t in target_objs], order=order, seed=seed, io_size=io_size,
-                   sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget)
+                   sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget,
+                   protocol=protocol, max_size=max_size,
+                   protocol_info={"name": protocol, "min_batch_s": protocol_mod.MIN_BATCH_S,
+                                  "priors": protocol_mod.PRIORS, "notes": notes,
+                                  **({"budget_s": budget_s} if calibrating else {})})
     parent = Path(out) if out else paths.results_dir()
     return _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet)
 
@@ -138,6 +185,19 @@ def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
     return _execute(path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
                     meta.get("options", {}), cell_timeout, quiet, existing=campaign,
                     retry_failed=retry_failed)
+
+
+def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
+    """The calibration protocol's cells on one target, from its facts and each environment's config."""
+    from measure.environments.base import free_bytes
+    probe = {"size_bytes": protocol_mod.SMALL, "op": "read", "cache": "warm", "sync": "fsync"}
+    configs = {n: environments[(n, target.name)].effective_config(dict(probe, env=n)) for n in names}
+    try:
+        free = free_bytes(target, (facts.get("filesystem") or {}).get("path") or "/var/tmp")
+    except (UserError, TimeoutError):
+        free = None
+    specs, notes = protocol_mod.calibrate_specs(configs, facts, budget_s, cap, free)
+    return [s for s in specs if s["op"] in ops], notes
 
 
 def _target(spec: str):
@@ -214,7 +274,11 @@ def _metadata(facts, environments, skipped, options) -> dict:
     block = {k: v.get("block_device") for k, v in envmeta.items() if v.get("block_device")}
     return {
         "tool": "edgeio", "git_commit": _git_commit(), "probe_version": probe_version(),
-        "versions": _versions(), **first, "targets": facts,
+        # the first target's flat facts at the top, as before; the structured ones (block_device,
+        # filesystem, cpu_caches, vm) only per target: the top-level block_device/filesystem
+        # strings are the environments' (block_devices below), which reports compare
+        "versions": _versions(), **{k: v for k, v in first.items() if not isinstance(v, dict)},
+        "targets": facts,
         "kvm_note": ("software KVM: no VT-x/AMD-V, guest kernel-mode code is emulated"
                      if first.get("kvm") == "software" else ""),
         "environments": envmeta, "block_devices": block,

@@ -64,6 +64,40 @@ class Environment:
         """Environment-level facts for the campaign metadata (versions, config)."""
         return {"env": self.name, "params": dict(self.params)}
 
+    def effective_config(self, cell: dict, probe: dict | None = None, metadata: dict | None = None) -> dict:
+        """The configuration a cell runs with, defaults filled in (docs/formats.md, "config").
+
+        Before the run (probe None) it is what will run; after, what the probe and the
+        environment report they used wins over what was asked.
+        """
+        probe = probe or {}
+        size, op = int(cell["size_bytes"]), cell["op"]
+        io = probe.get("io_size") or cell.get("io_size_bytes") or default_io_size(size)
+        return {
+            "env": self.name,
+            "io_size_bytes": int(min(int(io), size)),
+            # only write_sync syncs; the probe reports the call it would use for the others too
+            "sync": (probe.get("sync") or cell.get("sync") or "fsync") if op == "write_sync" else "none",
+            "direct": bool(probe.get("direct", cell.get("direct", False))),
+            "cache": probe.get("cache") or cell.get("cache") or "warm",
+            "memory_bytes": self.memory_bytes(),
+        }
+
+    def memory_bytes(self) -> int | None:
+        """Memory this environment has: the host's unless an environment limits it."""
+        if not hasattr(self, "_host_memory"):
+            from measure.targets import _meminfo_total
+            self._host_memory = _meminfo_total(self.target.read_text("/proc/meminfo"))
+        return self._host_memory
+
+
+# The probe's default bytes per call (probes/args.c): the whole file up to 1 MiB, else 1 MiB.
+DEFAULT_IO_CAP = 1 << 20
+
+
+def default_io_size(size: int) -> int:
+    return min(int(size), DEFAULT_IO_CAP)
+
 
 def probe_args(cell: dict) -> list[str]:
     """The C probe's arguments for a cell (docs/formats.md), without binary and --path."""

@@ -96,6 +96,12 @@ class DockerEnvironment(ProbeEnvironment):
         if getattr(self, "workdir", None):
             self.target.run(["rm", "-rf", self.workdir], timeout=120)
 
+    def memory_bytes(self):
+        return getattr(self, "mem_bytes", int(self.params["mem"]) << 20)
+
+    def effective_config(self, cell, probe=None, metadata=None):
+        return {**super().effective_config(cell, probe, metadata), "volume": bool(self.params["volume"])}
+
     def metadata(self):
         return {**super().metadata(), "docker_version": getattr(self, "server_version", ""),
                 "memory_limit_bytes": getattr(self, "mem_bytes", None),

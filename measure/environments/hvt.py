@@ -19,6 +19,7 @@ TENDERS = ("edgeio", "solo5")
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
+MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender
 MAX_SPAN = 1 << 20                      # the probe reuses a buffer of at most 1 MiB
 
 
@@ -57,7 +58,7 @@ class HvtEnvironment(Environment):
         self.sector = _int_param("sector_size", p["sector_size"], 512, 32768)
         if self.sector & (self.sector - 1):
             raise UserError(f"hvt: --param sector_size={self.sector}: must be a power of two")
-        self.mem = _int_param("mem", p["mem"], 1, 1024)
+        self.mem = _int_param("mem", p["mem"], 1, max(MAX_MEM_MIB.values()))
         if self.mem < MIN_MEM_MIB:
             raise UserError(f"hvt: --param mem={self.mem} MiB is too small for the probe unikernel "
                             f"(at least {MIN_MEM_MIB} MiB)")
@@ -80,6 +81,9 @@ class HvtEnvironment(Environment):
 
     def check(self):
         facts = self._facts()
+        if self.mem > MAX_MEM_MIB[facts["arch"]]:
+            raise UserError(f"hvt: --param mem={self.mem}: an {facts['arch']} guest gets at most "
+                            f"{MAX_MEM_MIB[facts['arch']]} MiB (stock solo5-hvt's limit)")
         if facts["kvm"] == "absent":
             raise Unavailable(f"hvt: /dev/kvm is absent on target {self.target.name}: "
                               "the hvt tender needs KVM")
@@ -201,6 +205,8 @@ class HvtEnvironment(Environment):
                 "build": getattr(self, "digest", ""), **getattr(self, "fs", {})}
         if counters:
             meta["counters"] = counters
+            # the edgeio tender's syscall filter (seccomp, NoNewPrivs): on unless --no-seccomp
+            meta["seccomp"] = counters.get("seccomp")
         return CellResult(probe=probe, metadata=meta, log=log)
 
     def _make_disk(self, disk: str, size: int, timeout) -> str:
@@ -218,6 +224,26 @@ class HvtEnvironment(Environment):
     def teardown(self):
         if getattr(self, "workdir", None):
             self.target.run(["rm", "-rf", self.workdir], timeout=120)
+
+    def memory_bytes(self):
+        return self.mem << 20
+
+    def effective_config(self, cell, probe=None, metadata=None):
+        """Blocks per call and block size as the unikernel reports them, the flush policy
+        as the tender's counters report it (stock solo5-hvt never flushes)."""
+        probe, meta = probe or {}, metadata or {}
+        counters = meta.get("counters") or {}
+        blocks = int(probe.get("blocks_per_call") or self._blocks_for(cell))
+        sector = int(probe.get("block_size") or self.sector)
+        transport = counters.get("transport") or self.params.get("transport", "hvt")   # issue-14's
+        return {**super().effective_config(cell, probe, metadata),
+                "io_size_bytes": int(probe.get("io_size") or min(blocks * sector, int(cell["size_bytes"]))),
+                "direct": False, "cache": "warm",    # no guest page cache; preflight refuses the others
+                "tender": self.params["tender"], "transport": transport,
+                "blocks_per_call": blocks,
+                "batch": int(counters.get("batch") or self.params.get("batch", 1)) if transport == "ring" else 1,
+                "flush": counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none"),
+                "block_size": sector}
 
     def metadata(self):
         meta = {**super().metadata(), **getattr(self, "fs", {})}

@@ -161,6 +161,17 @@ class QemuEnvironment(Environment):
         self.remote = None
         self._shipped = {}
 
+    def memory_bytes(self):
+        return self.mem_mib << 20          # the guest's, as given to -m
+
+    def effective_config(self, cell, probe=None, metadata=None):
+        meta = metadata or {}
+        return {**super().effective_config(cell, probe, metadata),
+                "disk": meta.get("transport") or self.params["disk"],
+                "cache_mode": meta.get("cache") or self.params["cache"],
+                "accel": meta.get("accel") or getattr(self, "accel", None),
+                "arch": meta.get("guest_arch") or getattr(self, "arch", None)}
+
     def metadata(self):
         meta = super().metadata()
         for key in ("arch", "accel", "accel_reason", "qemu_version"):

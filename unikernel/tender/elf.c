@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tender.h"
+#include "kvm_common.h"
 
 static const char *machine_name(int m)
 {
@@ -181,17 +182,47 @@ void elf_load(struct tender *t, const char *path, int expected_machine)
         if (ph.p_paddr > t->mem_size || ph.p_memsz > t->mem_size - ph.p_paddr)
             die_bad_input("unikernel %s: does not fit in %llu MiB of guest memory (--mem)",
                           path, (unsigned long long)(t->mem_size >> 20));
+        /* W^X and page granularity: each segment gets its own page protections. */
+        if ((ph.p_flags & PF_W) && (ph.p_flags & PF_X))
+            die_bad_input("unikernel %s: segment %u is both writable and executable (W^X)", path, i);
+        if (ph.p_paddr % 4096 || ph.p_vaddr != ph.p_paddr)
+            die_bad_input("unikernel %s: segment %u at 0x%llx is not page-aligned and identity-mapped",
+                          path, i, (unsigned long long)ph.p_paddr);
+        uint64_t end = (ph.p_paddr + ph.p_memsz + 4095) & ~4095ULL;
+        if (loads && ph.p_paddr < kend)
+            die_bad_input("unikernel %s: segment %u at 0x%llx overlaps or precedes the one before",
+                          path, i, (unsigned long long)ph.p_paddr);
+        if (loads == MAX_SEGMENTS)
+            die_bad_input("unikernel %s: more than %d loadable segments", path, MAX_SEGMENTS);
+        if (end > t->mem_size)
+            die_bad_input("unikernel %s: does not fit in %llu MiB of guest memory (--mem)",
+                          path, (unsigned long long)(t->mem_size >> 20));
+        unsigned prot = GUEST_R | ((ph.p_flags & PF_W) ? GUEST_W : 0) | ((ph.p_flags & PF_X) ? GUEST_X : 0);
+        t->segments[loads] = (struct region){ ph.p_paddr, end - ph.p_paddr, prot };
+        if (!(prot & GUEST_W)) {
+            if (t->ro_end == 0)
+                t->ro_start = ph.p_paddr;
+            t->ro_end = end;
+        }
         loads++;
-        if (ph.p_paddr + ph.p_memsz > kend)
-            kend = ph.p_paddr + ph.p_memsz;
+        kend = end;
     }
+    t->nsegments = loads;
     if (!loads)
         die_bad_input("unikernel %s: no loadable segment", path);
-    if (eh.e_entry < HVT_GUEST_MIN_BASE || eh.e_entry >= kend)
+    const struct region *entry_seg = NULL;
+    for (int i = 0; i < loads; i++)
+        if (eh.e_entry - t->segments[i].gpa < t->segments[i].len)
+            entry_seg = &t->segments[i];
+    if (!entry_seg)
         die_bad_input("unikernel %s: entry point 0x%llx outside the loaded image", path,
+                      (unsigned long long)eh.e_entry);
+    if (!(entry_seg->prot & GUEST_X))
+        die_bad_input("unikernel %s: entry point 0x%llx is not in an executable segment", path,
                       (unsigned long long)eh.e_entry);
     check_abi(path, abi, abi_len);
     copy_manifest(t, path, mft, mft_len);
+    mft_validate(t, path);
 
     /* Checks passed: copy the segments (bss stays zero: fresh anonymous memory). */
     for (unsigned i = 0; i < eh.e_phnum; i++) {
@@ -201,7 +232,7 @@ void elf_load(struct tender *t, const char *path, int expected_machine)
             memcpy(t->mem + ph.p_paddr, f + ph.p_offset, ph.p_filesz);
     }
     t->entry = eh.e_entry;
-    t->kernel_end = (kend + 0xfff) & ~0xfffULL;
+    t->kernel_end = kend;
     if (t->kernel_end >= t->mem_size)
         die_bad_input("unikernel %s: leaves no free guest memory (--mem)", path);
     free(f);

@@ -26,6 +26,7 @@ void die_guest(struct tender *t, const char *fmt, ...)
     va_start(ap, fmt);
     vmessage("guest error: ", fmt, ap);
     va_end(ap);
+    t->ended_by_tender = true;
     tender_exit(t, EXIT_GUEST_FAULT);
 }
 
@@ -35,6 +36,8 @@ void die_host(struct tender *t, const char *fmt, ...)
     va_start(ap, fmt);
     vmessage("host error: ", fmt, ap);
     va_end(ap);
+    if (t)
+        t->ended_by_tender = true;
     tender_exit(t, EXIT_HOST_ERROR);
 }
 
@@ -42,6 +45,6 @@ void tender_exit(struct tender *t, int status)
 {
     fflush(stdout);
     if (t && t->print_counters)
-        counters_print(t);
+        counters_print(t, status);
     exit(status);
 }

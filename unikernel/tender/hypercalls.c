@@ -1,10 +1,11 @@
 /*
  * hypercalls.c: what the tender does for each hypercall.
  *
- * A hostile guest gets no second chance: any argument that is not exactly
- * right (outside guest memory, bad handle, unaligned or beyond the disk,
- * more blocks than --max-blocks-per-call) ends it with a one-line message.
- * Stock bindings never issue such calls, so stock unikernels are unaffected.
+ * As stock solo5-hvt: an argument struct or buffer outside guest memory ends
+ * the guest with a one-line message (status 3); a well-formed block request
+ * that cannot be carried out (bad handle, unaligned, beyond the disk, more
+ * blocks than --max-blocks-per-call, a read into the guest's read-only image)
+ * gets SOLO5_R_EINVAL back and touches no file.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "tender.h"
+
+#define POLL_MAX_NS 1000000000ULL    /* 1 s */
 
 static const char *const names[EDGEIO_HYPERCALL_LIMIT] = {
     [HVT_HYPERCALL_WALLTIME] = "walltime", [HVT_HYPERCALL_PUTS] = "puts",
@@ -36,14 +39,6 @@ static void set_ret(void *argp, size_t off, int32_t ret)
     memcpy((uint8_t *)argp + off, &ret, sizeof(ret));
 }
 
-static struct mft_entry *block_device(struct tender *t, const char *what, uint64_t handle)
-{
-    if (handle == 0 || handle >= t->mft->entries ||
-        t->mft->e[handle].type != MFT_DEV_BLOCK_BASIC || !t->mft->e[handle].attached)
-        die_guest(t, "%s: bad block handle %llu", what, (unsigned long long)handle);
-    return &t->mft->e[handle];
-}
-
 static void do_fsync(struct tender *t, int fd)
 {
     if (fsync(fd) < 0)
@@ -57,28 +52,24 @@ static void block_io(struct tender *t, uint64_t gpa, int write)
     void *ap = arg(t, what, gpa, sizeof(struct hvt_hc_block_io));
     struct hvt_hc_block_io a;
     memcpy(&a, ap, sizeof(a));
-    struct mft_entry *e = block_device(t, what, a.handle);
-    uint64_t bs = e->u.block_basic.block_size, cap = e->u.block_basic.capacity;
-
-    if (a.len == 0 || a.len % bs)
-        die_guest(t, "%s: length %llu is not a positive multiple of the %llu-byte sector",
-                  what, (unsigned long long)a.len, (unsigned long long)bs);
-    if (a.offset % bs)
-        die_guest(t, "%s: offset %llu is not aligned to the %llu-byte sector",
-                  what, (unsigned long long)a.offset, (unsigned long long)bs);
-    if (a.len / bs > t->max_blocks)
-        die_guest(t, "%s: %llu blocks in one call, more than --max-blocks-per-call=%u",
-                  what, (unsigned long long)(a.len / bs), t->max_blocks);
-    if (a.offset >= cap || a.len > cap - a.offset)
-        die_guest(t, "%s: %llu bytes at offset %llu go beyond the end of the disk (%llu bytes)",
-                  what, (unsigned long long)a.len, (unsigned long long)a.offset,
-                  (unsigned long long)cap);
+    const struct disk *d = tender_disk(t, a.handle);
+    if (!d) {
+        set_ret(ap, offsetof(struct hvt_hc_block_io, ret), HVT_R_EINVAL);
+        return;
+    }
     uint8_t *buf = guest_range(t, a.data, a.len);
     if (!buf)
         die_guest(t, "%s: buffer at 0x%llx (+%llu bytes) is outside guest memory",
                   what, (unsigned long long)a.data, (unsigned long long)a.len);
+    uint64_t bs = d->block_size, cap = d->capacity;
+    if (a.len == 0 || (a.len | a.offset) & (bs - 1) || a.len / bs > t->max_blocks ||
+        a.offset >= cap || a.len > cap - a.offset ||
+        (!write && a.data < t->ro_end && t->ro_start < a.data + a.len)) {
+        set_ret(ap, offsetof(struct hvt_hc_block_io, ret), HVT_R_EINVAL);
+        return;
+    }
 
-    int fd = (int)e->host_handle;
+    int fd = d->fd;
     uint64_t done = 0;
     while (done < a.len) {
         ssize_t n = write ? pwrite(fd, buf + done, a.len - done, a.offset + done)
@@ -105,11 +96,15 @@ static void block_flush(struct tender *t, uint64_t gpa)
     void *ap = arg(t, "block flush", gpa, sizeof(struct edgeio_hc_block_flush));
     struct edgeio_hc_block_flush a;
     memcpy(&a, ap, sizeof(a));
-    struct mft_entry *e = block_device(t, "block flush", a.handle);
+    const struct disk *d = tender_disk(t, a.handle);
+    if (!d) {
+        set_ret(ap, offsetof(struct edgeio_hc_block_flush, ret), HVT_R_EINVAL);
+        return;
+    }
     /* none: as stock Solo5, data stays in the host page cache;
      * each-write: every write was already followed by fsync. */
     if (t->flush == FLUSH_ON_REQUEST)
-        do_fsync(t, (int)e->host_handle);
+        do_fsync(t, d->fd);
     set_ret(ap, offsetof(struct edgeio_hc_block_flush, ret), HVT_R_OK);
 }
 
@@ -145,8 +140,10 @@ static void poll_(struct tender *t, uint64_t gpa)
     void *ap = arg(t, "poll", gpa, sizeof(struct hvt_hc_poll));
     struct hvt_hc_poll a;
     memcpy(&a, ap, sizeof(a));
-    /* No network: nothing can become ready, so poll just sleeps the timeout. */
-    uint64_t ns = a.timeout_nsecs > 3600ULL * 1000000000ULL ? 3600ULL * 1000000000ULL : a.timeout_nsecs;
+    /* No network: nothing can become ready, so poll sleeps the timeout, at most
+     * POLL_MAX_NS per call (the guest sees a timeout and polls again): a guest
+     * cannot park the tender for an hour in one exit. */
+    uint64_t ns = a.timeout_nsecs > POLL_MAX_NS ? POLL_MAX_NS : a.timeout_nsecs;
     struct timespec ts = { .tv_sec = ns / 1000000000ULL, .tv_nsec = ns % 1000000000ULL };
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
@@ -198,7 +195,7 @@ static int dispatch(struct tender *t, unsigned nr, uint64_t gpa)
     }
 }
 
-void counters_print(const struct tender *t)
+void counters_print(const struct tender *t, int status)
 {
     static const char *const policy[] = { "none", "each-write", "on-request" };
     uint64_t total = t->c.other_exits;
@@ -220,8 +217,10 @@ void counters_print(const struct tender *t)
     }
     fprintf(stderr, "}, \"bytes_written\": %llu, "
             "\"bytes_read\": %llu, \"fsyncs\": %llu, \"flush\": \"%s\", "
-            "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\"}}\n",
+            "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\", "
+            "\"seccomp\": %s, \"exit\": {\"by\": \"%s\", \"status\": %d}}}\n",
             (unsigned long long)t->c.bytes_written, (unsigned long long)t->c.bytes_read,
             (unsigned long long)t->c.fsyncs, policy[t->flush], t->max_blocks,
-            (unsigned long long)t->cycle_freq, tender_arch_name);
+            (unsigned long long)t->cycle_freq, tender_arch_name, t->seccomp ? "true" : "false",
+            t->ended_by_tender ? "tender" : "guest", status);
 }

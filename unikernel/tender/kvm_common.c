@@ -1,4 +1,5 @@
-/* kvm_common.c: open KVM, create the VM with one memory slot and one vCPU. */
+/* kvm_common.c: open KVM, create the VM with one memory slot and one vCPU;
+ * the guest's region list, from which the arch code builds its page tables. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -75,4 +76,50 @@ void kvm_unexpected_exit(struct tender *t, struct kvm_run *run, uint64_t pc)
         die_guest(t, "unexpected VM exit %u at pc 0x%llx", run->exit_reason,
                   (unsigned long long)pc);
     }
+}
+
+void guest_map_region(struct tender *t, uint64_t gpa, uint64_t len, unsigned prot)
+{
+    if ((prot & GUEST_W) && (prot & GUEST_X))
+        die_host(t, "guest region 0x%llx: writable and executable", (unsigned long long)gpa);
+    if (len == 0 || (gpa | len) % GUEST_PAGE || gpa > GUEST_MAP_LIMIT || len > GUEST_MAP_LIMIT - gpa)
+        die_host(t, "guest region 0x%llx (+%llu bytes): not whole pages below 512 GiB",
+                 (unsigned long long)gpa, (unsigned long long)len);
+    for (unsigned i = 0; i < t->nregions; i++) {
+        const struct region *r = &t->regions[i];
+        if (gpa < r->gpa + r->len && r->gpa < gpa + len)
+            die_host(t, "guest region 0x%llx overlaps 0x%llx", (unsigned long long)gpa,
+                     (unsigned long long)r->gpa);
+    }
+    if (t->nregions == MAX_REGIONS)
+        die_host(t, "too many guest regions");
+    t->regions[t->nregions++] = (struct region){ gpa, len, prot };
+}
+
+uint64_t guest_table_alloc(struct tender *t)
+{
+    static uint64_t next = PT_POOL_BASE;
+    if (next >= PT_POOL_END)
+        die_host(t, "guest page tables do not fit below 1 MiB");
+    uint64_t pa = next;
+    next += GUEST_PAGE;
+    memset(t->mem + pa, 0, GUEST_PAGE);
+    return pa;
+}
+
+const struct region *guest_region_at(const struct tender *t, uint64_t gpa)
+{
+    for (unsigned i = 0; i < t->nregions; i++)
+        if (gpa - t->regions[i].gpa < t->regions[i].len)
+            return &t->regions[i];
+    return NULL;
+}
+
+void guest_map_standard(struct tender *t)
+{
+    /* Boot info, command line, manifest copy: the guest reads them, never writes. */
+    guest_map_region(t, HVT_BOOT_INFO_BASE, HVT_GUEST_LOW_END - HVT_BOOT_INFO_BASE, GUEST_R);
+    for (unsigned i = 0; i < t->nsegments; i++)
+        guest_map_region(t, t->segments[i].gpa, t->segments[i].len, t->segments[i].prot);
+    guest_map_region(t, t->kernel_end, t->mem_size - t->kernel_end, GUEST_RW);
 }

@@ -3,12 +3,13 @@
  *
  *   edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...
  *              [--flush=none|each-write|on-request] [--max-blocks-per-call=N]
- *              [--counters] [--stock-abi] [--] UNIKERNEL [ARGS...]
+ *              [--counters] [--stock-abi] [--no-seccomp] [--] UNIKERNEL [ARGS...]
  *
  * Options as stock solo5-hvt, plus the flush policy, the multi-block limit and
  * counters. --stock-abi hides the extensions from guests (host_features 0, the
  * flush hypercall unknown), to see what a stock tender would do.
- * ARGS become the guest's command line.
+ * ARGS become the guest's command line. The syscall filter (seccomp.c) is on
+ * unless --no-seccomp says otherwise (a sanitizer build needs its own syscalls).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #include <sys/mman.h>
 #include "tender.h"
 
-#define MAX_BLOCK_OPTS 16
+#define MAX_BLOCK_OPTS (MFT_MAX_ENTRIES - 1)   /* 63, as stock */
 
 struct name_value { char name[MFT_NAME_SIZE]; const char *value; };
 
@@ -25,7 +26,7 @@ static void usage(void)
     fprintf(stderr,
         "usage: edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...\n"
         "                  [--flush=none|each-write|on-request] [--max-blocks-per-call=N]\n"
-        "                  [--counters] [--stock-abi] [--] UNIKERNEL [ARGS...]\n");
+        "                  [--counters] [--stock-abi] [--no-seccomp] [--] UNIKERNEL [ARGS...]\n");
 }
 
 static unsigned long parse_number(const char *opt, const char *s, unsigned long lo, unsigned long hi)
@@ -55,7 +56,7 @@ static void parse_named(const char *arg, size_t prefix_len, struct name_value *o
 
 int main(int argc, char **argv)
 {
-    static struct tender t = { .flush = FLUSH_NONE, .max_blocks = 1 };
+    static struct tender t = { .flush = FLUSH_NONE, .max_blocks = 1, .seccomp = true };
     struct name_value blocks[MAX_BLOCK_OPTS], sectors[MAX_BLOCK_OPTS];
     int nblocks = 0, nsectors = 0, i;
     unsigned long mem_mb = 512;
@@ -92,6 +93,8 @@ int main(int argc, char **argv)
             t.print_counters = true;
         } else if (strcmp(a, "--stock-abi") == 0) {
             t.stock_abi = true;
+        } else if (strcmp(a, "--no-seccomp") == 0) {
+            t.seccomp = false;
         } else {
             usage();
             die_bad_input("unknown option %s", a);
@@ -107,8 +110,8 @@ int main(int argc, char **argv)
     static char cmdline[HVT_CMDLINE_SIZE];
     size_t len = 0;
     for (; i < argc; i++) {
-        size_t n = strlen(argv[i]);
-        if (len + n + 2 > sizeof(cmdline))
+        size_t n = strlen(argv[i]), sep = len ? 1 : 0;
+        if (n > sizeof(cmdline) - 1 - len - sep)     /* room for separator, text and NUL */
             die_bad_input("guest command line longer than %d bytes", HVT_CMDLINE_SIZE - 1);
         if (len)
             cmdline[len++] = ' ';
@@ -117,7 +120,7 @@ int main(int argc, char **argv)
     }
     cmdline[len] = '\0';
 
-    /* Memory: whole 2 MiB pages, as the x86_64 page tables map it. */
+    /* Memory: whole 2 MiB pages, as stock solo5-hvt (2 MiB page tables). */
     t.mem_size = ((uint64_t)mem_mb << 20) & ~((2ULL << 20) - 1);
     t.mem = mmap(NULL, t.mem_size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -2,9 +2,12 @@
  * hostile.c: a guest that breaks the hvt ABI on purpose, one way per run.
  *
  * Command line: case=NAME. Each case issues one malformed hypercall straight
- * to the tender (bypassing the bindings' own checks), then reports "survived"
- * and exits 0 -- which the test suite counts as a tender failure: every case
- * must be ended by the tender with a one-line message and a non-zero status.
+ * to the tender (bypassing the bindings' own checks) or breaks a memory
+ * protection (null, text, rodata, boot info, page tables, data execution,
+ * TLS without TLS), then reports "hostile: survived ret=N" (N: the block
+ * call's result) and exits 0. The suite expects either the tender to end the
+ * guest with one line and status 3 or, for well-formed block requests it
+ * cannot carry out, ret=2 (SOLO5_R_EINVAL) with no file touched.
  * case=ok writes one good block and exits 0 (the control).
  */
 #include "solo5.h"
@@ -13,10 +16,34 @@
 
 static uint8_t block[4096] __attribute__((aligned(4096)));
 
+static int32_t ret = -1;
+static volatile uintptr_t low = 0;     /* addresses the compiler cannot see through */
+static const char rodata[] = "read-only";
+
 static void raw_io(unsigned nr, uint64_t handle, uint64_t offset, uint64_t data, uint64_t len)
 {
-    volatile struct hvt_hc_block_io a = { .handle = handle, .offset = offset, .data = data, .len = len };
+    volatile struct hvt_hc_block_io a = { .handle = handle, .offset = offset, .data = data, .len = len,
+                                          .ret = -1 };
     hvt_hypercall(nr, &a);
+    ret = a.ret;
+}
+
+static void say_survived(void)
+{
+    char line[48] = "hostile: survived ret=";
+    size_t n = 22;
+    int32_t v = ret;
+    if (v < 0) {
+        line[n++] = '-';
+        v = -v;
+    }
+    char digits[12];
+    int k = 0;
+    do digits[k++] = '0' + v % 10; while ((v /= 10) && k < 11);
+    while (k)
+        line[n++] = digits[--k];
+    line[n++] = '\n';
+    solo5_console_write(line, n);
 }
 
 /* A hypercall whose argument address (32 bits on the wire) is gpa. */
@@ -90,6 +117,57 @@ int solo5_app_main(const struct solo5_start_info *si)
     else if (util_streq(c, "port_byte"))
         __asm__ __volatile__("outb %b0, %1" : : "a"(0), "d"((uint16_t)(HVT_HYPERCALL_PIO_BASE + W)));
 #endif
+    else if (util_streq(c, "read_into_text"))   raw_io(R, h, 0, (uintptr_t)solo5_app_main & ~4095ULL, bs);
+    else if (util_streq(c, "null_write"))       *(volatile uint64_t *)(low + 0) = 1;
+    else if (util_streq(c, "null_read"))        ret = (int32_t)*(volatile uint64_t *)(low + 8);
+    else if (util_streq(c, "text_write"))       *(volatile uint8_t *)(uintptr_t)solo5_app_main = 0xc3;
+    else if (util_streq(c, "rodata_write"))     *(volatile char *)(uintptr_t)rodata = 'R';
+    else if (util_streq(c, "bootinfo_write"))   *(volatile uint64_t *)(uintptr_t)&hvt_bi->mem_size = 1ULL << 40;
+    else if (util_streq(c, "pagetable_write"))  *(volatile uint64_t *)(low + 0x20000) = 0x87;
+    else if (util_streq(c, "data_exec")) {
+        block[0] = 0xc3;                            /* x86 ret; on aarch64 any byte will do */
+        ((void (*)(void))(uintptr_t)block)();
+    }
+    else if (util_streq(c, "tls_read")) {
+        uint64_t v;
+#if defined(__x86_64__)
+        __asm__ __volatile__("movq %%fs:0x28, %0" : "=r"(v));  /* the stack-protector slot */
+#else
+        __asm__ __volatile__("mrs %0, tpidr_el0; ldr %0, [%0, #16]" : "=r"(v));
+#endif
+        ret = (int32_t)v;
+    }
+#if defined(__x86_64__)
+    else if (util_streq(c, "triple_fault")) {
+        /* no IDT at all: the page fault cannot be delivered, nor the double fault */
+        struct { uint16_t limit; uint64_t base; } __attribute__((packed)) idtr = { 0, 0 };
+        __asm__ __volatile__("lidt %0" : : "m"(idtr));
+        *(volatile uint64_t *)(low + 0x18) = 1;
+    }
+#endif
+    else if (util_streq(c, "bad_opcode"))
+#if defined(__x86_64__)
+        __asm__ __volatile__("ud2");
+#else
+        __asm__ __volatile__("udf #0");
+#endif
+    else if (util_streq(c, "wait")) {
+        /* The event a test waits for, then block in the tender for good (polls of
+         * an hour each, which the tender bounds), until the test ends the tender. */
+        solo5_console_write("hostile: waiting\n", 17);
+        for (;;) {
+            volatile struct hvt_hc_poll a = { .timeout_nsecs = 3600ULL * 1000000000ULL };
+            hvt_hypercall(HVT_HYPERCALL_POLL, &a);
+        }
+    }
+    else if (util_streq(c, "poll_long")) {
+        volatile struct hvt_hc_poll a = { .timeout_nsecs = UINT64_MAX, .ret = -1 };
+        hvt_hypercall(HVT_HYPERCALL_POLL, &a);
+        ret = a.ret;
+    }
+    else if (util_streq(c, "exit2")) return 2;
+    else if (util_streq(c, "exit3")) return 3;
+    else if (util_streq(c, "exit4")) return 4;
     else if (util_streq(c, "wild_store"))       *(volatile uint64_t *)(uintptr_t)(mem + (64ULL << 20)) = 1;
     else if (util_streq(c, "cpu_halt"))
 #if defined(__x86_64__)
@@ -101,6 +179,6 @@ int solo5_app_main(const struct solo5_start_info *si)
         solo5_console_write("hostile: unknown case\n", 22);
         return 2;
     }
-    solo5_console_write("hostile: survived\n", 18);
+    say_survived();
     return 0;
 }

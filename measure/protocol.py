@@ -1,0 +1,255 @@
+"""Protocols: which cells a campaign measures and how many repetitions go in a timed batch.
+
+Batch sizing (every cell whose repetitions are not given with --reps N): a timed batch
+shorter than MIN_BATCH_S measures the clock, the scheduler and a neighbour's burst more
+than the operation. pyperf calibrates its loops so one value takes >= 100 ms; our
+operations are slower and whole campaigns must fit in minutes, so a batch here lasts at
+least 20 ms. The time per operation is not known before the cell runs, so it is
+estimated from priors (PRIORS, from this project's quick campaigns on a 2-core x86 VM
+with software KVM, the fastest machine we run on: an estimate that is too low makes a
+batch longer, not shorter) scaled by what the target's facts and the environment's
+configuration say (TCG or KVM, hvt blocks per call, the file against the environment's
+memory). Every cell records its estimate and the reason for its size (plan.json).
+
+The calibration protocol (`--protocol calibrate`) picks sizes from the facts so that
+each regime the model has a parameter for is measured in every environment present,
+within a time budget; see calibrate_specs.
+"""
+
+import math
+
+from edgeio.units import format_size, format_time
+
+MIN_BATCH_S = 0.02          # shortest timed batch (see above)
+QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MAD and a CI
+LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
+LARGE_OP_S = 0.5
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+SMALL = 4 * KIB             # per-call costs: one call moves one page
+QEMU_CALIBRATE_MIB = 256    # the calibration protocol's small qemu guest (unless --param mem=)
+DEFAULT_BUDGET_S = 600.0
+
+# Seconds (per call, per byte, per flush) for sizing only; the model fits the real ones.
+PRIORS = {
+    "call_s": 0.4e-6,               # a read/write system call on the native kernel
+    "copy_s_per_byte": 0.025e-9,    # page cache <-> user buffer (write; read is 3x)
+    "fsync_s": 0.8e-3,              # ext4 fsync of a small file (journal commit, cache flush)
+    "device_write_s_per_byte": 2.5e-9,   # what reaches the disk (write_sync, writes beyond memory)
+    "device_read_s_per_byte": 2.0e-9,    # a read that misses the page cache
+    "tcg_device_factor": 3.0,       # the emulated virtio data path under TCG
+    "tcg_factor": 6.0,              # guest kernel work under TCG (qemu without hardware KVM)
+    "kvm_factor": 1.5,              # guest kernel work under hardware KVM
+    "tcg_fsync_s": 3.0e-3,          # a guest's fsync: exits to QEMU, host fsync
+    "hvt_call_s_software": 70e-6,   # one hvt block hypercall on a software /dev/kvm
+    "hvt_call_s_hardware": 5e-6,    # ... on hardware KVM
+    "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 8.0, "qemu_kvm": 2.0, "xen": 30.0},
+    "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
+}
+
+
+def _vm_factor(cfg: dict) -> float:
+    return PRIORS["tcg_factor"] if cfg.get("accel") == "tcg" else PRIORS["kvm_factor"]
+
+
+def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software") -> float:
+    """Estimated seconds for one repetition (the whole file once) of op in an environment
+    whose effective configuration is cfg (Environment.effective_config)."""
+    env = cfg.get("env")
+    if env == "hvt":
+        per_call = PRIORS["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
+        io = max(1, int(cfg.get("io_size_bytes") or 512))
+        t = math.ceil(size / io) * per_call
+        if op == "write_sync" and cfg.get("flush", "none") != "none":
+            t += PRIORS["fsync_s"] + size * PRIORS["device_write_s_per_byte"]
+        return t
+    io = max(1, int(cfg.get("io_size_bytes") or min(size, MIB)))
+    calls = math.ceil(size / io)
+    guest = env in ("qemu", "xen")
+    tcg = guest and cfg.get("accel") == "tcg"
+    factor = _vm_factor(cfg) if guest else 1.0
+    device = PRIORS["tcg_device_factor"] if tcg else 1.0
+    per_byte = PRIORS["copy_s_per_byte"] * (3 if op == "read" else 1)
+    t = factor * (calls * PRIORS["call_s"] + size * per_byte)
+    memory = cfg.get("memory_bytes")
+    beyond_memory = memory is not None and size > memory // 2
+    if op == "read" and (beyond_memory or cfg.get("cache") == "cold" or cfg.get("direct")):
+        t += device * size * PRIORS["device_read_s_per_byte"]
+    if op == "write_sync" or (op == "write" and beyond_memory):
+        fsync = PRIORS["tcg_fsync_s"] if tcg else PRIORS["fsync_s"]
+        t += (fsync if op == "write_sync" else 0.0) + device * size * PRIORS["device_write_s_per_byte"]
+    return t
+
+
+def start_estimate(cfg: dict, size: int) -> float:
+    """Seconds a cell costs besides its timed repetitions: start-up, the file's first write."""
+    env = cfg.get("env")
+    key = f"qemu_{'tcg' if cfg.get('accel') == 'tcg' else 'kvm'}" if env == "qemu" else env
+    return PRIORS["start_s"].get(key, 1.0) + size * PRIORS["image_s_per_byte"]
+
+
+def batch_sizing(per_op_s: float, batches: int | None = None) -> tuple[int, int, str]:
+    """(reps, batches, reason): each batch lasts >= MIN_BATCH_S by the estimate."""
+    per_batch = max(1, math.ceil(MIN_BATCH_S / per_op_s)) if per_op_s > 0 else 1
+    if batches is None:
+        batches = LARGE_BATCHES if per_op_s >= LARGE_OP_S else QUICK_BATCHES
+    why = (f"{per_batch} reps per batch x {batches} batches: an op takes ~{format_time(per_op_s)} "
+           f"(estimate), a batch >= {format_time(MIN_BATCH_S)}")
+    return per_batch * batches, batches, why
+
+
+# -- the calibration protocol ----------------------------------------------------------
+
+def _approx(n: int) -> str:
+    """A size a person reads: exact binary units where they fit, else 1 decimal."""
+    for unit, f in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if n >= f:
+            return format_size(n) if n % f == 0 else f"{n / f:.1f} {unit}"
+    return f"{n} B"
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << max(12, int(n).bit_length() - 1)
+
+
+def _dirty_limit(memory: int, vm: dict) -> int:
+    """Bytes of dirty page cache before writers are throttled (vm.dirty_bytes or ratio)."""
+    if vm.get("dirty_bytes"):
+        return int(vm["dirty_bytes"])
+    return int(memory * (vm.get("dirty_ratio") or 20) / 100)
+
+
+def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEFAULT_BUDGET_S,
+                    max_size: int | None = None, free_bytes: int | None = None) -> tuple[list[dict], list[str]]:
+    """The calibration protocol's cells for one target: ([spec], [notes]).
+
+    configs: env name -> that environment's effective config (as planned, for a 4 KiB cell);
+    facts: the target's machine facts. A spec is {env, size_bytes, op, cache, reps,
+    batches, reason, estimate_s}; notes say which regimes could not be measured and why.
+    Regimes (each one pins something the model has a parameter for):
+      per-call     4 KiB, every op: system call, hypercall, exit and fsync costs;
+      in-cache     a file that fits half the CPU's L2 cache: copy cost from cache;
+      dram         a file 4x the last-level cache (within a quarter of the environment's memory):
+                   copy cost from DRAM, writeback of large writes;
+      hvt-blocks   hvt: a file of many block calls (per-block cost, within the budget);
+      beyond-mem   a file 1.5x the environment's memory: reads miss its page cache, and
+                   writes outrun its dirty limit (a guest with little memory makes this
+                   affordable: qemu gets mem=256 MiB unless told otherwise);
+    Native reads from the device (a cold cache) are left out: summaries and the model tell
+    cells apart by env, size and op, so a cold read would pass for a warm one.
+    max_size caps every size (a quick try, a test); free_bytes bounds the largest file.
+    """
+    caches = facts.get("cpu_caches") or {}
+    llc = caches.get("l3_bytes") or caches.get("l2_bytes") or MIB
+    l2 = caches.get("l2_bytes") or llc
+    kvm = facts.get("kvm") or "absent"
+    vm = facts.get("vm") or {}
+    cap = max_size or (1 << 62)
+    specs, notes = [], []
+
+    def add(env, size, ops, why, cache="warm"):
+        if size > cap:
+            size, why = cap, f"{why} (capped to {_approx(cap)} by --max-size)"
+        cfg = dict(configs[env], cache=cache, io_size_bytes=_io(configs[env], size))
+        for op in ops:
+            if any(s["env"] == env and s["size_bytes"] == size and s["op"] == op and s["cache"] == cache
+                   for s in specs):
+                continue
+            per_op = per_op_estimate(cfg, size, op, kvm)
+            reps, batches, sizing = batch_sizing(per_op)
+            specs.append({"env": env, "size_bytes": size, "op": op, "cache": cache, "reps": reps,
+                          "batches": batches, "per_op_estimate_s": per_op,
+                          "start_estimate_s": start_estimate(cfg, size), "reason": f"{why}; {sizing}"})
+            _estimate(specs[-1])
+
+    for env, cfg in configs.items():
+        memory = cfg.get("memory_bytes") or facts.get("memory_bytes") or GIB
+        add(env, SMALL, ("write_sync", "write", "read"), "per-call costs: one 4 KiB call per repetition")
+        if env == "hvt":
+            size = _hvt_blocks_size(cfg, kvm, cap)
+            add(env, size, ("write_sync", "write", "read"),
+                f"hvt-blocks: {size // max(1, cfg.get('io_size_bytes') or 512)} block calls per repetition "
+                f"(the largest power of two whose repetition stays under {LARGE_OP_S:g} s here)")
+            notes.append("hvt: the unikernel has no page cache; the tender's host file is in the host's, "
+                         "whose memory and dirty limit are the linux regimes'")
+            continue
+        in_cache = _pow2_floor(l2 // 2)
+        add(env, in_cache, ("write", "read"), f"in-cache: {_approx(in_cache)} fits half the "
+            f"{_approx(l2)} L2 cache")
+        dram = min(_pow2_floor(4 * llc), _pow2_floor(memory // 4))
+        add(env, dram, ("write_sync", "write", "read"), f"dram: {_approx(dram)} is >= 2x the "
+            f"{_approx(llc)} last-level cache and <= a quarter of the {_approx(memory)} memory")
+        beyond = memory + memory // 2
+        dirty = _dirty_limit(memory, vm if env in ("linux", "docker") else {})
+        room = (free_bytes or (1 << 62)) // 2
+        cfg_big = dict(cfg, io_size_bytes=MIB)
+        cost = start_estimate(cfg_big, beyond) + 3 * sum(per_op_estimate(cfg_big, beyond, op, kvm)
+                                                        for op in ("write", "read"))
+        if beyond <= min(cap, room) and cost <= budget_s / 8:
+            add(env, beyond, ("write_sync", "write", "read"),
+                f"beyond-mem: {_approx(beyond)} is 1.5x the environment's {_approx(memory)}: reads "
+                f"miss its page cache, writes outrun its dirty limit (~{_approx(dirty)})")
+        else:
+            why = (f"needs ~{format_time(cost)} of the {format_time(budget_s)} budget" if cost > budget_s / 8
+                   else f"needs more than half the {_approx(room * 2)} free" if beyond > room
+                   else "is above --max-size")
+            notes.append(f"{env}: no file beyond its {_approx(memory)} memory (a {_approx(beyond)} "
+                         f"file {why}); its dirty limit (~{_approx(dirty)}) is not outrun")
+    specs, dropped = _fit_budget(specs, budget_s)
+    notes += dropped
+    return specs, notes
+
+
+def _io(cfg: dict, size: int) -> int:
+    if cfg.get("env") == "hvt":
+        return min(size, int(cfg.get("io_size_bytes") or 512))
+    return min(size, MIB)
+
+
+def _hvt_blocks_size(cfg: dict, kvm: str, cap: int) -> int:
+    io = max(1, int(cfg.get("io_size_bytes") or 512))
+    size = MIB
+    while size * 2 <= cap and per_op_estimate(dict(cfg, io_size_bytes=io), size * 2, "write", kvm) < LARGE_OP_S:
+        size *= 2
+    return min(size, cap)
+
+
+def _estimate(spec: dict) -> None:
+    spec["estimate_s"] = round(spec["start_estimate_s"] + spec["reps"] * spec["per_op_estimate_s"], 3)
+
+
+def _fit_budget(specs: list[dict], budget_s: float) -> tuple[list[dict], list[str]]:
+    """Shrink the most expensive cells (fewer batches, down to LARGE_BATCHES) until the plan fits."""
+    notes = []
+    for s in sorted(specs, key=lambda s: -s["estimate_s"]):
+        if sum(x["estimate_s"] for x in specs) <= budget_s:
+            break
+        if s["batches"] > LARGE_BATCHES:
+            s["reps"] = s["reps"] // s["batches"] * LARGE_BATCHES
+            s["batches"] = LARGE_BATCHES
+            s["reason"] += f"; {LARGE_BATCHES} batches to fit the {format_time(budget_s)} budget"
+            _estimate(s)
+    total = sum(x["estimate_s"] for x in specs)
+    if total > budget_s:
+        notes.append(f"the plan's estimate {format_time(total)} exceeds the {format_time(budget_s)} budget")
+    return specs, notes
+
+
+def describe(cells: list[dict]) -> str:
+    """The plan and its estimate, for the terminal, before anything runs."""
+    lines = []
+    order = {op: i for i, op in enumerate(("write_sync", "write", "read"))}
+    for c in sorted(cells, key=lambda c: (c.get("target", ""), c["env"], c["size_bytes"], order.get(c["op"], 9))):
+        lines.append(f"  {c['env']:7} {format_size(c['size_bytes']):>9} {c['op']:10} {c.get('cache', 'warm'):4} "
+                     f"x{c['reps']:<7} ~{format_time(c.get('estimate_s') or 0):>8}  {c.get('reason', '')}")
+    total = sum(c.get("estimate_s") or 0 for c in cells)
+    return "\n".join(lines + [f"  estimate: {format_time(total)} for {len(cells)} cells"])
+
+
+def size_cell(cell: dict, cfg: dict, kvm: str, batches: int | None = None) -> dict:
+    """Give a planned cell (reps not fixed by the user) its reps and batches, in place."""
+    per_op = per_op_estimate(cfg, int(cell["size_bytes"]), cell["op"], kvm)
+    cell["reps"], cell["batches"], why = batch_sizing(per_op, batches)
+    cell.update(per_op_estimate_s=per_op, start_estimate_s=start_estimate(cfg, int(cell["size_bytes"])),
+                reason=cell.get("reason") or why)
+    _estimate(cell)
+    return cell

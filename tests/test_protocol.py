@@ -1,0 +1,164 @@
+"""Protocols (measure/protocol.py): batch sizing and the calibration protocol's choices.
+
+The choices are checked on synthetic facts (a Raspberry Pi 4 and this 2-core VM), then
+one real, scaled-down `--protocol calibrate` campaign runs here.
+"""
+
+import json
+import statistics
+
+import pytest
+
+from conftest import have_kvm
+from edgeio.errors import UserError
+from measure import protocol as P
+
+MIB, GIB = 1 << 20, 1 << 30
+VM = {"dirty_ratio": 20, "dirty_background_ratio": 10, "dirty_bytes": 0, "dirty_background_bytes": 0,
+      "dirty_expire_centisecs": 3000, "dirty_writeback_centisecs": 500}
+PI = {"memory_bytes": 4 * GIB, "page_bytes": 4096, "cpus": 4, "arch": "aarch64", "kvm": "hardware",
+      "emulated": False, "cpu_caches": {"l1d_bytes": 32 << 10, "l2_bytes": 1 * MIB, "l3_bytes": None},
+      "block_device": {"name": "mmcblk0", "kind": "sd", "readahead_bytes": 128 << 10}, "vm": VM}
+HERE = {"memory_bytes": 24 * GIB, "page_bytes": 4096, "cpus": 2, "arch": "x86_64", "kvm": "software",
+        "emulated": False, "cpu_caches": {"l1d_bytes": 32 << 10, "l2_bytes": 1 * MIB, "l3_bytes": 32 * MIB},
+        "block_device": {"name": "vda", "kind": "virtual"}, "vm": VM}
+
+
+def configs(facts, qemu_accel):
+    return {
+        "linux": {"env": "linux", "io_size_bytes": 4096, "memory_bytes": facts["memory_bytes"], "cache": "warm"},
+        "docker": {"env": "docker", "io_size_bytes": 4096, "memory_bytes": 4 * GIB, "volume": False},
+        "qemu": {"env": "qemu", "io_size_bytes": 4096, "memory_bytes": 256 * MIB, "accel": qemu_accel,
+                 "disk": "virtio"},
+        "hvt": {"env": "hvt", "io_size_bytes": 512, "memory_bytes": 512 * MIB, "flush": "none",
+                "blocks_per_call": 1, "block_size": 512},
+    }
+
+
+def plan(facts, accel, **kw):
+    return P.calibrate_specs(configs(facts, accel), facts, **kw)
+
+
+def sizes(specs, env, op=None):
+    return sorted({s["size_bytes"] for s in specs if s["env"] == env and (op is None or s["op"] == op)})
+
+
+@pytest.mark.parametrize("facts,accel", [(PI, "kvm"), (HERE, "tcg")], ids=["pi4", "this-vm"])
+def test_calibrate_covers_every_regime_it_can(facts, accel):
+    specs, notes = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
+    llc = facts["cpu_caches"]["l3_bytes"] or facts["cpu_caches"]["l2_bytes"]
+    for env in ("linux", "docker", "qemu", "hvt"):
+        assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == 4096} == \
+            {"write_sync", "write", "read"}, env
+    for env in ("linux", "docker", "qemu"):
+        got = sizes(specs, env, "read")
+        assert any(4096 < s <= facts["cpu_caches"]["l2_bytes"] // 2 for s in got), (env, got)   # in cache
+        assert any(s >= 2 * llc for s in got), (env, got)                                         # DRAM
+    mem = configs(facts, accel)["qemu"]["memory_bytes"]
+    assert max(sizes(specs, "qemu", "read")) > mem and max(sizes(specs, "qemu", "write")) > mem
+    # the guest's dirty limit (20% of 256 MiB) is outrun by the beyond-memory write
+    assert max(sizes(specs, "qemu", "write")) > 0.2 * mem
+    assert max(sizes(specs, "linux")) < facts["memory_bytes"]
+    assert any(n.startswith("linux: no file beyond") for n in notes)
+    assert all(s["reason"] and s["estimate_s"] > 0 for s in specs)
+    assert sum(s["estimate_s"] for s in specs) <= 600
+    assert plan(facts, accel, budget_s=600, free_bytes=50 * GIB) == (specs, notes)   # reproducible
+
+
+def test_pi_and_this_machine_get_different_plans():
+    pi, _ = plan(PI, "kvm", budget_s=600)
+    here, _ = plan(HERE, "tcg", budget_s=600)
+    # hardware KVM makes a hypercall cheap: the hvt block-count file is larger on the Pi
+    assert max(sizes(pi, "hvt")) > max(sizes(here, "hvt"))
+    # a Pi has no L3: its DRAM file follows the 1 MiB L2, this machine's its 32 MiB L3
+    assert max(sizes(pi, "linux")) < max(sizes(here, "linux"))
+    assert max(sizes(here, "linux")) >= 64 * MIB
+    # more reps per batch where an op is cheaper (hvt call under hardware KVM)
+    rep = lambda specs: next(s["reps"] // s["batches"] for s in specs  # noqa: E731
+                             if s["env"] == "hvt" and s["size_bytes"] == 4096 and s["op"] == "read")
+    assert rep(pi) > 5 * rep(here)
+
+
+def test_budget_and_caps_shrink_the_plan():
+    full, _ = plan(HERE, "tcg", budget_s=600)
+    tight, notes = plan(HERE, "tcg", budget_s=30)
+    assert sum(s["estimate_s"] for s in tight) < sum(s["estimate_s"] for s in full)
+    assert not any(s["size_bytes"] > 256 * MIB for s in tight if s["env"] == "qemu")   # beyond-mem dropped
+    assert any("qemu: no file beyond" in n for n in notes)
+    capped, _ = plan(HERE, "tcg", budget_s=600, max_size=64 << 10)
+    assert max(s["size_bytes"] for s in capped) == 64 << 10
+    assert any("capped" in s["reason"] for s in capped)
+    small_disk, notes = plan(HERE, "tcg", budget_s=600, free_bytes=512 * MIB)
+    assert max(sizes(small_disk, "qemu")) <= 256 * MIB and any("free" in n for n in notes)
+
+
+@pytest.mark.parametrize("cfg,size,op", [
+    ({"env": "linux", "memory_bytes": 24 * GIB}, 4096, "read"),
+    ({"env": "linux", "memory_bytes": 24 * GIB}, 4096, "write"),
+    ({"env": "linux", "memory_bytes": 24 * GIB}, 4096, "write_sync"),
+    ({"env": "qemu", "memory_bytes": 2 * GIB, "accel": "tcg"}, 4096, "read"),
+    ({"env": "hvt", "io_size_bytes": 512}, 4096, "write"),
+    ({"env": "hvt", "io_size_bytes": 512}, 1 * MIB, "read"),
+])
+def test_batches_last_long_enough(cfg, size, op):
+    per_op = P.per_op_estimate(cfg, size, op, "software")
+    reps, batches, why = P.batch_sizing(per_op)
+    assert reps % batches == 0 and (reps // batches) * per_op >= P.MIN_BATCH_S * 0.999 or reps == batches
+    assert batches >= P.LARGE_BATCHES and why
+    # the old quick protocol: 4 KiB x 1000 reps in 100 batches = 10 reps per batch
+    if size == 4096 and op != "write_sync" and cfg["env"] != "hvt":
+        assert reps // batches >= 1000
+
+
+def test_estimates_follow_the_configuration():
+    base = {"env": "hvt", "io_size_bytes": 512, "flush": "none"}
+    assert P.per_op_estimate(dict(base, io_size_bytes=4096), MIB, "write", "software") < \
+        P.per_op_estimate(base, MIB, "write", "software") / 4          # 8 blocks per call
+    assert P.per_op_estimate(dict(base, flush="each-write"), 4096, "write_sync", "software") > \
+        P.per_op_estimate(base, 4096, "write_sync", "software")
+    q = {"env": "qemu", "memory_bytes": 256 * MIB, "accel": "tcg"}
+    assert P.per_op_estimate(q, 384 * MIB, "read") > 2 * P.per_op_estimate(dict(q, memory_bytes=2 * GIB), 384 * MIB, "read")
+    assert P.per_op_estimate(q, 4096, "read") > P.per_op_estimate(dict(q, accel="kvm"), 4096, "read")
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def test_bad_protocol_options(results_tmp):
+    from edgeio.commands import measure
+    for kwargs, message in [({"protocol": "bogus"}, "unknown protocol"),
+                            ({"protocol": "calibrate", "size": "4KiB"}, "chooses sizes"),
+                            ({"protocol": "calibrate", "reps": "10"}, "chooses sizes"),
+                            ({"max_size": "1MiB"}, "--max-size goes with"),
+                            ({"protocol": "calibrate", "max_size": "huge"}, "size")]:
+        with pytest.raises(UserError, match=message):
+            measure.run(env="linux", quiet=True, **kwargs)
+    assert not results_tmp.exists() or not any(results_tmp.iterdir())     # nothing was created
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_kvm(), reason="needs /dev/kvm")
+def test_calibrate_protocol_small_run(results_tmp, capsys):
+    """A real --protocol calibrate campaign, scaled down with --max-size."""
+    from edgeio import store
+    from edgeio.commands import measure
+    path = measure.run(env="linux,qemu,hvt", op="read", protocol="calibrate", max_size="64KiB",
+                       budget="2m")
+    err = capsys.readouterr().err
+    assert "protocol calibrate" in err and "estimate:" in err       # the plan, printed up front
+    cells = json.loads((path / "plan.json").read_text())
+    assert {c["env"] for c in cells} == {"linux", "qemu", "hvt"}
+    assert all(c["reason"] and c["size_bytes"] <= 64 << 10 for c in cells)
+    assert all(c["params"].get("mem") == "256" for c in cells if c["env"] == "qemu")
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["options"]["protocol_info"]["name"] == "calibrate"
+    assert any("qemu: no file beyond" in n for n in meta["options"]["protocol_info"]["notes"])
+    records = store.Campaign.open(path).records()
+    assert len(records) == len(cells) and all(r["status"] == "ok" for r in records.values())
+    for rec in records.values():
+        assert rec["config"]["env"] == rec["cell"]["env"]
+        if rec["cell"]["env"] == "qemu":
+            assert rec["config"]["memory_bytes"] == 256 * MIB
+        if rec["cell"]["env"] == "linux" and rec["cell"]["size_bytes"] == 4096:
+            # sized from the estimate: a batch is far longer than the old 10 x 0.7 µs
+            per_batch = statistics.median(rec["probe"]["batch_seconds"])
+            assert per_batch >= P.MIN_BATCH_S / 4, per_batch
