@@ -65,14 +65,14 @@ class XenEnvironment(Environment):
 
     def check(self):
         where = self.target.name
-        missing = [pkg for prog, pkg in (("xl", "xen-utils"), ("xenstore-read", "xenstore-utils"),
-                                         ("stty", "coreutils"), ("setsid", "util-linux"))
+        missing = [(prog, pkg) for prog, pkg in (("xl", "xen-utils"), ("xenstore-read", "xenstore-utils"),
+                                                 ("stty", "coreutils"), ("setsid", "util-linux"))
                    if not self.target.which(prog)]
         caps = self.target.read_text("/proc/xen/capabilities")
         if missing:
             hyp = "" if caps is not None else " and boot the Xen hypervisor (xen-hypervisor-4.17-*)"
-            raise Unavailable(f"xen: target {where} lacks {', '.join(missing)}: install "
-                              f"{' '.join(dict.fromkeys(missing))}{hyp}")
+            raise Unavailable(f"xen: target {where} has no {', '.join(p for p, _ in missing)}: install "
+                              f"{' '.join(dict.fromkeys(k for _, k in missing))}{hyp}")
         if caps is None:
             raise Unavailable(f"xen: no Xen hypervisor on {where} (/proc/xen/capabilities absent: "
                               "boot Xen and mount xenfs)")
@@ -235,7 +235,7 @@ class XenEnvironment(Environment):
         t0 = time.monotonic()
         rc, out = self._driver(["start", f"{int(self.boot_timeout)}"], self.boot_timeout + 120)
         if rc != 0:
-            self.domain = None
+            self._down_after_failure()      # nothing left behind: domain, console reader
             why = {124: f"did not come up within {self.boot_timeout:g} s (destroyed)",
                    3: "failed to boot (the domain is gone)"}.get(rc, f"driver exit {rc}")
             raise CellFailed(f"xen: domU {why} ({self._label()}); console ends:\n{_tail(out)}", out)

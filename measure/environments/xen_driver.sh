@@ -12,8 +12,18 @@ cmd=$1 dir=$2 name=$3
 log=$dir/console.log
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-alive() { xl domid "$name" >/dev/null 2>&1; }
-tail_out() { echo "edgeio-console-tail"; tail -n 25 "$log" 2>/dev/null | tr -d '\r'; }
+# Alive: the domain exists and is neither shut down, crashed nor dying (xl list's State).
+alive() {
+    [ -s "$dir/domid" ] || return 1
+    state=$(xl list "$(cat "$dir/domid")" 2>/dev/null | sed -n '2s/.*[[:space:]]\([-rbpscd]\{6\}\)[[:space:]].*/\1/p')
+    case "$state" in ""|*s*|*c*|*d*) return 1 ;; esac
+}
+destroy() { [ -s "$dir/domid" ] && xl destroy "$(cat "$dir/domid")" >/dev/null 2>&1; }
+tail_out() {   # the panic or init's complaint (if any, it may be above the tail), then the tail
+    echo "edgeio-console-tail"
+    grep -E "Kernel panic|edgeio-guest:" "$log" 2>/dev/null | tail -n 3 | tr -d '\r'
+    tail -n 25 "$log" 2>/dev/null | tr -d '\r'
+}
 # wait_for PATTERN SECONDS: 0 found, 3 domain gone, 124 timed out
 wait_for() {
     end=$(( $(date +%s) + $2 ))
@@ -25,18 +35,20 @@ wait_for() {
     done
 }
 fail() {   # $1 status
-    [ "$1" = 124 ] && xl destroy "$name" >/dev/null 2>&1
+    destroy       # hung, crashed or shut down: none is left behind holding memory
     tail_out
     exit "$1"
 }
-tty_of() { xenstore-read "/local/domain/$(xl domid "$name")/console/tty"; }
+tty_of() { xenstore-read "/local/domain/$(cat "$dir/domid")/console/tty"; }
 
 case "$cmd" in
 start)
     : > "$log"
+    rm -f "$dir/domid"
     xl create -p "$dir/domu.cfg" > "$dir/xl-create.log" 2>&1 < /dev/null || {
         cat "$dir/xl-create.log"; echo "edgeio-console-tail"; exit 3; }
-    tty=$(tty_of) || { xl destroy "$name"; echo "no console pty"; exit 3; }
+    xl domid "$name" > "$dir/domid"
+    tty=$(tty_of) || { destroy; echo "no console pty"; exit 3; }
     stty -F "$tty" raw -echo
     # The reader outlives this command; its output goes only to the log.
     setsid cat "$tty" >> "$log" 2>/dev/null < /dev/null &
@@ -57,8 +69,8 @@ stop)
         printf 'edgeio-quit\n' > "$(tty_of)" 2>/dev/null
         i=0
         while alive && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
-        alive && xl destroy "$name"
     fi
+    destroy       # powered off (shut down) or still up after 30 s: gone either way
     [ -f "$dir/reader.pid" ] && kill "$(cat "$dir/reader.pid")" 2>/dev/null
     rm -f "$dir/reader.pid"
     ;;

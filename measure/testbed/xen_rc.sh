@@ -4,7 +4,8 @@
 # (each guest console gets a pty from it). The Xen driver modules are loaded by the
 # boot initramfs.
 bin=/usr/lib/xen-@@XEN@@/bin
-mkdir -p /proc/xen /run/xenstored /run/xen /var/lib/xen /var/log/xen /var/lock
+# /var/run is a directory of its own here, not a link to /run: libxl locks under /var/run/xen
+mkdir -p /proc/xen /run/xenstored /run/xen /var/run/xen /var/run/xenstored /var/lib/xen /var/log/xen /var/lock
 mountpoint -q /proc/xen || mount -t xenfs xenfs /proc/xen || exit 1
 "$bin/xenstored" --pid-file /run/xenstored.pid || exit 1
 "$bin/xen-init-dom0" > /var/log/xen/xen-init-dom0.log 2>&1 || exit 1
