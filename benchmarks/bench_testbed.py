@@ -1,7 +1,10 @@
 """The pi testbed (emulated arm64 board with KVM): boot-to-ssh time, and the hvt/linux and
-qemu/linux ratios per (size, op) measured on it, labelled emulated.
+qemu/linux ratios per (size, op) measured on it, labelled emulated. With --board xen: the
+xen testbed's boot-to-ssh time, the domU's boot, the xen cells' overhead per cell and the
+domU/dom0-native (xen/linux) ratio per (size, op).
 
     python benchmarks/bench_testbed.py [--boots 2] [--sizes 4KiB,1MiB] [--reps 20]
+    python benchmarks/bench_testbed.py --board xen [--boots 2] [--reps 20]
 
 Boots the board `--boots` times (down, up) through the same code as `invoke testbed up`,
 then runs one `invoke measure` campaign on it (linux, hvt, qemu; interleaved order) and
@@ -32,23 +35,24 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def boots(n: int) -> list[float]:
+def boots(n: int, board: str = "pi") -> list[float]:
     times = []
     for i in range(n):
-        testbed.down("pi")
+        testbed.down(board)
         t0 = time.monotonic()
-        state = testbed.up("pi")
+        state = testbed.up(board)
         times.append(time.monotonic() - t0)
         print(f"  boot {i + 1}: {format_time(times[-1])} to ssh (QEMU start to a key-authenticated "
               f"command; state boot_s {format_time(state['boot_s'])}), load {load()}", flush=True)
     return times
 
 
-def campaign(url: str, sizes: str, reps: int) -> Path:
+def campaign(url: str, sizes: str, reps: int, envs: str = "linux,hvt,qemu",
+             params: tuple = ("mem=512",)) -> Path:
     out = Path(tempfile.mkdtemp(prefix="bench-testbed-"))
-    argv = [sys.executable, "-m", "invoke", "measure", "--target", url, "--env", "linux,hvt,qemu",
-            "--size", sizes, "--reps", str(reps), "--param", "mem=512", "--order", "interleaved",
-            "--out", str(out), "--quiet"]
+    argv = [sys.executable, "-m", "invoke", "measure", "--target", url, "--env", envs,
+            "--size", sizes, "--reps", str(reps), *(a for p in params for a in ("--param", p)),
+            "--order", "interleaved", "--out", str(out), "--quiet"]
     t0 = time.monotonic()
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
     print(f"  campaign: {format_time(time.monotonic() - t0)} wall (prepare + cells), exit "
@@ -63,7 +67,10 @@ def main():
     ap.add_argument("--boots", type=int, default=2)
     ap.add_argument("--sizes", default="4KiB,1MiB")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--board", default="pi", choices=("pi", "xen"))
     a = ap.parse_args()
+    if a.board == "xen":
+        return main_xen(a)
     print(f"pi testbed (EMULATED: qemu-system-aarch64 TCG, Cortex-A72, {os.cpu_count()} host cores), "
           f"load {load()}")
     times = boots(a.boots)
@@ -90,6 +97,40 @@ def main():
             wall = "/".join(f"{walls.get((e, size, op), float('nan')):.1f}" for e in ("linux", "hvt", "qemu"))
             print(f"  {format_size(size):>6s} {op:11s} {format_time(lx):>10s} {format_time(hv):>10s} "
                   f"{format_time(qe):>10s} {ratio(hv)} {ratio(qe)}  {wall} s")
+    print("(emulated board: ratios only; the study's Pi 4 figures are in calibration/data)")
+
+
+def main_xen(a):
+    print(f"xen testbed (EMULATED: Xen 4.17 + Linux dom0 under qemu-system-aarch64 TCG, Cortex-A72, "
+          f"{os.cpu_count()} host cores), load {load()}")
+    times = boots(a.boots, "xen")
+    print(f"boot-to-ssh: median {format_time(sorted(times)[len(times) // 2])} over {len(times)} boots")
+    camp = campaign(testbed.status("xen")["url"], a.sizes, a.reps, envs="linux,xen", params=())
+    per_op, overhead, boot = {}, [], None
+    for path in sorted((camp / "cells").glob("*.json")):
+        rec = json.loads(path.read_text())
+        c = rec["cell"]
+        if rec["status"] != "ok":
+            print(f"  FAILED {c['env']} {c['op']}: {rec['error'][:300]}")
+            continue
+        p = rec["probe"]
+        per_op[(c["env"], c["size_bytes"], c["op"])] = p["total_seconds"] / p["reps"]
+        if c["env"] == "xen":
+            overhead.append(rec["env_metadata"]["cell_overhead_seconds"])
+            boot = rec["env_metadata"]["domu_boot_seconds"]
+    if boot is not None:
+        print(f"domU boot (xl create to its ready line, once per campaign): {format_time(boot)}")
+    if overhead:
+        print(f"xen cell overhead (cell wall minus the probe's timed total; console round trip over SSH): "
+              f"median {format_time(sorted(overhead)[len(overhead) // 2])}, max {format_time(max(overhead))}"
+              f" over {len(overhead)} cells")
+    print(f"\nper op on the xen testbed (EMULATED), campaign {camp}, reps {a.reps}, domU 1 GiB, file backend:")
+    print(f"  {'size':>6s} {'op':11s} {'dom0':>10s} {'domU':>10s} {'domU/dom0':>10s}")
+    for size in parse_sizes(a.sizes):
+        for op in ("write_sync", "write", "read"):
+            lx, xn = per_op.get(("linux", size, op)), per_op.get(("xen", size, op))
+            ratio = f"{xn / lx:10.2f}" if xn and lx else f"{'n/a':>10s}"
+            print(f"  {format_size(size):>6s} {op:11s} {format_time(lx):>10s} {format_time(xn):>10s} {ratio}")
     print("(emulated board: ratios only; the study's Pi 4 figures are in calibration/data)")
 
 

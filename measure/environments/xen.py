@@ -217,7 +217,7 @@ class XenEnvironment(Environment):
     def _config(self, name: str) -> str:
         target = self.disk_path
         lines = [f'name = "{name}"', f'kernel = "{self.remote}/kernel"', f'ramdisk = "{self.remote}/initrd.gz"',
-                 'extra = "console=hvc0 quiet loglevel=1 panic=-1"',
+                 'extra = "console=hvc0 quiet loglevel=1 panic=2"',
                  f"memory = {self.mem_mib}", f"vcpus = {self.vcpus}",
                  f"disk = [ 'format=raw, vdev=xvda, access=rw, target={target}' ]",
                  'on_poweroff = "destroy"', 'on_reboot = "destroy"', 'on_crash = "destroy"']
