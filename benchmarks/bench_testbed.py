@@ -106,18 +106,16 @@ def main_xen(a):
     times = boots(a.boots, "xen")
     print(f"boot-to-ssh: median {format_time(sorted(times)[len(times) // 2])} over {len(times)} boots")
     camp = campaign(testbed.status("xen")["url"], a.sizes, a.reps, envs="linux,xen", params=())
-    per_op, overhead, boot = {}, [], None
-    for path in sorted((camp / "cells").glob("*.json")):
-        rec = json.loads(path.read_text())
-        c = rec["cell"]
+    records = [json.loads(path.read_text()) for path in sorted((camp / "cells").glob("*.json"))]
+    for rec in records:
         if rec["status"] != "ok":
-            print(f"  FAILED {c['env']} {c['op']}: {rec['error'][:300]}")
-            continue
-        p = rec["probe"]
-        per_op[(c["env"], c["size_bytes"], c["op"])] = p["total_seconds"] / p["reps"]
-        if c["env"] == "xen":
-            overhead.append(rec["env_metadata"]["cell_overhead_seconds"])
-            boot = rec["env_metadata"]["domu_boot_seconds"]
+            print(f"  FAILED {rec['cell']['env']} {rec['cell']['op']}: {rec['error'][:300]}")
+    ok = [rec for rec in records if rec["status"] == "ok"]
+    per_op = {(r["cell"]["env"], r["cell"]["size_bytes"], r["cell"]["op"]): r["probe"]["total_seconds"] / r["probe"]["reps"]
+              for r in ok}
+    xen_meta = [r["env_metadata"] for r in ok if r["cell"]["env"] == "xen"]
+    overhead = [m["cell_overhead_seconds"] for m in xen_meta]
+    boot = xen_meta[0]["domu_boot_seconds"] if xen_meta else None
     if boot is not None:
         print(f"domU boot (xl create to its ready line, once per campaign): {format_time(boot)}")
     if overhead:

@@ -7,33 +7,14 @@ cell's result line), never sleeps. Without the board: the bad-input paths.
 """
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from test_testbed_pi import campaign_dir, cells, invoke     # the same invoke/campaign helpers
 
 from edgeio.errors import UserError
-from edgeio.paths import PROJECT_ROOT
 from measure.environments.base import CellFailed, Unavailable
 from measure.environments.xen import XenEnvironment
-
-INVOKE = [sys.executable, "-m", "invoke"]
-
-
-def invoke(*args, env=None, timeout=1800):
-    return subprocess.run([*INVOKE, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def cells(campaign: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((campaign / "cells").glob("*.json"))]
-
-
-def campaign_dir(parent: Path) -> Path:
-    (found,) = [p for p in parent.iterdir() if (p / "metadata.json").exists()]
-    return found
 
 
 def cell(size, op, reps=3, **kw):

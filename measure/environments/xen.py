@@ -23,6 +23,7 @@ from pathlib import Path
 from edgeio.errors import UserError
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
                                        check_free_space, probe_args)
+from measure.environments.qemu import _float_param, _int_param
 
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 DRIVER = Path(__file__).with_name("xen_driver.sh")
@@ -46,10 +47,10 @@ class XenEnvironment(Environment):
         super().__init__(target, params, workdir)
         self._explicit = dict(params or {})
         p = self.params
-        self.mem_mib = _int(p, "mem", 32)
-        self.vcpus = _int(p, "vcpus", 1)
-        self.timeout = _seconds(p, "timeout")
-        self.boot_timeout = _seconds(p, "boot_timeout")
+        self.mem_mib = _int_param(p, "mem", 32, "xen")
+        self.vcpus = _int_param(p, "vcpus", 1, "xen")
+        self.timeout = _float_param(p, "timeout", "xen")
+        self.boot_timeout = _float_param(p, "boot_timeout", "xen")
         if p["disk"] == "file":
             self.backend, self.device = "file", None
         elif re.fullmatch(r"/dev/[A-Za-z0-9_./-]+", p["disk"]):
@@ -286,24 +287,3 @@ def _tail(out: str, lines: int = 25) -> str:
     text = out.split(TAIL_MARK, 1)[1] if TAIL_MARK in out else out
     kept = [ln for ln in text.replace("\r", "").strip().splitlines() if ln.strip()][-lines:]
     return "\n".join(kept) if kept else "(the domU printed nothing)"
-
-
-def _int(p: dict, key: str, minimum: int) -> int:
-    try:
-        value = int(str(p[key]))
-    except ValueError:
-        raise UserError(f"xen: {key}={p[key]!r} is not a whole number") from None
-    if value < minimum:
-        raise UserError(f"xen: {key}={value} is below the minimum {minimum}")
-    return value
-
-
-def _seconds(p: dict, key: str) -> float:
-    try:
-        value = float(str(p[key]))
-    except ValueError:
-        raise UserError(f"xen: {key}={p[key]!r} is not a number of seconds") from None
-    if value <= 0:
-        raise UserError(f"xen: {key} must be positive")
-    return value
-

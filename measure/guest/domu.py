@@ -18,7 +18,7 @@ from edgeio.errors import UserError
 from edgeio.paths import cache_dir
 
 from . import _atomic_write, _pvh_vmlinux
-from .initramfs import Cpio, module_bytes, module_order
+from .initramfs import PROBE_JSON, Cpio, module_bytes, module_order
 from .packages import DEB_ARCH, fetch_busybox, fetch_kernel
 
 INIT_TEMPLATE = Path(__file__).with_name("xen_init.sh")
@@ -49,7 +49,7 @@ def build_domu(arch: str, probe: Path | None = None) -> DomU:
     busybox = fetch_busybox(arch)
     h = hashlib.sha256(f"{kernel.package}={kernel.version}\n{busybox.parent.parent.name}\n".encode())
     h.update(hashlib.sha256(Path(probe).read_bytes()).digest())
-    for path in (INIT_TEMPLATE, Path(__file__)):
+    for path in (INIT_TEMPLATE, PROBE_JSON, Path(__file__)):
         h.update(path.read_bytes())
     out = cache_dir("guest", arch, f"domu-{h.hexdigest()[:16]}")
     manifest = out / "manifest.json"
@@ -61,7 +61,8 @@ def build_domu(arch: str, probe: Path | None = None) -> DomU:
         cpio.chardev("dev/console", 5, 1)
         cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
         cpio.file("probe", Path(probe).read_bytes(), 0o755)
-        init = INIT_TEMPLATE.read_text().replace("@@MODULES@@", " ".join(n for n, _ in modules))
+        init = (INIT_TEMPLATE.read_text().replace("@@MODULES@@", " ".join(n for n, _ in modules))
+                .replace("@@PROBE_JSON@@", PROBE_JSON.read_text()))
         cpio.file("init", init.encode(), 0o755)
         for name, path in modules:
             cpio.file(f"modules/{name}.ko", module_bytes(path))
