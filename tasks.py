@@ -1,4 +1,4 @@
-"""invoke tasks: measure, calibrate, predict, report, main (all four), testbed, test, setup.
+"""invoke tasks: measure, calibrate, predict, verify, report, main (all of them), testbed, test, setup.
 
 Every task turns a UserError into one line on stderr and exit status 2.
 """
@@ -66,12 +66,14 @@ def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, 
             "out": "where to write the parameter set JSON",
             "validate": "print leave-one-cell-out and leave-one-environment-out errors",
             "allow_priors": "fit even if the results set lacks cells that pin some parameters "
-                            "(they keep their priors)"})
+                            "(they keep their priors)",
+            "machine": "machine profile JSON the results were measured on (needed for a CSV; "
+                       "format: calibration/data/pi4_machine.json)"})
 @_user_errors
-def calibrate(c, source=None, out=None, validate=False, allow_priors=False):
+def calibrate(c, source=None, out=None, validate=False, allow_priors=False, machine=None):
     """Fit the model's parameters to a results set."""
     from edgeio.commands import calibrate as command
-    command.run(source=source, out=out, validate=validate, allow_priors=allow_priors)
+    command.run(source=source, out=out, validate=validate, allow_priors=allow_priors, machine=machine)
 
 
 @task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",
@@ -85,18 +87,19 @@ def predict(c, scenario="list", param=None, calibration=None, out=None):
     command.run(scenario=scenario, params=param or [], calibration=calibration, out=out)
 
 
-@task(iterable=["campaign", "compare"], help={
+@task(iterable=["campaign", "compare", "verify"], help={
     "campaign": "campaign directory (repeatable; default: the newest)",
     "calibration": "parameter set JSON",
     "out": "output directory",
     "reference": "report the bundled study figures",
-    "compare": "two campaign directories or envs to compare (repeatable)"})
+    "compare": "two campaign directories or envs to compare (repeatable)",
+    "verify": "verify campaign directory (repeatable; default: those of the calibration)"})
 @_user_errors
-def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None):
+def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None):
     """Write the HTML and Markdown report: measured vs modelled vs what-if."""
     from edgeio.commands import report as command
     command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
-                compare=compare or None)
+                compare=compare or None, verify=verify or None)
 
 
 @task(positional=["action", "board"], help={"action": "up, down or status",
@@ -123,10 +126,32 @@ def setup(c):
     c.run("bash scripts/install")
 
 
-@task
-def main(c):
-    """The main job: measure what this machine can run, calibrate, predict, report."""
-    measure(c)
-    calibrate(c, validate=True)
-    predict(c, scenario="hvt-multiblock", param=["blocks=8"])
-    report(c)
+@task(iterable=["param"], help={
+    "scenario": "what-if scenario to build and measure (see invoke predict --scenario list)",
+    "param": "scenario parameter key=value (repeatable), e.g. blocks=8",
+    "calibration": "parameter set JSON (default: the newest fitted for this target)",
+    "target": "local or ssh://user@host[:port]",
+    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB",
+    "op": "write_sync,write,read or all (default: the calibration's)",
+    "reps": "repetitions per cell (default: the calibration campaign's)",
+    "out": "parent directory of the verify campaign (default: results/verify/)",
+    "resume": "continue a killed verify campaign directory"})
+@_user_errors
+def verify(c, scenario=None, param=None, calibration=None, target=None, size=None, op=None,
+           reps=None, out=None, resume=None, quiet=False):
+    """Predict a fix, write the prediction down, then build it, measure it and compare."""
+    from edgeio.commands import verify as command
+    if not scenario and not resume:
+        from edgeio.errors import UserError
+        raise UserError("give --scenario NAME (invoke predict --scenario list) or --resume DIR")
+    command.run(scenario=scenario, params=param or [], calibration=calibration, target=target,
+                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet)
+
+
+@task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign"})
+@_user_errors
+def main(c, pi=False):
+    """The main job: measure (calibration protocol), calibrate on that campaign, verify
+    hvt-multiblock and the qemu disk transport (predicted before measured), report."""
+    from edgeio.commands import main as command
+    command.run(pi=pi)

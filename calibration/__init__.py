@@ -1,9 +1,12 @@
 """Calibration: fit the model's parameters to a results set, with uncertainty.
 
-  load_results(source) -> DataFrame   None = the study's Pi 4 figures (bundled),
-                                      a campaign directory, or a CSV results set
+  load_results(source, machine) -> DataFrame   None = the study's Pi 4 figures (bundled),
+                                      a campaign directory, or a CSV results set (with
+                                      the machine profile it was measured on)
+  results_set(df, profile) -> DataFrame   a DataFrame of cells as a results set of a machine
   fit(results) -> Calibration         WLS for per-call costs, simulation fit for the rest
   load(path) -> Calibration           read a saved calibration (JSON)
+  matches(cal, facts) -> str | None   why a calibration is not of this machine (None: it is)
 """
 
 import math
@@ -13,28 +16,40 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
-from calibration.core import FIT_COLUMNS, Calibration, load
+from calibration.core import FIT_COLUMNS, Calibration, load, matches
 from calibration.fit import Fitter, cells_from
 from calibration.results import load_results
 from calibration.validate import validate as _validate
-from model.environments import STUDY
 from model.params import SPECS, priors
 
-__all__ = ["Calibration", "fit", "load", "load_results", "validate"]
+__all__ = ["Calibration", "fit", "load", "load_results", "results_set", "matches", "validate"]
+
+
+def results_set(df: pd.DataFrame, profile: dict, source: str = "results set given by the caller") -> pd.DataFrame:
+    """A DataFrame of cells (env, size_bytes, op, mean_per_op_s[, reps, config, ...]) as a
+    results set measured on the machine of `profile` (model.machine.load_profile)."""
+    from calibration.results import _from_csv
+    df = df.copy()
+    df.attrs["source"] = source
+    return _from_csv(df, source, profile)
 
 
 def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibration:
-    """Fit the model to a results set (columns env, size_bytes, op, mean_per_op_s[, reps, config])."""
+    """Fit the model to a results set (load_results or results_set: its attrs carry the
+    machine's facts)."""
     from calibration.results import _check
     source = results.attrs.get("source", "results set given by the caller")
-    fixed = dict(results.attrs.get("fixed") or {})
+    machine = results.attrs.get("machine")
+    if not machine:
+        from edgeio.errors import UserError
+        raise UserError(f"{source}: no machine facts: load it with calibration.load_results or results_set")
+    attrs = dict(results.attrs)
     results = _check(results, source)
-    cells = cells_from(results)
+    cells = cells_from(results, machine)
     t0 = time.perf_counter()
-    fitter = Fitter(cells)
-    start = priors()
-    start.update({k: float(v) for k, v in fixed.items() if SPECS.get(k) and SPECS[k].kind == "fixed"})
-    fr = fitter.fit(start=start)
+    prior = priors(machine)
+    fitter = Fitter(cells, prior=prior)
+    fr = fitter.fit(start=dict(prior))
     modelled = [r.per_op_s for r in fitter.model(fr.values)]
     table = pd.DataFrame({
         "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
@@ -44,13 +59,19 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     table["rel_error"] = table["modelled_s"] / table["measured_s"] - 1
     table = table[FIT_COLUMNS]
     abs_err = table["rel_error"].abs()
+    loo = fitter.loo_log_residuals()
     metadata = {
-        "model": "edgeio SimPy I/O path model 1",
+        "model": "edgeio SimPy I/O path model 2",
         "cells": len(cells),
-        "machine": {k: v for k, v in fixed.items()},
-        "environments": {e: _cfg_dict(STUDY[e]) for e in sorted({c.env for c in cells})},
+        "machine": machine,
+        "target": attrs.get("target"),
+        "host": attrs.get("host") or machine.get("host", ""),
+        "profile": attrs.get("profile"),
+        "statistic": attrs.get("statistic", "mean_per_op_s"),
+        "prior": {k: prior[k] for k in SPECS if k in prior},
+        "environments": {f"{c.env} {c.config}": _cfg_dict(c.cfg) for c in cells},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
-                       "io_size": c.io_size, "config": c.config} for c in cells],
+                       "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se} for c in cells],
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
@@ -65,19 +86,45 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                     "note": "statsmodels WLS covariance of the per-call costs, nonlinear parameters held"},
         },
         "residual_log_sd": float(np.sqrt(np.mean(np.log1p(table["rel_error"].to_numpy()) ** 2))),
+        "structural_error": _structural(loo, table, len(fr.names or []),
+                                        "leave-one-cell-out, linearised (PRESS residuals e/(1-h) "
+                                        "of the joint Gauss-Newton fit)"),
     }
-    cal = Calibration(_param_table(fr), table, source, metadata)
+    cal = Calibration(_param_table(fr, prior), table, source, metadata)
     if validate:
-        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim)
-        metadata["validation"] = summarize_validation(cal.validation)
+        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior)
+        _record_validation(cal)
     return cal
+
+
+def _structural(loo, table, p, method) -> dict:
+    """The model's structural error (sd of log time) measured out of sample."""
+    n = len(table)
+    if loo is None or not len(loo):
+        e = np.log1p(table["rel_error"].to_numpy(float))
+        loo = e * math.sqrt(n / max(1, n - p))
+        method = "in-sample residuals inflated by n/(n-p) (no Jacobian)"
+    return {"log_sd": float(np.sqrt(np.mean(np.asarray(loo) ** 2))) if n else 0.0,
+            "df": int(max(1, n - 1)), "method": method}
+
+
+def _record_validation(cal) -> None:
+    cal.metadata["validation"] = summarize_validation(cal.validation)
+    loo = cal.validation[cal.validation["kind"] == "leave-one-cell-out"]
+    if len(loo):
+        e = np.log1p(loo["rel_error"].to_numpy(float))
+        cal.metadata["structural_error"] = {
+            "log_sd": float(np.sqrt(np.mean(e ** 2))), "df": int(max(1, len(e) - 1)),
+            "method": "leave-one-cell-out refits (invoke calibrate --validate)"}
 
 
 def validate(cal: Calibration, results: pd.DataFrame, progress=None, workers: int | None = None) -> pd.DataFrame:
     """Leave-one-cell-out and leave-one-env-out errors for a calibration of `results`
     (refits in `workers` processes; default one per usable core)."""
-    cal.validation = _validate(cells_from(results), cal.values(), progress=progress, workers=workers)
-    cal.metadata["validation"] = summarize_validation(cal.validation)
+    machine = results.attrs.get("machine") or cal.machine
+    cal.validation = _validate(cells_from(results, machine), cal.values(), progress=progress, workers=workers,
+                               prior=priors(machine))
+    _record_validation(cal)
     return cal.validation
 
 
@@ -95,7 +142,7 @@ def _cfg_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _param_table(fr) -> dict:
+def _param_table(fr, prior) -> dict:
     """value, stderr and 95% interval per parameter: from the joint covariance (so the
     intervals carry the confounding between costs), Student t; times symmetric and cut
     at zero, the others log-symmetric; unidentified ones get their prior's spread."""

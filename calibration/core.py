@@ -30,6 +30,24 @@ class Calibration:
         self.validation = validation
         self.created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
+    # -- the machine ------------------------------------------------------------------------
+    @property
+    def machine(self) -> dict:
+        """The facts of the machine this calibration was fitted for."""
+        m = self.metadata.get("machine")
+        if not isinstance(m, dict) or not m:
+            raise UserError(f"calibration of {self.source} records no machine facts (made by an older "
+                            "edgeio): calibrate again")
+        return m
+
+    @property
+    def target(self) -> str:
+        return str(self.metadata.get("target") or "")
+
+    @property
+    def host(self) -> str:
+        return str(self.metadata.get("host") or self.machine.get("host") or "")
+
     # -- values and their uncertainty -----------------------------------------------------
     def values(self) -> dict[str, float]:
         return {k: float(v["value"]) for k, v in self.params.items()}
@@ -39,9 +57,28 @@ class Calibration:
         return list(self.metadata.get("workloads", []))
 
     def residual_log_sd(self) -> float:
-        """Spread of the model's log error on its own cells (model error, for intervals)."""
+        """Spread of the model's log error on its own cells (in sample)."""
         e = np.log1p(self.fit_table["rel_error"].to_numpy(float))
         return float(np.sqrt(np.mean(e ** 2))) if e.size else 0.0
+
+    def structural_log_sd(self) -> float:
+        """The model's structural error (sd of log time per op) measured out of sample:
+        leave-one-cell-out residuals (refits when validated, else linearised)."""
+        s = self.metadata.get("structural_error") or {}
+        v = s.get("log_sd")
+        if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
+            return float(v)
+        n = len(self.fit_table)
+        return self.residual_log_sd() * math.sqrt(n / max(1, n - 1)) if n else 0.0
+
+    def structural_df(self) -> int:
+        s = self.metadata.get("structural_error") or {}
+        return int(s.get("df") or max(1, len(self.fit_table) - 1))
+
+    def prior_only(self) -> list[str]:
+        """Fitted parameters no cell of the calibration pinned (they kept their priors)."""
+        cov = set(((self.metadata.get("covariance") or {}).get("joint") or {}).get("names") or [])
+        return [n for n in FITTED if n not in cov]
 
     def sample(self, n: int, seed: int = 0) -> list[dict]:
         """Parameter sets drawn from the fit's uncertainty: relative changes d from the
@@ -50,6 +87,13 @@ class Calibration:
         rng = np.random.default_rng(seed)
         base = self.values()
         draws = [dict(base) for _ in range(n)]
+        # parameters no cell pinned are as uncertain as their priors (log-normal)
+        for k in self.prior_only():
+            sd = SPECS[k].sd if SPECS[k].kind != "linear" else math.log1p(SPECS[k].sd)
+            z = rng.normal(0.0, sd, size=n)
+            for draw, zk in zip(draws, z.tolist()):
+                v = base[k] * math.exp(zk)
+                draw[k] = _clamp(k, v)
         cov = (self.metadata.get("covariance") or {}).get("joint") or {}
         if cov.get("names"):
             names, C = cov["names"], np.array(cov["matrix"], float)
@@ -59,11 +103,7 @@ class Calibration:
                 for k, dk in zip(names, row.tolist()):
                     v = base[k]
                     v = max(v * (1 + dk), 0.05 * v) if k in additive else v * float(np.exp(dk))
-                    if SPECS[k].unit == "fraction":
-                        v = min(v, 1.0)
-                    if k == "guest_fsync_flushes":
-                        v = max(v, 1.0)
-                    draw[k] = v
+                    draw[k] = _clamp(k, v)
         return draws
 
     # -- files ------------------------------------------------------------------------------
@@ -72,6 +112,9 @@ class Calibration:
             "format": FORMAT,
             "created": self.created,
             "source": self.source,
+            "machine": self.metadata.get("machine"),
+            "target": self.metadata.get("target"),
+            "host": self.metadata.get("host"),
             "metadata": self.metadata,
             "params": self.params,
             "fit": _records(self.fit_table),
@@ -116,8 +159,11 @@ def load(path) -> Calibration:
         fit = pd.DataFrame(data["fit"], columns=FIT_COLUMNS)
         val = data.get("validation")
         val = None if val is None else pd.DataFrame(val, columns=VALIDATION_COLUMNS)
-        cal = Calibration(params, fit, str(data["source"]), dict(data.get("metadata") or {}),
-                          val, data.get("created"))
+        meta = dict(data.get("metadata") or {})
+        for k in ("machine", "target", "host"):
+            if data.get(k) is not None:
+                meta[k] = data[k]
+        cal = Calibration(params, fit, str(data["source"]), meta, val, data.get("created"))
     except UserError:
         raise
     except (KeyError, TypeError, ValueError) as e:
@@ -128,6 +174,40 @@ def load(path) -> Calibration:
     except UserError as e:
         raise UserError(f"{path}: corrupt calibration file ({e})") from None
     return cal
+
+
+def _clamp(k: str, v: float) -> float:
+    if SPECS[k].unit == "fraction":
+        v = min(v, 1.0)
+    if SPECS[k].unit == "count" or SPECS[k].unit == "x":
+        v = max(v, 1.0)
+    return v
+
+
+# Facts that identify a machine, with how far they may differ (memory: what the kernel
+# reports moves a little between boots and kernels).
+IDENTITY = ("host", "arch", "cpu_model", "cpus", "kvm")
+
+
+def matches(cal: "Calibration", facts: dict) -> str | None:
+    """None if `cal` was fitted for the machine of `facts`; else why not, one line."""
+    try:
+        mine = cal.machine
+    except UserError as e:
+        return str(e)
+    diffs = []
+    for k in IDENTITY:
+        a, b = mine.get(k), (facts or {}).get(k)
+        if a not in (None, "") and b not in (None, "") and str(a) != str(b):
+            diffs.append(f"{k} {a} vs {b}")
+    ma, mb = mine.get("memory_bytes"), (facts or {}).get("memory_bytes")
+    if isinstance(ma, (int, float)) and isinstance(mb, (int, float)) and ma > 0 and mb > 0 \
+            and abs(ma / mb - 1) > 0.05:
+        diffs.append(f"memory {ma / 2 ** 30:.1f} GiB vs {mb / 2 ** 30:.1f} GiB")
+    if diffs:
+        return (f"calibration {cal.source} was fitted for another machine ({'; '.join(diffs)}; "
+                "calibration vs this target)")
+    return None
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

@@ -1,23 +1,26 @@
 """Which cells a results set lacks to pin the parameters of the environments it has.
 
-A parameter is *needed* when it moves some cell of the study's matrix (4 KiB and 1 GiB x
-write_sync, write, read) of an environment present in the results set; it is *pinned*
-when it moves a cell the results set actually has. "Moves" means an elasticity
-d log(time) / d log(value) of at least 1% at the priors: below that the fit cannot tell
-the parameter from its prior (the same threshold the fit uses to name unidentified ones).
-A needed parameter that nothing pins would silently stay at its prior, so `invoke
-calibrate` refuses such a set unless the user allows priors.
+Judged against the results set's own machine and environments, not the study's matrix.
+The *reference cells* of a set are, for every environment configuration it has, each op
+at each of: 4 KiB (per-call costs), 4x the machine's last-level cache (the DRAM copy
+regime; model/machine.py) and every size the set measured in any environment. A
+parameter is *needed* when it moves a reference cell and *pinned* when it moves a cell
+the set actually has. "Moves" means an elasticity d log(time) / d log(value) of at least
+1% at the machine's priors: below that the fit cannot tell the parameter from its prior
+(the same threshold the fit uses to name unidentified ones). A needed parameter that
+nothing pins would silently stay at its prior, so `invoke calibrate` refuses such a set
+unless the user allows priors.
 """
 
 import math
 
-from model.environments import OPS, STUDY, study_reps
-from model.params import FITTED, GIB, KIB, priors
+from model.environments import OPS
+from model.machine import llc_bytes
+from model.params import FITTED, KIB, priors
 from model.simulate import Simulator, Workload
 
 ELASTICITY = 0.01
 STEP = 1.1                      # relative step of the finite difference
-MATRIX_SIZES = (4 * KIB, 1 * GIB)
 
 
 def _elasticities(sim, cfg, wl, base, names=FITTED) -> set[str]:
@@ -35,27 +38,39 @@ def _elasticities(sim, cfg, wl, base, names=FITTED) -> set[str]:
     return out
 
 
-def missing_cells(cells) -> dict[str, list[tuple[str, int, str]]]:
-    """For each needed parameter no cell of `cells` (calibration.fit.Cell) pins: the study
-    cells (env, size_bytes, op) of the present environments that would pin it."""
+def reference_sizes(cells, machine) -> list[int]:
+    sizes = {4 * KIB, int(4 * llc_bytes(machine))} | {c.size_bytes for c in cells}
+    return sorted(sizes)
+
+
+def _reps(size):
+    return 1000 if size <= (1 << 20) else 10
+
+
+def missing_cells(cells, machine: dict) -> dict[str, list[tuple[str, int, str]]]:
+    """For each needed parameter no cell of `cells` (calibration.fit.Cell) pins: the
+    reference cells (env, size_bytes, op) that would pin it."""
     sim = Simulator()
-    base = priors()
+    base = priors(machine)
     pinned: set[str] = set()
     for c in cells:                 # only what is not pinned yet needs simulating
         pinned |= _elasticities(sim, c.cfg, c.workload, base, [n for n in FITTED if n not in pinned])
     have = {(c.env, c.size_bytes, c.op) for c in cells}
+    configs = {}
+    for c in cells:
+        configs.setdefault((c.env, c.config), c.cfg)
     would: dict[str, list] = {}
-    for env in sorted({c.env for c in cells}, key=list(STUDY).index):
-        for size in MATRIX_SIZES:
+    for (env, _), cfg in configs.items():
+        for size in reference_sizes(cells, machine):
             for op in OPS:
                 if (env, size, op) in have:
                     continue
                 unpinned = [n for n in FITTED if n not in pinned]
                 if not unpinned:
                     return {}
-                wl = Workload(size, op, study_reps(size))
-                for name in _elasticities(sim, STUDY[env], wl, base, unpinned):
-                    would.setdefault(name, []).append((env, size, op))
+                for name in _elasticities(sim, cfg, Workload(size, op, _reps(size)), base, unpinned):
+                    if (env, size, op) not in would.setdefault(name, []):
+                        would[name].append((env, size, op))
     return {n: would[n] for n in FITTED if n in would}
 
 
@@ -64,6 +79,7 @@ def describe(missing: dict) -> str:
     from edgeio.units import format_size
     parts = []
     for name, cells in missing.items():
-        alts = " or ".join(f"{e} {format_size(s)} {op}" for e, s, op in cells)
-        parts.append(f"{name} (needs {alts})")
+        alts = " or ".join(f"{e} {format_size(s)} {op}" for e, s, op in cells[:4])
+        more = f" (or {len(cells) - 4} more)" if len(cells) > 4 else ""
+        parts.append(f"{name} (needs {alts}{more})")
     return "; ".join(parts)

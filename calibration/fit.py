@@ -13,6 +13,7 @@ estimation), so a parameter no cell informs stays at its prior instead of runnin
 which is what keeps leave-one-out validation meaningful.
 """
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,12 +23,19 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import optimize
 
-from model.environments import config_for, study_reps
+from model.environments import EnvConfig, config_for, study_reps
 from model.params import LINEAR, NONLINEAR, SPECS, priors
 from model.simulate import Simulator, Workload
 
-SIG_DATA = 0.10      # nominal relative error of a cell (model error dominates measurement error)
-BOUNDS = {"guest_fsync_flushes": (1.0, 50.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0)}
+SIG_DATA = 0.10      # nominal relative error of the model on a cell (its structural error)
+# Bounds of the nonlinear parameters (log scale elsewhere: 1e-3..1e3 times the prior).
+# An ext4 fsync asks its disk for a flush before and after the journal commit (and one
+# for the data): a handful, never dozens.
+# A hardware-virtualised guest's kernel runs within ~20x native; an emulated one (TCG,
+# software KVM: ~1 us per guest instruction) can be thousands of times slower.
+BOUNDS = {"guest_fsync_flushes": (1.0, 8.0), "emulated_copy_factor": (1.0, 5000.0), "dirty_ratio": (0.01, 1.0), "vm_cpu_factor": (1.0, 20.0),
+          "emulated_cpu_factor": (1.0, 5000.0), "ide_exits_per_request": (1.0, 100.0),
+          "ahci_exits_per_request": (1.0, 100.0)}
 
 
 @dataclass
@@ -38,18 +46,25 @@ class Cell:
     reps: int
     io_size: int | None
     measured_s: float
-    config: str = ""
+    config: str = ""               # the effective configuration (JSON)
+    rel_se: float = 0.0            # relative standard error of measured_s
+    cfg: EnvConfig | None = None   # the model's environment for it (built once)
 
     @property
     def workload(self) -> Workload:
         return Workload(self.size_bytes, self.op, self.reps, self.io_size)
 
     @property
-    def cfg(self):
-        return config_for(self.env, self.config)
+    def sigma(self) -> float:
+        """Relative error a cell is weighed by: the model's nominal error and the cell's
+        own measurement uncertainty, in quadrature."""
+        return math.sqrt(SIG_DATA ** 2 + self.rel_se ** 2)
 
 
-def cells_from(results: pd.DataFrame) -> list[Cell]:
+def cells_from(results: pd.DataFrame, machine: dict | None = None) -> list[Cell]:
+    """The cells of a results set (calibration.load_results), each built into the model's
+    environment from its effective configuration and the machine's facts."""
+    machine = machine if machine is not None else results.attrs.get("machine")
     out = []
     for r in results.itertuples(index=False):
         reps = getattr(r, "reps", None)
@@ -57,10 +72,15 @@ def cells_from(results: pd.DataFrame) -> list[Cell]:
         io = getattr(r, "io_size_bytes", None)
         io = int(io) if io is not None and io == io and io > 0 else None
         config = getattr(r, "config", "")
-        config = "" if config is None or config != config or str(config).strip() in ("", "{}") else str(config)
-        cell = Cell(r.env, int(r.size_bytes), r.op, reps, io, float(r.mean_per_op_s), config)
-        cell.cfg  # an unusable config is a UserError now, not in the middle of the fit
-        out.append(cell)
+        config = "" if config is None or config != config else str(config)
+        measured = getattr(r, "measured_s", None)
+        measured = float(measured) if measured is not None and measured == measured else float(r.mean_per_op_s)
+        rel_se = getattr(r, "rel_se", 0.0)
+        rel_se = float(rel_se) if rel_se == rel_se else 0.0
+        cfg = config_for(r.env, config, machine)   # an unusable config fails now, not mid-fit
+        if io is None and config:
+            io = (json.loads(config).get("io_size_bytes") or None)
+        out.append(Cell(r.env, int(r.size_bytes), r.op, reps, io, measured, config, rel_se, cfg))
     return out
 
 
@@ -84,7 +104,7 @@ class FitResult:
 WORST_CELL_SCALE = 3 * SIG_DATA   # relative error beyond which a cell's loss turns quartic
 
 
-def fit_residuals(t: np.ndarray, measured: np.ndarray) -> np.ndarray:
+def fit_residuals(t: np.ndarray, measured: np.ndarray, sigma: np.ndarray | float = SIG_DATA) -> np.ndarray:
     """Residuals of the nonlinear stage: e/s * sqrt(1 + (e / 3s)^2), e the relative error.
 
     The issue's targets and the fit table state relative errors, (modelled - measured) /
@@ -98,14 +118,16 @@ def fit_residuals(t: np.ndarray, measured: np.ndarray) -> np.ndarray:
     the largest error, as the every-cell bound does. Global, one form for every cell.
     Intervals still come from the log errors (joint_covariance): that is the error model."""
     e = t / measured - 1
-    return e / SIG_DATA * np.sqrt(1 + (e / WORST_CELL_SCALE) ** 2)
+    return e / sigma * np.sqrt(1 + (e / WORST_CELL_SCALE) ** 2)
 
 
 class Fitter:
-    def __init__(self, cells: list[Cell], simulator: Simulator | None = None):
+    def __init__(self, cells: list[Cell], simulator: Simulator | None = None, prior: dict | None = None):
         self.cells = cells
         self.sim = simulator or Simulator()
         self.measured = np.array([c.measured_s for c in cells])
+        self.sigma = np.array([c.sigma for c in cells])
+        self.prior = prior or priors()     # the machine's priors (model.params.priors(machine))
 
     def model(self, values: dict, idx=None):
         idx = range(len(self.cells)) if idx is None else idx
@@ -127,30 +149,30 @@ class Fitter:
                 fixed = sum(led.coef.get(n, 0) * v for n, v in floor.items())
                 X.append([led.coef.get(n, 0.0) for n in free])
                 y.append(self.measured[i] - led.device_s - fixed)
-                w.append(1.0 / (SIG_DATA * self.measured[i]) ** 2)
+                w.append(1.0 / (self.sigma[i] * self.measured[i]) ** 2)
             for j, n in enumerate(free):
                 row = [0.0] * len(free)
                 row[j] = 1.0
                 X.append(row)
-                y.append(SPECS[n].prior)
-                w.append(1.0 / (SPECS[n].sd * SPECS[n].prior) ** 2)
+                y.append(self.prior[n])
+                w.append(1.0 / (SPECS[n].sd * self.prior[n]) ** 2)
             res = sm.WLS(np.array(y), np.array(X), weights=np.array(w)).fit()
             beta = np.asarray(res.params)
             if (beta > 0).all():
                 break
             # a cost cannot be negative: hold the most negative one at a tiny floor, refit
             worst = free[int(np.argmin(beta))]
-            floor[worst] = SPECS[worst].prior * 1e-3
+            floor[worst] = self.prior[worst] * 1e-3
         values.update(dict(zip(free, beta.tolist())))
         values.update(floor)
         return values, free, np.asarray(res.cov_params()), float(res.df_resid)
 
     # -- stage 2 -------------------------------------------------------------------------
     def nonlinear_stage(self, values: dict, names: list, max_nfev: int | None = None):
-        pri = np.log([SPECS[n].prior for n in names])
+        pri = np.log([self.prior[n] for n in names])
         sd = np.array([SPECS[n].sd for n in names])
-        lo = np.array([math.log(BOUNDS.get(n, (SPECS[n].prior / 1e3,))[0]) for n in names])
-        hi = np.array([math.log(BOUNDS.get(n, (0, SPECS[n].prior * 1e3))[1]) for n in names])
+        lo = np.array([math.log(BOUNDS.get(n, (self.prior[n] / 1e3,))[0]) for n in names])
+        hi = np.array([math.log(BOUNDS.get(n, (0, self.prior[n] * 1e3))[1]) for n in names])
         x0 = np.clip(np.log([values[n] for n in names]), lo + 1e-9, hi - 1e-9)
         base = dict(values)
 
@@ -158,7 +180,7 @@ class Fitter:
             v = dict(base)
             v.update(zip(names, np.exp(x).tolist()))
             t = np.array([r.per_op_s for r in self.model(v)])
-            return np.concatenate([fit_residuals(t, self.measured), (x - pri) / sd])
+            return np.concatenate([fit_residuals(t, self.measured, self.sigma), (x - pri) / sd])
 
         out = optimize.least_squares(resid, x0, bounds=(lo, hi), diff_step=1e-3, x_scale=1.0,
                                      max_nfev=max_nfev, xtol=1e-4, ftol=1e-4)
@@ -172,7 +194,7 @@ class Fitter:
     def fit(self, start: dict | None = None, outer: int = 4, max_nfev: int | None = None,
             covariance: bool = True) -> FitResult:
         t0 = time.perf_counter()
-        values = dict(start or priors())
+        values = dict(start or self.prior)
         results = self.model(values)
         used = set().union(*(r.used for r in results))
         nl_names = [n for n in NONLINEAR if n in used]
@@ -203,9 +225,9 @@ class Fitter:
 
     def _residuals(self, values: dict, names: list) -> np.ndarray:
         t = np.array([r.per_op_s for r in self.model(values)])
-        data = np.log(t / self.measured) / SIG_DATA
-        prior = [((values[n] - SPECS[n].prior) / (SPECS[n].sd * SPECS[n].prior)) if SPECS[n].kind == "linear"
-                 else (math.log(values[n] / SPECS[n].prior) / SPECS[n].sd) for n in names]
+        data = np.log(t / self.measured) / self.sigma
+        prior = [((values[n] - self.prior[n]) / (SPECS[n].sd * self.prior[n])) if SPECS[n].kind == "linear"
+                 else (math.log(values[n] / self.prior[n]) / SPECS[n].sd) for n in names]
         return np.concatenate([data, prior])
 
     def joint_covariance(self, values: dict, names: list, step: float = 1e-2):
@@ -230,7 +252,20 @@ class Fitter:
         n_data = len(self.cells)
         df = float(max(1, n_data - len(names)))
         s2 = max(float(np.sum(r0[:n_data] ** 2)) / df, 1e-4)
+        self.last_jacobian = (J, r0)
         return np.linalg.pinv(J.T @ J) * s2, df      # relative units: well conditioned
+
+    def loo_log_residuals(self) -> np.ndarray | None:
+        """Leave-one-cell-out log errors, linearised (PRESS): e_i / (1 - h_ii), h the hat
+        matrix of the last joint_covariance's Jacobian (prior rows included). What a
+        refit without cell i would predict for it, to first order; free to compute."""
+        if getattr(self, "last_jacobian", None) is None:
+            return None
+        J, r0 = self.last_jacobian
+        n = len(self.cells)
+        H = J @ np.linalg.pinv(J.T @ J) @ J.T
+        h = np.clip(np.diag(H)[:n], 0.0, 0.95)
+        return r0[:n] / (1 - h) * self.sigma
 
     @staticmethod
     def additive(name: str) -> bool:
@@ -251,7 +286,7 @@ class Fitter:
             if share < 0.01:
                 out.append(n)
         if J is not None:
-            sens = np.abs(J[:len(self.cells)]) * SIG_DATA
+            sens = np.abs(J[:len(self.cells)]) * self.sigma[:, None]
             for j, n in enumerate(nl_names):
                 if sens[:, j].max() < 0.01:
                     out.append(n)

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd
 
 from calibration.fit import Fitter
+from model.params import FITTED, priors
 from model.simulate import Simulator
 
 KINDS = ("leave-one-cell-out", "leave-one-env-out")
@@ -21,26 +22,47 @@ COLUMNS = ["kind", "env", "size_bytes", "op", "measured_s", "predicted_s", "rel_
 _worker_sim: Simulator | None = None     # one memo per worker process, kept across refits
 
 
-def _holdout(cells, left_out: list[int], start: dict, sim: Simulator, kind: str) -> list[dict]:
-    keep = [c for i, c in enumerate(cells) if i not in set(left_out)]
+def refit_without(cells, left_out: list[int], start: dict, sim: Simulator, prior: dict) -> dict:
+    """Parameter values fitted without the cells `left_out`, and without anything they
+    alone carried: a parameter none of the kept cells reads, or that the refit finds no
+    kept cell informs, goes back to its prior (so leaving out an environment leaves out
+    what only it pinned, e.g. hvt's hypercall cost)."""
+    out = set(left_out)
+    keep = [c for i, c in enumerate(cells) if i not in out]
+    fitter = Fitter(keep, sim, prior=prior)
+    used = set().union(*(r.used for r in fitter.model(start))) if keep else set()
+    s = dict(start)
+    for n in FITTED:
+        if n not in used:
+            s[n] = prior[n]
+    if not keep:
+        return s
     # one backfitting round from the full fit: it moves little unless a parameter lost
     # the cells that informed it, and then the prior takes it where the fit would
-    fr = Fitter(keep, sim).fit(start=start, outer=1, max_nfev=60, covariance=False)
+    fr = fitter.fit(start=s, outer=1, max_nfev=60, covariance=False)
+    values = dict(fr.values)
+    for n in fr.unidentified:
+        values[n] = prior[n]
+    return values
+
+
+def _holdout(cells, left_out: list[int], start: dict, sim: Simulator, kind: str, prior: dict) -> list[dict]:
+    values = refit_without(cells, left_out, start, sim, prior)
     rows = []
     for i in left_out:
         c = cells[i]
-        pred = sim(fr.values, c.cfg, c.workload).per_op_s
+        pred = sim(values, c.cfg, c.workload).per_op_s
         rows.append({"kind": kind, "env": c.env, "size_bytes": c.size_bytes, "op": c.op,
                      "measured_s": c.measured_s, "predicted_s": pred,
                      "rel_error": pred / c.measured_s - 1})
     return rows
 
 
-def _in_worker(cells, left_out, start, kind):
+def _in_worker(cells, left_out, start, kind, prior):
     global _worker_sim
     if _worker_sim is None:
         _worker_sim = Simulator()
-    return _holdout(cells, left_out, start, _worker_sim, kind)
+    return _holdout(cells, left_out, start, _worker_sim, kind, prior)
 
 
 def _jobs(cells, kinds):
@@ -63,7 +85,7 @@ def default_workers() -> int:
 
 
 def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None = None,
-             sim: Simulator | None = None) -> pd.DataFrame:
+             sim: Simulator | None = None, prior: dict | None = None) -> pd.DataFrame:
     """Leave-one-cell-out and leave-one-environment-out prediction errors.
 
     Each refit starts from the full fit's values (fewer iterations); a parameter that
@@ -72,6 +94,7 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
     (default: one per usable core; 1 = in this process). `sim`: the full fit's memoised
     simulator, whose results at `start` every refit begins with (forked workers inherit it)."""
     global _worker_sim
+    prior = prior or priors()
     jobs = list(_jobs(cells, kinds))
     workers = min(default_workers() if workers is None else max(1, int(workers)), len(jobs) or 1)
     results: list[list[dict] | None] = [None] * len(jobs)
@@ -80,7 +103,7 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
         for j, (kind, left_out, label) in enumerate(jobs):
             if progress:
                 progress(label)
-            results[j] = _holdout(cells, left_out, start, sim, kind)
+            results[j] = _holdout(cells, left_out, start, sim, kind, prior)
     else:
         # the leave-one-env-out refits are the longest: start them first so that no
         # worker is left with a long one at the end (rows stay in the table's order)
@@ -89,7 +112,7 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
         try:
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0]) for j in order}
+                futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0], prior) for j in order}
                 for n, j in enumerate(order, 1):
                     results[j] = futures[j].result()
                     if progress:

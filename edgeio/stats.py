@@ -89,3 +89,19 @@ def stability_warnings(values) -> list[str]:
         if n_out:
             out.append(f"{n_out} of {v.size} batches are outliers (> {OUTLIER_MADS:g} MAD)")
     return out
+
+
+def speedups(comparison):
+    """Each fix row of a verify comparison (edgeio/commands/verify.py) against the baseline
+    row measured beside it (same env, size_bytes, op): predicted and measured speed-up
+    (baseline / fix) and the relative error of the predicted one. A ratio measured in one
+    run is immune to what drifted on the machine since the calibration campaign (the load
+    of a shared host); absolute levels are not."""
+    keys = ["env", "size_bytes", "op"]
+    base = comparison[comparison["role"] == "baseline"]
+    m = comparison[comparison["role"] == "fix"].merge(base, on=keys, suffixes=("", "_base"))
+    out = m[keys + ["config"]].copy()
+    out["predicted_speedup"] = m["predicted_s_base"] / m["predicted_s"]
+    out["measured_speedup"] = m["measured_s_base"] / m["measured_s"]
+    out["rel_error"] = out["predicted_speedup"] / out["measured_speedup"] - 1
+    return out.reset_index(drop=True)

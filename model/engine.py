@@ -79,7 +79,7 @@ class Sim:
         self.p = params
         self.mode = mode
         self.caches = []     # PageCache instances (their state is the system's state)
-        self.devices = []    # SdCard instances
+        self.devices = []    # BlockDevice instances
 
     @property
     def now(self) -> float:

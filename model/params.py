@@ -39,9 +39,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     # -- per-call CPU costs (host kernel; guests pay vm_cpu_factor times these) ------------
     Spec("syscall_s", "linear", 0.5e-6, "s", "system call entry/exit and VFS dispatch, per call"),
     Spec("cache_copy_s_per_byte", "linear", 0.25e-9, "s/B",
-         "copying between page cache and user buffer while the file fits the CPU's L2 cache"),
+         "copying between page cache and user buffer while the file fits the CPU's last-level cache"),
     Spec("dram_copy_s_per_byte", "linear", 0.9e-9, "s/B",
-         "copying between page cache and user buffer from DRAM (file larger than L2), incl. page lookups"),
+         "copying between page cache and user buffer from DRAM (file larger than the LLC), incl. page lookups"),
     Spec("write_call_s", "linear", 3e-6, "s", "buffered write bookkeeping per write call (write_begin/end, mtime)"),
     Spec("write_s_per_byte", "linear", 1e-9, "s/B", "buffered write cost per byte beyond the copy"),
     Spec("page_dirtying_s", "linear", 3e-6, "s", "turning a clean cached page dirty (accounting, journal "
@@ -49,28 +49,51 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("container_syscall_s", "linear", 1e-6, "s", "extra per system call inside a container (seccomp, overlayfs)"),
     Spec("xen_syscall_s", "linear", 1e-6, "s", "extra per system call of the Xen guest kernel (5.10-rc3)"),
     Spec("hypercall_s", "linear", 10e-6, "s", "hvt hypercall: VM exit to KVM, return to the tender, dispatch"),
-    Spec("virtio_exit_s", "linear", 30e-6, "s", "one virtio-blk request: notify exit, QEMU dispatch, completion irq"),
+    Spec("guest_call_s", "linear", 0.3e-6, "s", "guest-side work of one hvt block request besides the exit "
+         "(ring descriptor, mapped-region bookkeeping); emulated on a software KVM"),
+    Spec("guest_copy_s_per_byte", "linear", 0.3e-9, "s/B", "a copy inside the hvt guest (mapped transport, "
+         "a unikernel's own cache); emulated instruction by instruction on a software KVM"),
+    Spec("virtio_exit_s", "linear", 30e-6, "s", "one virtio-blk request: notify exit, QEMU dispatch, completion irq; "
+         "also one trapped register access of an emulated disk"),
     Spec("xen_ring_s", "linear", 30e-6, "s", "one Xen PV block request: ring, event channel, grant map/unmap"),
     Spec("fsync_overhead_s", "linear", 1.5e-3, "s", "journal commit work of an ext4 fsync besides data and cache flush"),
     # -- device, memory and virtualisation ----------------------------------------------------
-    Spec("vm_cpu_factor", "nonlinear", 1.5, "x", "slow-down of guest kernel CPU work (stage-2 translation)", 0.5),
+    Spec("vm_cpu_factor", "nonlinear", 1.5, "x", "slow-down of guest kernel CPU work under hardware "
+         "virtualisation (stage-2 translation, interrupt virtualisation)"),
+    Spec("emulated_cpu_factor", "nonlinear", 8.0, "x", "slow-down of guest kernel CPU work where it is "
+         "emulated (qemu accel=tcg; any guest on a software KVM)", 1.5),
+    Spec("emulated_copy_factor", "nonlinear", 8.0, "x", "slow-down of a guest kernel's per-byte copies "
+         "where the CPU is emulated (qemu accel=tcg)", 1.5),
     Spec("guest_fsync_flushes", "nonlinear", 3.0, "count", "cache-flush requests a guest ext4 fsync sends to its disk", 0.5),
-    Spec("sd_read_bps", "nonlinear", 45e6, "B/s", "SD card sequential read bandwidth"),
-    Spec("sd_write_bps", "nonlinear", 30e6, "B/s", "SD card sequential write bandwidth"),
-    Spec("sd_request_s", "nonlinear", 0.3e-3, "s", "SD card latency per request"),
-    Spec("sd_flush_s", "nonlinear", 0.5e-3, "s", "SD card cache flush (FLUSH command)"),
-    Spec("dirty_ratio", "nonlinear", 0.2, "fraction", "dirty page limit as a share of dirtyable memory (background: half)", 0.3),
-    # -- structural constants -----------------------------------------------------------------
+    Spec("ide_exits_per_request", "nonlinear", 8.0, "count", "trapped register accesses per request of QEMU's "
+         "emulated IDE disk (taskfile registers, bus-master DMA start/stop/status)", 0.7),
+    Spec("ahci_exits_per_request", "nonlinear", 3.0, "count", "trapped register accesses per request of QEMU's "
+         "emulated AHCI disk (command issue, interrupt status)", 0.7),
+    Spec("dev_read_bps", "nonlinear", 200e6, "B/s", "block device sequential read bandwidth (prior by device kind)"),
+    Spec("dev_write_bps", "nonlinear", 100e6, "B/s", "block device sequential write bandwidth (prior by device kind)"),
+    Spec("dev_request_s", "nonlinear", 0.2e-3, "s", "block device latency per request (prior by device kind)"),
+    Spec("dev_flush_s", "nonlinear", 1e-3, "s", "block device cache flush (FLUSH command; prior by device kind)"),
+    Spec("dirty_ratio", "nonlinear", 0.2, "fraction", "dirty page limit as a share of dirtyable memory "
+         "(prior: the machine's vm.dirty_ratio)", 0.3),
+    # -- structural constants: the machine's facts (model/machine.py), or generic defaults --
     Spec("page_bytes", "fixed", 4096, "B", "page size"),
-    Spec("cpu_cache_bytes", "fixed", 1 * MIB, "B", "CPU L2 cache (BCM2711: 1 MiB shared)"),
-    Spec("kernel_reserve_bytes", "fixed", 256 * MIB, "B", "memory a kernel and its processes keep out of the page cache (at most half the memory)"),
+    Spec("cpu_cache_bytes", "fixed", None, "B", "CPU last-level cache (machine fact: cpu_caches)"),
+    Spec("kernel_reserve_bytes", "fixed", 256 * MIB, "B", "memory a kernel and its processes keep out of the page "
+         "cache, at most half the memory (generic assumption: a small Linux userland)"),
     Spec("streaming_cache_share", "fixed", 0.5, "fraction",
          "share of free memory a file read once per pass can hold (Linux's inactive list)"),
-    Spec("host_memory_bytes", "fixed", 4 * GIB, "B", "host memory (Raspberry Pi 4 Model B, 4 GiB)"),
-    Spec("writeback_request_bytes", "fixed", 512 * KIB, "B", "largest request the host writeback sends to the SD card"),
-    Spec("readahead_bytes", "fixed", 128 * KIB, "B", "Linux readahead window: request size of sequential reads"),
-    Spec("xen_request_bytes", "fixed", 44 * KIB, "B", "Xen blkif request: 11 segments of 4 KiB (no indirect descriptors)"),
+    Spec("host_memory_bytes", "fixed", None, "B", "host memory (machine fact: memory_bytes)"),
+    Spec("writeback_request_bytes", "fixed", 1280 * KIB, "B", "largest request the host sends to its device "
+         "(machine fact: block_device.max_request_bytes; generic BLK_DEF_MAX_SECTORS)"),
+    Spec("readahead_bytes", "fixed", 128 * KIB, "B", "readahead window: request size of sequential reads "
+         "(machine fact: block_device.readahead_bytes; generic VM_READAHEAD_PAGES)"),
+    Spec("dirty_background_share", "fixed", 0.5, "fraction", "background writeback threshold as a share of the "
+         "dirty limit (machine facts: vm.dirty_background_ratio / vm.dirty_ratio; generic 10/20)"),
+    Spec("xen_request_bytes", "fixed", 44 * KIB, "B", "Xen blkif request: 11 segments of one page (no indirect descriptors)"),
 ]}
+
+# Structural constants with no generic value: they must come from the machine's facts.
+MACHINE_ONLY = [n for n, s in SPECS.items() if s.kind == "fixed" and s.prior is None]
 
 # Which cells of the study's matrix inform each fitted parameter (for messages).
 INFORMED_BY = {
@@ -79,10 +102,13 @@ INFORMED_BY = {
     "write_s_per_byte": "4 KiB write cells", "page_dirtying_s": "hvt 1 GiB write",
     "container_syscall_s": "docker cells", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
     "virtio_exit_s": "qemu write_sync and 1 GiB read", "xen_ring_s": "xen write_sync and 1 GiB read",
-    "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu or xen 4 KiB cells",
-    "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "sd_read_bps": "qemu or xen 1 GiB read",
-    "sd_write_bps": "1 GiB write cells", "sd_request_s": "1 GiB cells that reach the card",
-    "sd_flush_s": "xen write_sync", "dirty_ratio": "1 GiB write and write_sync cells",
+    "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
+    "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt ring or mapped cells",
+    "guest_copy_s_per_byte": "hvt mapped cells", "ide_exits_per_request": "qemu disk=ide cells",
+    "ahci_exits_per_request": "qemu disk=ahci cells",
+    "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "dev_read_bps": "reads that miss every cache",
+    "dev_write_bps": "writes larger than the dirty limit", "dev_request_s": "cells that reach the device",
+    "dev_flush_s": "write_sync cells", "dirty_ratio": "writes larger than the dirty limit",
 }
 
 LINEAR = [n for n, s in SPECS.items() if s.kind == "linear"]
@@ -90,19 +116,31 @@ NONLINEAR = [n for n, s in SPECS.items() if s.kind == "nonlinear"]
 FITTED = LINEAR + NONLINEAR
 
 
-def priors() -> dict[str, float]:
-    return {n: float(s.prior) for n, s in SPECS.items()}
+def priors(machine: dict | None = None) -> dict[str, float]:
+    """Every parameter's prior; with a machine's facts, its structural constants and the
+    priors that depend on it (model/machine.py). Without, the machine-only constants
+    are absent and a simulation that needs one is a UserError."""
+    out = {n: float(s.prior) for n, s in SPECS.items() if s.prior is not None}
+    if machine is not None:
+        from model.machine import machine_priors, structure
+        out.update(structure(machine))
+        out.update(machine_priors(machine))
+    return out
 
 
 class Params(dict):
     """Parameter values by name; records which names a simulation read (for memoising)."""
 
-    def __init__(self, values: dict | None = None):
-        merged = priors()
+    def __init__(self, values: dict | None = None, machine: dict | None = None):
+        merged = priors(machine)
         for k, v in (values or {}).items():
             if k not in SPECS:
                 raise UserError(f"unknown model parameter {k!r}")
             merged[k] = float(v)
+        lacking = [n for n in MACHINE_ONLY if n not in merged]
+        if lacking:
+            raise UserError(f"model parameter(s) {', '.join(lacking)} are machine facts: build the model "
+                            "from a machine profile or a campaign's recorded facts")
         super().__init__(merged)
         self.used: set[str] | None = None
         check(self)
@@ -121,7 +159,7 @@ def check(values: dict) -> None:
             continue
         if not (v == v) or v in (float("inf"), float("-inf")):
             raise UserError(f"model parameter {k} is not a finite number")
-        if k.endswith("_bps") or k.endswith("_bytes") or k == "vm_cpu_factor":
+        if k.endswith("_bps") or k.endswith("_bytes") or k.endswith("_factor"):
             if v <= 0:
                 raise UserError(f"model parameter {k} must be positive, got {v:g}")
         elif v < 0:

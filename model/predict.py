@@ -1,10 +1,24 @@
-"""Predict a scenario: time per op for each calibrated (env, size, op), with intervals."""
+"""Predictions with intervals: a scenario against the calibrated baseline (`predict`), or
+any cells as they will run (`predict_cells`, what `invoke verify` writes down before it
+measures).
+
+Intervals: log time per op is modelled as the model's value plus two independent
+errors, (1) parameter uncertainty: parameter sets drawn from the calibration's joint
+covariance, parameters no cell pinned drawn from their priors (Calibration.sample), and
+(2) the model's structural error, measured out of sample on the calibration's own cells
+(Calibration.structural_log_sd: leave-one-cell-out residuals). The 95% interval is
+exp(log t +- q * sqrt(var_params + sd_struct^2)), q Student t's 97.5% point with the
+structural estimate's degrees of freedom.
+"""
+
+import json
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _st
 
 from edgeio.errors import UserError
-from model.environments import config_for, validate
+from model.environments import config_for, effective_config, validate
 from model.params import Params
 from model.scenarios import get
 from model.simulate import Simulator, Workload
@@ -13,14 +27,76 @@ N_DRAWS = 24   # parameter draws per prediction interval (a few seconds for the 
 
 COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s",
            "pi95_low_s", "pi95_high_s", "speedup"]
+CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
+
+
+def _interval(sim, samples, cfg, wl, pred, sd_struct, q):
+    """(low, high) of the 95% prediction interval around `pred`."""
+    var = 0.0
+    if samples:
+        t = np.log([sim(s, cfg, wl).per_op_s for s in samples])
+        var = float(np.var(t, ddof=1)) if len(t) > 1 else 0.0
+    half = q * float(np.sqrt(var + sd_struct ** 2))
+    return float(pred * np.exp(-half)), float(pred * np.exp(half))
+
+
+def _spread(calibration):
+    sd = calibration.structural_log_sd()
+    df = calibration.structural_df()
+    return sd, float(_st.t.ppf(0.975, max(df, 1)))
+
+
+def _default_reps(size: int) -> int:
+    # only how soon the simulation reaches its steady state depends on it
+    return 100 if size <= (1 << 20) else 10
+
+
+def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
+    """Predicted time per op of each cell as it will run, with its 95% prediction interval.
+
+    cells: [{env, size_bytes, op, config}] with config the cell's effective configuration
+    (INTERFACES.md keys; a JSON string or a dict; --param names such as mem (MiB) and
+    sector_size are accepted too; absent keys take the measurement side's defaults). The
+    machine is the calibration's (calibration.machine). Columns: env, size_bytes, op,
+    config (JSON), predicted_s, low_s, high_s."""
+    machine = calibration.machine
+    values = calibration.values()
+    Params(values)                          # impossible calibrated values -> UserError
+    sim = Simulator()
+    samples = calibration.sample(draws) if draws else []
+    sd, q = _spread(calibration)
+    rows = []
+    for i, c in enumerate(cells):
+        try:
+            env, size, op = str(c["env"]), int(c["size_bytes"]), str(c["op"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"cell {i + 1}: needs env, size_bytes and op, got {c!r}") from None
+        if size <= 0:
+            raise UserError(f"cell {i + 1}: size_bytes must be positive, got {size}")
+        from model.environments import OPS
+        if op not in OPS:
+            raise UserError(f"cell {i + 1}: unknown op {op!r} (known: {', '.join(OPS)})")
+        config = c.get("config")
+        if isinstance(config, str):
+            try:
+                config = json.loads(config) if config.strip() else {}
+            except ValueError:
+                raise UserError(f"cell {i + 1}: config {config!r} is not a JSON object") from None
+        cfg = config_for(env, config, machine)
+        io = (config or {}).get("io_size_bytes") if isinstance(config, dict) else None
+        io = int(io) if io else None
+        wl = Workload(size, op, int(c.get("reps") or _default_reps(size)), io)
+        pred = sim(values, cfg, wl).per_op_s
+        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q)
+        rows.append({"env": env, "size_bytes": size, "op": op,
+                     "config": json.dumps(config or {}, sort_keys=True, default=str),
+                     "predicted_s": pred, "low_s": lo, "high_s": hi})
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
 def predict(calibration, scenario: str, params: dict | None = None, draws: int = N_DRAWS) -> pd.DataFrame:
-    """Predicted time per op under `scenario` against the calibrated baseline.
-
-    The 95% prediction interval carries the calibration's uncertainty (parameter sets
-    drawn from the fit's covariance) and the model's own error on the cells it was
-    fitted on (log-normal, the fit's residual spread)."""
+    """Predicted time per op under `scenario` for each calibrated (env, size, op, config),
+    against the calibrated baseline, with 95% prediction intervals (see the module doc)."""
     sc = get(scenario)
     p = sc.parse(dict(params or {}))
     wls = [w for w in calibration.workloads() if w["env"] in sc.envs]
@@ -30,30 +106,35 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
                         f"({calibration.source}) has cells of {', '.join(have)} only")
     values = calibration.values()
     Params(values)                          # impossible calibrated values -> UserError
+    machine = calibration.machine
     sim = Simulator()
     samples = calibration.sample(draws) if draws else []
-    sd = calibration.residual_log_sd()
-    rng = np.random.default_rng(1)
+    sd, q = _spread(calibration)
     rows = []
     cfgs = {}
     for w in wls:
-        key = (w["env"], w.get("config") or "")
+        key = (w["env"], _key(w.get("config")))
         if key not in cfgs:
-            base_cfg = config_for(*key)
+            base_cfg = config_for(w["env"], w.get("config"), machine)
             cfg = sc.apply(base_cfg, p)
             validate(cfg)
             cfgs[key] = (base_cfg, cfg)
     for w in wls:
-        base_cfg, cfg = cfgs[(w["env"], w.get("config") or "")]
+        base_cfg, cfg = cfgs[(w["env"], _key(w.get("config")))]
         wl = Workload(int(w["size_bytes"]), w["op"], int(w["reps"]), w.get("io_size"))
         base = sim(values, base_cfg, wl).per_op_s
         pred = sim(values, cfg, wl).per_op_s
-        lo = hi = pred
-        if samples:
-            t = np.array([sim(s, cfg, wl).per_op_s for s in samples])
-            t = np.log(t)[:, None] + rng.normal(0.0, sd, size=(len(t), 200)) if sd > 0 else np.log(t)[:, None]
-            lo, hi = np.exp(np.percentile(t, [2.5, 97.5]))
+        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q) if samples or sd else (pred, pred)
         rows.append({"scenario": sc.name, "env": w["env"], "size_bytes": wl.size_bytes, "op": wl.op,
-                     "baseline_s": base, "predicted_s": pred, "pi95_low_s": float(min(lo, pred)),
-                     "pi95_high_s": float(max(hi, pred)), "speedup": base / pred, **p})
+                     "baseline_s": base, "predicted_s": pred, "pi95_low_s": lo,
+                     "pi95_high_s": hi, "speedup": base / pred, **p})
     return pd.DataFrame(rows, columns=COLUMNS + list(p))
+
+
+def _key(config) -> str:
+    if isinstance(config, dict):
+        return json.dumps(config, sort_keys=True, default=str)
+    return str(config or "")
+
+
+__all__ = ["predict", "predict_cells", "effective_config"]

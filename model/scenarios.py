@@ -1,8 +1,10 @@
 """What-if scenarios: data plus a small function that changes an environment's stages.
 
 A scenario names the environments it changes, its parameters with defaults and types,
-the values a report should sweep, and `apply(cfg, params) -> cfg`. Adding one is adding
-an entry to SCENARIOS.
+the values a report should sweep, `apply(cfg, params) -> cfg` (the model's side), and
+`env_params(params) -> {env: {--param: value}}` (the measurement side: the environment
+parameters that build the fix, for `invoke verify`; None where the fix is not buildable).
+Adding one is adding an entry to SCENARIOS.
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import Callable
 
 from edgeio.errors import UserError
 from edgeio.units import parse_size
-from model.environments import FLUSH_POLICIES, STUDY, EnvConfig
+from model.environments import DISKS, ENVS, FLUSH_ALIASES, FLUSH_POLICIES, EnvConfig
 from model.params import GIB, MIB
 
 
@@ -62,6 +64,20 @@ class Scenario:
     apply: Callable[[EnvConfig, dict], EnvConfig] = field(repr=False)
     # why a row can come out slower than the baseline (predict prints it under the table)
     explain: str = ""
+    # parsed params -> {env: {measure --param: value (str)}}; None: nothing builds it
+    build: Callable[[dict], dict] | None = field(default=None, repr=False)
+    unbuildable: str = ""          # why not, when build is None or returns None
+
+    def env_params(self, params: dict | None = None) -> dict | None:
+        """The environment parameters (measure's --param names, string values) that build
+        this what-if on a target, per environment: e.g. hvt-multiblock blocks=8 ->
+        {"hvt": {"blocks_per_call": "8"}}. None when no environment builds it (see
+        `unbuildable`). `params` are parsed like `parse`."""
+        p = self.parse(dict(params or {}))
+        if self.build is None:
+            return None
+        out = self.build(p)
+        return None if out is None else {e: {k: str(v) for k, v in kv.items()} for e, kv in out.items()}
 
     def parse(self, params: dict) -> dict:
         unknown = sorted(set(params) - set(self.defaults))
@@ -95,32 +111,54 @@ def _hvt_only(cfg, fn):
     return fn(cfg) if cfg.kind == "hvt" else cfg
 
 
+FLUSH_CHOICES = FLUSH_POLICIES + tuple(FLUSH_ALIASES)
+
+
+def _flush_build(p):
+    flush = FLUSH_ALIASES.get(p["flush"], p["flush"])
+    if flush == "each-block" and p["blocks"] != 1:
+        return None              # the edgeio tender syncs per write call, not per block
+    if flush == "each-block":
+        flush = "each-write"     # one block per call: the same fsyncs
+    return {"hvt": {"flush": flush, "blocks_per_call": p["blocks"]}}
+
+
+def _flush_apply(cfg, p):
+    return cfg.replace(flush=FLUSH_ALIASES.get(p["flush"], p["flush"]), blocks_per_call=p["blocks"],
+                       flush_request=True)
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario(
-        "baseline", "the environments as the study ran them (speed-up 1 by construction)",
-        tuple(STUDY), {}, {}, {}, lambda cfg, p: cfg),
+        "baseline", "the environments as they were calibrated (speed-up 1 by construction)",
+        ENVS, {}, {}, {}, lambda cfg, p: cfg, build=lambda p: {e: {} for e in ENVS}),
     Scenario(
         "hvt-multiblock", "Solo5 block calls carrying k blocks: one hypercall and one host "
-        "pread/pwrite per call (flush policy unchanged: the study's tender fsyncs each block)",
+        "pread/pwrite per call (flush policy unchanged; the study's tender fsynced each block)",
         ("hvt",), {"blocks": 8}, {"blocks": _powers(1, 2048)}, {"blocks": _int("blocks")},
         lambda cfg, p: cfg.replace(blocks_per_call=p["blocks"]),
         "fewer exits only save time; a slower row comes from the host page cache's writeback "
-        "timing (dirty throttling) shifting with the call size"),
+        "timing (dirty throttling) shifting with the call size",
+        build=lambda p: {"hvt": {"blocks_per_call": p["blocks"]}}),
     Scenario(
-        "hvt-flush", "the tender's flush policy for write_sync: fsync per block (study), per call, "
-        "or none (stock Solo5: data reaches only the host page cache)",
-        ("hvt",), {"flush": "call", "blocks": 8}, {"flush": list(FLUSH_POLICIES)},
-        {"flush": _choice("flush", FLUSH_POLICIES), "blocks": _int("blocks")},
-        lambda cfg, p: cfg.replace(flush=p["flush"], blocks_per_call=p["blocks"]),
+        "hvt-flush", "the tender's flush policy for write_sync: none (stock Solo5: data reaches only "
+        "the host page cache), each-write (fsync after every write call; alias call), on-request "
+        "(fsync at the guest's flush request), each-block (the study's tender; alias block)",
+        ("hvt",), {"flush": "each-write", "blocks": 8}, {"flush": list(FLUSH_POLICIES)},
+        {"flush": _choice("flush", FLUSH_CHOICES), "blocks": _int("blocks")},
+        _flush_apply,
         "a flush per call of several blocks writes more per fsync; slower only if the host's "
-        "writeback timing shifts against it"),
+        "writeback timing shifts against it",
+        build=_flush_build, unbuildable="the edgeio tender fsyncs per write call, not per block "
+        "(each-block is buildable only with blocks=1)"),
     Scenario(
         "hvt-blocksize", "a larger Solo5 block size (power of two, 512..32768): fewer blocks per file",
         ("hvt",), {"block_size": 4096}, {"block_size": _powers(512, 32768)},
         {"block_size": _int("block_size")},
         lambda cfg, p: cfg.replace(block_size=p["block_size"]),
         "bigger blocks mean fewer calls but more bytes per block fsync and per host copy; a slower row "
-        "is where those per-byte costs outweigh the calls saved"),
+        "is where those per-byte costs outweigh the calls saved",
+        build=lambda p: {"hvt": {"sector_size": p["block_size"]}}),
     Scenario(
         "hvt-ring", "a paravirtual transport for hvt: requests on a shared ring, one notification "
         "(hypercall) per batch; the tender still does one host call per request",
@@ -128,9 +166,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         {"batch": _int("batch"), "blocks": _int("blocks")},
         lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"]),
         "a ring still costs one host call per request; with batch=1 it saves nothing, and a slower "
-        "row comes from the host's writeback timing"),
+        "row comes from the host's writeback timing",
+        build=lambda p: {"hvt": {"transport": "ring", "batch": p["batch"], "blocks_per_call": p["blocks"]}}),
     Scenario(
-        "passthrough", "para-passthrough (BitVisor-style): the guest driver drives the SD card; no "
+        "passthrough", "para-passthrough (BitVisor-style): the guest driver drives the device; no "
         "QEMU/tender/blkback and no host page cache (hvt keeps no page cache unless given "
         "`guest_cache_mib` of its own; without one every block call reaches the card); "
         "`exits_per_request` traps remain per request; `blocks` per hvt call",
@@ -143,7 +182,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
             **({"blocks_per_call": p["blocks"], "guest_cache_bytes": int(p["guest_cache_mib"] * MIB)}
                if cfg.kind == "hvt" else {})),
         "the host page cache is gone: what it absorbed or served (every hvt block, qemu's writes, "
-        "reads and fsyncs) now waits for the SD card; give hvt its own cache: --param guest_cache_mib=N"),
+        "reads and fsyncs) now waits for the device; give hvt its own cache: --param guest_cache_mib=N",
+        unbuildable="para-passthrough needs a BitVisor-style hypervisor, which edgeio does not build"),
     Scenario(
         "guest-memory", "memory given to the qemu and xen guests (the guest page cache grows; "
         "qemu's host page cache shrinks by as much)",
@@ -151,7 +191,23 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         {"memory": [512 * MIB, 1 * GIB, 2 * GIB, 3 * GIB, int(3.5 * GIB)]}, {"memory": _size("memory")},
         lambda cfg, p: cfg.replace(memory_bytes=p["memory"]),
         "a bigger guest leaves qemu's host page cache smaller (and a smaller guest caches less), "
-        "so more of the file goes to the SD card"),
+        "so more of the file goes to the device",
+        build=lambda p: {"qemu": {"mem": max(1, p["memory"] >> 20)}}),
+    Scenario(
+        "hvt-mapped", "hvt with the disk file mapped into the guest: a block call is a copy in the "
+        "guest (no exit, no host call); a flush is one hypercall and an fsync",
+        ("hvt",), {}, {}, {},
+        lambda cfg, p: cfg.replace(transport="mapped"),
+        "a copy in the guest is emulated where KVM is a software hypervisor: per byte it can cost "
+        "more than the exits it saves",
+        build=lambda p: {"hvt": {"transport": "mapped"}}),
+    Scenario(
+        "qemu-disk", "QEMU's disk transport: virtio (paravirtual: one exit per request), ide or ahci "
+        "(emulated controllers: several trapped register accesses per request)",
+        ("qemu",), {"disk": "ide"}, {"disk": list(DISKS)}, {"disk": _choice("disk", DISKS)},
+        lambda cfg, p: cfg.replace(transport=p["disk"]),
+        "an emulated controller costs more exits per request; virtio is never slower",
+        build=lambda p: {"qemu": {"disk": p["disk"]}}),
 ]}
 
 

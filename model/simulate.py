@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from model.engine import Ledger, Sim
-from model.environments import STUDY, EnvConfig, app, build, default_io_size, study_reps
+from model.environments import EnvConfig, app, build, config_for, default_io_size, study_reps
 from model.params import Params
 
 
@@ -31,7 +31,7 @@ def simulate(params, cfg: EnvConfig | str, workload: Workload, mode: str = "aggr
     if not isinstance(params, Params):
         params = Params(params)
     if isinstance(cfg, str):
-        cfg = STUDY[cfg]
+        cfg = config_for(cfg)
     params.used = set()
     sim = Sim(params, mode)
     envmodel = build(sim, cfg)

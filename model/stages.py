@@ -1,11 +1,13 @@
 """Stages of the I/O path as SimPy components.
 
-  SdCard      the physical device: one request at a time; latency + bytes / bandwidth; FLUSH
+  BlockDevice the physical device (SD card, eMMC, SSD, a virtual disk...): one request at a
+              time; latency + bytes / bandwidth; FLUSH. Fitted per machine.
   PageCache   a kernel's page cache over a backing store: capacity from memory, dirty
               limits, a flusher thread (background writeback), throttled writers, fsync
   HostFile    a file on the host seen by a host process (QEMU, the hvt tender): one
               pread/pwrite per request through the host's page cache
   Transport   how a guest's disk requests reach their backend: virtio (VM exit + QEMU),
+              an emulated disk (ide/ahci: several trapped register accesses per request),
               Xen PV ring, or para-passthrough (only unavoidable exits)
 Kernels, the hvt tender and the application live in environments.py.
 """
@@ -18,8 +20,10 @@ import simpy
 from model.engine import AGG_CHUNK, Ctx
 
 
-class SdCard:
-    """The SD card: a single queue; each request pays a latency, each byte the bandwidth."""
+class BlockDevice:
+    """The machine's block device: a single queue; each request pays a latency, each byte
+    the bandwidth, a FLUSH the flush latency (dev_* parameters, fitted per machine; the
+    device kind in the machine's facts only chooses their priors)."""
 
     def __init__(self, sim):
         self.sim = sim
@@ -43,14 +47,14 @@ class SdCard:
 
     def read(self, ctx, nbytes, nreq):
         p = self.sim.p
-        yield from self._serve(ctx, nreq * p["sd_request_s"] + nbytes / p["sd_read_bps"])
+        yield from self._serve(ctx, nreq * p["dev_request_s"] + nbytes / p["dev_read_bps"])
 
     def write(self, ctx, nbytes, nreq):
         p = self.sim.p
-        yield from self._serve(ctx, nreq * p["sd_request_s"] + nbytes / p["sd_write_bps"])
+        yield from self._serve(ctx, nreq * p["dev_request_s"] + nbytes / p["dev_write_bps"])
 
     def flush(self, ctx):
-        yield from self._serve(ctx, self.sim.p["sd_flush_s"])
+        yield from self._serve(ctx, self.sim.p["dev_flush_s"])
 
 
 def requests(nbytes, request_bytes) -> int:
@@ -86,7 +90,7 @@ class PageCache:
                 raise UserError(f"{name}: memory {memory_bytes:.0f} B leaves nothing for the page cache")
             self.capacity_pages = int(p["streaming_cache_share"] * free // self.P)
         self.limit_pages = max(1, int(p["dirty_ratio"] * free // self.P))
-        self.background_pages = max(1, self.limit_pages // 2)
+        self.background_pages = max(1, int(self.limit_pages * p["dirty_background_share"]))
         self.fsync_flushes = fsync_flushes
         self.wb_request = writeback_request_bytes or p["writeback_request_bytes"]
         # aggregate pieces: AGG_CHUNK, but at most 1/16 of the dirty limit so that small
@@ -98,6 +102,7 @@ class PageCache:
         self.syncing = False
         self.flusher_busy = False
         self.inflight, self.inflight_since = 0, 0.0
+        self.cold = False               # this repetition's reads start from a dropped cache
         self.lru = OrderedDict()
         self.flusher_ctx = Ctx(f"{name}-flusher")
         self._kick = sim.env.event()
@@ -119,6 +124,13 @@ class PageCache:
 
     def seek(self, offset=0):
         self.pos = offset % self.file_bytes
+
+    def drop(self):
+        """Drop the clean cached pages (a cold read; the probe syncs first, outside the
+        timing): this repetition's reads miss."""
+        self.cold = True
+        if self.sim.mode == "request":
+            self.lru.clear()
 
     def quiet(self) -> bool:
         return not self.flusher_busy and self.dirty <= self.background_pages and not self.syncing
@@ -186,9 +198,10 @@ class PageCache:
         ev, self._progress = self._progress, self.sim.env.event()
         ev.succeed()
 
-    def fsync(self, ctx):
+    def fsync(self, ctx, journal: bool = True):
         """The caller writes back what is dirty (after the flusher's piece in flight), then
-        the filesystem commits its journal and asks the disk to flush its cache."""
+        the filesystem commits its journal (not for an fdatasync of a rewrite in place)
+        and asks the disk to flush its cache."""
         self.syncing = True
         while self.flusher_busy:
             yield from self.sim.wait(ctx, self._progress)
@@ -198,8 +211,10 @@ class PageCache:
             self.dirty = 0
         self.syncing = False
         self._signal_progress()
-        if self.journal:
-            yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1}, self.cpu_factor)
+        if self.journal and journal:
+            # the journal commit waits for its own block writes more than it computes:
+            # not scaled by a guest's CPU factor
+            yield from self.sim.cpu(ctx, {"fsync_overhead_s": 1})
         yield from self.sim.repeat(ctx, self.fsync_flushes, lambda: self.backing.flush(ctx))
 
     # -- reads --------------------------------------------------------------------------
@@ -207,7 +222,7 @@ class PageCache:
         """Read nbytes at the cursor; misses go to the backing store in readahead requests."""
         if self.sim.mode == "aggregate":
             self.pos = (self.pos + nbytes) % self.file_bytes
-            if not self.fits:
+            if not self.fits or self.cold:
                 yield from self.backing.read(ctx, nbytes, requests(nbytes, request_bytes))
             return
         first, last = self.pos // self.P, (self.pos + nbytes - 1) // self.P
@@ -253,54 +268,62 @@ class HostFile:
 
 
 class GuestBlockCache:
-    """A unikernel's own block cache (para-passthrough hvt with a guest cache): a block
-    call copies to or from the cache inside the guest (guest kernel-mode CPU work, at
-    vm_cpu_factor); misses and writeback go to the card through the cache's backing."""
+    """Block calls served by copies inside the hvt guest (guest_copy_s_per_byte; emulated
+    on a software KVM): a unikernel's own block cache (passthrough), or the host file
+    mapped into the guest (the mapped transport: the cache is the host's page cache)."""
 
-    def __init__(self, sim, cache: PageCache, cpu_factor: float):
-        self.sim, self.cache, self.factor = sim, cache, cpu_factor
-
-    def _copy_term(self):
-        p = self.sim.p
-        return "cache_copy_s_per_byte" if self.cache.file_bytes <= p["cpu_cache_bytes"] else "dram_copy_s_per_byte"
+    def __init__(self, sim, cache: PageCache, mapped: bool = False):
+        self.sim, self.cache, self.mapped = sim, cache, mapped
 
     def read(self, ctx, nbytes, nreq):
-        yield from self.sim.cpu(ctx, {self._copy_term(): nbytes}, self.factor)
+        yield from self.sim.cpu(ctx, {"guest_copy_s_per_byte": nbytes})
         yield from self.cache.read(ctx, nbytes, self.sim.p["readahead_bytes"])
 
     def write(self, ctx, nbytes, nreq):
-        yield from self.sim.cpu(ctx, {self._copy_term(): nbytes}, self.factor)
+        yield from self.sim.cpu(ctx, {"guest_copy_s_per_byte": nbytes})
         yield from self.cache.write(ctx, nbytes)
 
     def flush(self, ctx):
-        yield from self.cache.fsync(ctx)
+        if self.mapped:       # the tender's msync(MS_SYNC): a data-only sync of the range
+            yield from self.sim.cpu(ctx, {"syscall_s": 1})
+            yield from self.cache.fsync(ctx, journal=False)
+        else:
+            yield from self.cache.fsync(ctx)
 
 
 class Transport:
     """A guest's disk requests to the backend: a per-request cost, then the backend.
 
-    kind "virtio": notify exit + QEMU dispatch (virtio_exit_s); "xen": blkfront/blkback
-    ring, event channel and grant mapping (xen_ring_s); "passthrough": the guest driver
-    drives the device and the hypervisor traps only `exits` times per request.
+    kind "virtio": notify exit + QEMU dispatch (virtio_exit_s); "emulated" (QEMU's ide,
+    ahci): `exits_param` trapped register accesses per request, each an exit into QEMU
+    (virtio_exit_s); "xen": blkfront/blkback ring, event channel and grant mapping
+    (xen_ring_s); "passthrough": the guest driver drives the device and the hypervisor
+    traps only `exits` times per request. Requests are at most `request_bytes`.
     """
 
-    COST = {"virtio": "virtio_exit_s", "xen": "xen_ring_s", "passthrough": "hypercall_s"}
+    COST = {"virtio": "virtio_exit_s", "emulated": "virtio_exit_s", "xen": "xen_ring_s",
+            "passthrough": "hypercall_s"}
 
-    def __init__(self, sim, kind, backend, request_bytes, exits=1.0):
+    def __init__(self, sim, kind, backend, request_bytes, exits=1.0, exits_param=None):
         self.sim, self.kind, self.backend = sim, kind, backend
-        self.request_bytes, self.exits = request_bytes, exits
+        self.request_bytes, self.exits, self.exits_param = request_bytes, exits, exits_param
 
     def _cost(self, ctx, nreq):
-        k = nreq * (self.exits if self.kind == "passthrough" else 1)
+        if self.kind == "passthrough":
+            k = nreq * self.exits
+        elif self.exits_param:
+            k = nreq * self.sim.p[self.exits_param]
+        else:
+            k = nreq
         yield from self.sim.cpu(ctx, {self.COST[self.kind]: k})
 
     def read(self, ctx, nbytes, nreq):
-        nreq = requests(nbytes, self.request_bytes)
+        nreq = max(nreq, requests(nbytes, self.request_bytes))
         yield from self._cost(ctx, nreq)
         yield from self.backend.read(ctx, nbytes, nreq)
 
     def write(self, ctx, nbytes, nreq):
-        nreq = requests(nbytes, self.request_bytes)
+        nreq = max(nreq, requests(nbytes, self.request_bytes))
         yield from self._cost(ctx, nreq)
         yield from self.backend.write(ctx, nbytes, nreq)
 

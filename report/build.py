@@ -312,8 +312,9 @@ def failed_cells(sources):
 
 # -- the whole document ------------------------------------------------------------
 
-def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
-    """The report: sources (+ warnings), measured, model, what-if, comparison."""
+def document(sources, cal=None, scenarios=None, comparison=None, verified=None) -> Document:
+    """The report: sources (+ warnings), measured, model, what-if, predicted before
+    measured (verify campaigns), comparison."""
     df = data.measured(sources)
     series = data.series_order(df) if len(df) else []
     samples = data.per_op_samples(sources, df)
@@ -361,6 +362,9 @@ def document(sources, cal=None, scenarios=None, comparison=None) -> Document:
     if cal is not None:
         doc.sections.append(model_section(cal))
         doc.sections.append(whatif_section(cal, scenarios or {}))
+    if verified:
+        from report import verified as _verified
+        doc.sections.append(_verified.section(verified))
     doc.sections.append(sources_section(sources))
     return doc
 

@@ -73,6 +73,8 @@ def newest_campaign(root: Path | None = None) -> Path:
         # Campaigns sit at most a few levels down (results/<name>, results/campaigns/<name>).
         for pattern in ("*/plan.json", "*/*/plan.json", "*/*/*/plan.json"):
             found += [p.parent for p in root.glob(pattern) if is_campaign_dir(p.parent)]
+    # verify campaigns (results/verify/) have their own section; the default is a measurement
+    found = [p for p in found if p.parent.name != "verify"] or found
     if not found:
         raise UserError(f"no campaign directory under {root}: run `invoke measure` first, "
                         "name a campaign directory, or use --reference")

@@ -13,9 +13,11 @@ class Inputs:
     calibration: object = None
     scenarios: dict = field(default_factory=dict)
     comparison: tuple | None = None       # ("env" | "source", a, b)
+    verified: list = field(default_factory=list)   # report.verified.Verified, one per verify campaign
 
 
-def gather(campaigns=None, reference: bool = False, calibration=None, compare=None) -> Inputs:
+def gather(campaigns=None, reference: bool = False, calibration=None, compare=None,
+           verify=None) -> Inputs:
     campaigns = list(campaigns or [])
     if not campaigns and not reference:
         campaigns = [data.newest_campaign()]
@@ -40,7 +42,27 @@ def gather(campaigns=None, reference: bool = False, calibration=None, compare=No
     calibration = calibration or data.newest_calibration()
     cal = data.load_calibration(calibration) if calibration else None
     scenarios = data.scenarios() if cal is not None else {}
-    return Inputs(sources, cal, scenarios, comparison)
+    return Inputs(sources, cal, scenarios, comparison, verified_inputs(verify, sources, calibration))
+
+
+def verified_inputs(verify, sources, calibration) -> list:
+    """Verify campaigns to show: those given (--verify, or given as --campaign); else those
+    under results/verify whose predictions came from the report's calibration."""
+    from report import verified
+    given = [Path(v) for v in verify or []]
+    given += [s.path for s in sources if s.kind == "campaign" and "verify" in s.metadata]
+    if given:
+        return [verified.load(p) for p in dict.fromkeys(given)]
+    out = []
+    want = str(Path(calibration).resolve()) if calibration else None
+    for p in verified.find():
+        try:
+            v = verified.load(p)
+        except UserError:
+            continue          # an unfinished verify: --verify DIR names the reason
+        if want is None or str(Path(v.verify.get("calibration", "")).resolve()) == want:
+            out.append(v)
+    return out
 
 
 def resolve_compare(items, sources) -> tuple:

@@ -9,30 +9,39 @@ import pytest
 import calibration
 from edgeio import store
 from edgeio.errors import UserError
-from model import Params, Workload, simulate
-from model.environments import STUDY, study_reps
+from calibration.fit import cells_from
+from model import Params, simulate
+from model.environments import ENVS, study_reps
+from model.machine import pi4, pi4_profile_path
+from model.params import priors
 
 PI = calibration.load_results(None)
+PROFILE = pi4()
+PI_PRIORS = priors(PROFILE["machine"])
+PI_MACHINE = str(pi4_profile_path())
 
-# Known parameters, deliberately away from the priors the fit starts from.
-TRUTH = {"syscall_s": 0.7e-6, "dram_copy_s_per_byte": 1.1e-9, "write_call_s": 4e-6,
-         "container_syscall_s": 2e-6, "hypercall_s": 14e-6, "fsync_overhead_s": 1.2e-3,
-         "vm_cpu_factor": 2.2, "sd_write_bps": 40e6, "sd_read_bps": 70e6, "sd_request_s": 0.2e-3,
-         "guest_fsync_flushes": 2.5, "dirty_ratio": 0.25}
-KEY = ["dram_copy_s_per_byte", "hypercall_s", "fsync_overhead_s", "vm_cpu_factor", "sd_write_bps",
-       "container_syscall_s"]
+# Known parameters, each 3x or more away from the prior the fit starts from (issue 10:
+# a fit that only stays near its priors must fail this).
+TRUTH = {"syscall_s": 1.6e-6, "dram_copy_s_per_byte": 2.8e-9, "write_call_s": 1e-6,
+         "container_syscall_s": 3.2e-6, "hypercall_s": 32e-6, "fsync_overhead_s": 0.45e-3,
+         "vm_cpu_factor": 4.5, "dev_write_bps": 10e6, "dev_read_bps": 140e6, "dev_request_s": 0.09e-3,
+         "guest_fsync_flushes": 1.0, "dirty_ratio": 0.06}
+# the ones the study's 30 cells identify well (the others are confounded: e.g. the
+# guest CPU factor with the per-call costs it multiplies)
+KEY = ["dram_copy_s_per_byte", "hypercall_s", "dev_write_bps", "container_syscall_s", "dev_read_bps"]
 
 
 def synthetic(truth, noise=0.03, seed=7) -> pd.DataFrame:
-    """The study's 30 cells as the model itself says they take under `truth`, plus noise."""
+    """The study's 30 cells as the model itself says they take under `truth`, plus noise,
+    as a results set of the Pi 4 machine profile."""
     rng = np.random.default_rng(seed)
-    p = Params(truth)
+    p = Params(truth, machine=PROFILE["machine"])
     rows = []
-    for r in PI.itertuples():
-        t = simulate(p, r.env, Workload(r.size_bytes, r.op, int(r.reps))).per_op_s
-        rows.append({"env": r.env, "size_bytes": r.size_bytes, "op": r.op,
-                     "mean_per_op_s": t * float(np.exp(rng.normal(0, noise))), "reps": r.reps})
-    return pd.DataFrame(rows)
+    for c in cells_from(PI):
+        t = simulate(p, c.cfg, c.workload).per_op_s
+        rows.append({"env": c.env, "size_bytes": c.size_bytes, "op": c.op,
+                     "mean_per_op_s": t * float(np.exp(rng.normal(0, noise))), "reps": c.reps})
+    return calibration.results_set(pd.DataFrame(rows), PROFILE, "synthetic Pi cells")
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +49,29 @@ def recovered():
     return calibration.fit(synthetic(TRUTH))
 
 
+def test_the_truth_is_far_from_the_priors():
+    for name, v in TRUTH.items():
+        r = v / PI_PRIORS[name]
+        assert r >= 3 or r <= 1 / 3, (name, v, PI_PRIORS[name])
+
+
 def test_calibration_recovers_known_parameters_within_their_intervals(recovered):
     params = recovered.params
     for name in KEY:
         v = params[name]
         assert v["ci95_low"] <= TRUTH[name] <= v["ci95_high"], (name, v, TRUTH[name])
-        assert v["value"] == pytest.approx(TRUTH[name], rel=0.2), name
-    covered = [params[n]["ci95_low"] <= TRUTH[n] <= params[n]["ci95_high"] for n in TRUTH]
-    assert sum(covered) >= len(TRUTH) - 2, {n: (params[n]["value"], TRUTH[n]) for n in TRUTH}
+        assert v["value"] == pytest.approx(TRUTH[name], rel=0.3), name
+    # every parameter moved from its prior towards the truth
+    import math
+    for name, truth in TRUTH.items():
+        fitted = params[name]["value"]
+        assert abs(math.log(fitted / truth)) < abs(math.log(PI_PRIORS[name] / truth)), (name, fitted, truth)
     # the fit reproduces its data to about the noise
     assert recovered.fit_table["rel_error"].abs().median() < 0.05
 
 
 def test_the_pi_figures_are_bundled_with_their_source():
-    assert len(PI) == 30 and set(PI["env"]) == set(STUDY)
+    assert len(PI) == 30 and set(PI["env"]) == set(ENVS)
     assert "Raspberry Pi 4" in PI.attrs["source"]
     assert {r.reps for r in PI.itertuples()} == {100000, 10}
     assert all(r.reps == study_reps(r.size_bytes) for r in PI.itertuples())
@@ -63,7 +81,9 @@ def test_calibration_files_round_trip(recovered, tmp_path):
     path = recovered.save(tmp_path / "c.json")
     data = json.loads(path.read_text())
     assert data["format"] == "edgeio-calibration/1"
-    assert set(data) == {"format", "created", "source", "metadata", "params", "fit", "validation"}
+    assert set(data) == {"format", "created", "source", "machine", "target", "host", "metadata", "params",
+                         "fit", "validation"}
+    assert data["machine"]["memory_bytes"] == PROFILE["machine"]["memory_bytes"] and data["target"] == "pi4"
     back = calibration.load(path)
     assert back.values() == recovered.values()
     assert list(back.fit_table.columns) == ["env", "size_bytes", "op", "measured_s", "modelled_s", "rel_error"]
@@ -106,7 +126,8 @@ def test_missing_source_is_a_user_error(tmp_path):
 
 
 def test_a_campaign_directory_is_a_results_set(tmp_path):
-    camp = store.Campaign.create(tmp_path, {"host": "h"}, [], name="c1")
+    camp = store.Campaign.create(tmp_path, {"host": "h", "targets": {"local": dict(PROFILE["machine"], host="h")}},
+                                 [], name="c1")
     for i, (env, op, secs) in enumerate([("linux", "read", 1.6e-6), ("linux", "write", 1.4e-5),
                                          ("docker", "read", 4.8e-6)]):
         cell = {"cell_id": f"c{i}", "env": env, "target": "local", "size_bytes": 4096, "op": op,
@@ -119,6 +140,11 @@ def test_a_campaign_directory_is_a_results_set(tmp_path):
     assert set(df["reps"]) == {2000}
     assert df.loc[df.op == "write", "mean_per_op_s"].iloc[0] == pytest.approx(1.4e-5 * 1.01)
     assert "campaign" in df.attrs["source"]
+    # the fitted statistic is the median over batches, weighed by its own uncertainty
+    assert df.attrs["statistic"] == "median_per_op_s"
+    assert df.loc[df.op == "write", "measured_s"].iloc[0] == pytest.approx(1.4e-5 * 1.01)
+    assert (df["rel_se"] > 0).all()
+    assert df.attrs["machine"]["memory_bytes"] == PROFILE["machine"]["memory_bytes"]
 
 
 def test_validation_on_a_small_set(tmp_path):
@@ -147,19 +173,25 @@ def small_csv(tmp_path):
     return f
 
 
+def test_a_csv_needs_its_machine(tmp_path, results_tmp):
+    from edgeio.commands import calibrate
+    with pytest.raises(UserError, match="--machine"):
+        calibrate.run(source=str(small_csv(tmp_path)), allow_priors=True)
+
+
 def test_calibrate_command_saves_and_never_overwrites(tmp_path, results_tmp, capsys):
     from edgeio.commands import calibrate
     src = small_csv(tmp_path)
-    path = calibrate.run(source=str(src), allow_priors=True)
+    path = calibrate.run(source=str(src), allow_priors=True, machine=PI_MACHINE)
     assert path.parent == results_tmp / "calibrations" and path.suffix == ".json"
     out = capsys.readouterr().out
     assert "measured" in out and "hvt" in out and "µs" in out
-    second = calibrate.run(source=str(src), allow_priors=True)
+    second = calibrate.run(source=str(src), allow_priors=True, machine=PI_MACHINE)
     assert second != path and path.exists() and second.exists()
     mine = tmp_path / "mine.json"
-    assert calibrate.run(source=str(src), out=str(mine), allow_priors=True) == mine
+    assert calibrate.run(source=str(src), out=str(mine), allow_priors=True, machine=PI_MACHINE) == mine
     with pytest.raises(UserError, match="never overwritten"):
-        calibrate.run(source=str(src), out=str(mine), allow_priors=True)
+        calibrate.run(source=str(src), out=str(mine), allow_priors=True, machine=PI_MACHINE)
     assert calibration.load(mine).metadata["cells"] == 6
 
 
@@ -172,37 +204,40 @@ def test_calibrate_command_errors(results_tmp, kwargs, match):
 
 
 def test_a_results_set_missing_cells_a_parameter_needs_is_refused(tmp_path, results_tmp):
-    """linux and docker at 4 KiB only: nothing pins the DRAM copy cost or the dirty limit
-    that their 1 GiB cells would; the error names both and the cells, in one line."""
+    """linux and docker at 4 KiB only: nothing pins the DRAM copy cost that a file larger
+    than the machine's LLC (Pi: 1 MiB L2, so 4 MiB) would; the error names it and the
+    cells, in one line."""
     from edgeio.commands import calibrate
     f = tmp_path / "partial.csv"
     PI[PI.env.isin(["linux", "docker"]) & (PI.size_bytes == 4096)].to_csv(f, index=False)
     with pytest.raises(UserError) as e:
-        calibrate.run(source=str(f))
+        calibrate.run(source=str(f), machine=PI_MACHINE)
     msg = str(e.value)
     assert "\n" not in msg and "--allow-priors" in msg
-    assert "dram_copy_s_per_byte" in msg and "dirty_ratio" in msg and "linux 1 GiB read" in msg
+    assert "dram_copy_s_per_byte" in msg and "linux 4 MiB read" in msg
     assert "hypercall_s" not in msg            # no hvt cell: hvt's parameters are not asked for
     assert not list((results_tmp / "calibrations").glob("*.json")) if (results_tmp / "calibrations").exists() else True
-    path = calibrate.run(source=str(f), allow_priors=True)
+    path = calibrate.run(source=str(f), allow_priors=True, machine=PI_MACHINE)
     assert "[prior" in calibration.load(path).params["dram_copy_s_per_byte"]["description"]
 
 
 def test_a_set_with_every_cell_of_its_environments_needs_no_priors(tmp_path):
     from calibration.coverage import missing_cells
     from calibration.fit import cells_from
-    assert missing_cells(cells_from(PI)) == {}
+    m = PROFILE["machine"]
+    assert missing_cells(cells_from(PI), m) == {}
     hvt = PI[PI.env == "hvt"].reset_index(drop=True)
-    assert missing_cells(cells_from(hvt)) == {}
+    assert missing_cells(cells_from(hvt), m) == {}
     no_read = PI[(PI.env == "xen") & (PI.op != "read")].reset_index(drop=True)
-    missing = missing_cells(cells_from(no_read))
-    assert "sd_read_bps" in missing and ("xen", 1 << 30, "read") in missing["sd_read_bps"]
+    missing = missing_cells(cells_from(no_read), m)
+    assert "dev_read_bps" in missing and ("xen", 1 << 30, "read") in missing["dev_read_bps"]
 
 
 def test_a_partial_campaign_is_refused_with_the_way_out(tmp_path, results_tmp):
     """A campaign of this machine with only some environments and sizes: one clear line."""
     from edgeio.commands import calibrate
-    camp = store.Campaign.create(tmp_path, {"host": "h"}, [], name="partial")
+    camp = store.Campaign.create(tmp_path, {"host": "h", "targets": {"local": dict(PROFILE["machine"], host="h")}},
+                                 [], name="partial")
     for i, (op, secs) in enumerate([("read", 1.6e-6), ("write", 1.4e-5), ("write_sync", 2.4e-3)]):
         cell = {"cell_id": f"c{i}", "env": "linux", "target": "local", "size_bytes": 4096, "op": op,
                 "params": {}}
@@ -211,3 +246,22 @@ def test_a_partial_campaign_is_refused_with_the_way_out(tmp_path, results_tmp):
     camp.finish()
     with pytest.raises(UserError, match=r"campaign: .*lacks cells .*dram_copy_s_per_byte.*--allow-priors"):
         calibrate.run(source=str(camp.path))
+
+
+def test_leave_one_env_out_does_not_leak_the_left_out_environment():
+    """Without hvt's cells, the hypercall cost only hvt pins is back at its prior; the
+    costs the kept cells pin are refitted, not reset."""
+    from calibration.validate import refit_without
+    from model.simulate import Simulator
+    cal = calibration.fit(PI)
+    cells = cells_from(PI)
+    full = cal.values()
+    hvt = [i for i, c in enumerate(cells) if c.env == "hvt"]
+    values = refit_without(cells, hvt, full, Simulator(), PI_PRIORS)
+    assert full["hypercall_s"] != pytest.approx(PI_PRIORS["hypercall_s"], rel=0.05)
+    assert values["hypercall_s"] == PI_PRIORS["hypercall_s"]
+    assert values["syscall_s"] != PI_PRIORS["syscall_s"]
+    # and the prediction for a left-out cell uses that prior
+    c = cells[hvt[0]]
+    sim = Simulator()
+    assert sim(values, c.cfg, c.workload).per_op_s != pytest.approx(sim(full, c.cfg, c.workload).per_op_s)

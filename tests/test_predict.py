@@ -165,7 +165,7 @@ def test_passthrough_guest_cache_serves_hvt_blocks_in_the_guest(cal):
     assert cached.loc[("hvt", 4096, "read"), "speedup"] > 1
     assert cached.loc[("hvt", 4096, "read"), "predicted_s"] < none.loc[("hvt", 4096, "read"), "predicted_s"] / 10
     values = cal.values()
-    assert cached.loc[("hvt", 1 << 30, "read"), "predicted_s"] >= (1 << 30) / values["sd_read_bps"]
+    assert cached.loc[("hvt", 1 << 30, "read"), "predicted_s"] >= (1 << 30) / values["dev_read_bps"]
     # qemu and xen already have a guest page cache: the parameter is hvt's only
     for env in ("qemu", "xen"):
         assert cached.loc[(env, 4096, "read"), "predicted_s"] == none.loc[(env, 4096, "read"), "predicted_s"]
@@ -185,3 +185,92 @@ def test_predict_explains_the_rows_that_get_slower(cal_file, capsys):
     cached = capsys.readouterr().out
     assert "slower: hvt 4 KiB" not in cached
     assert cached.count("slower:") < len(slow_lines)
+
+
+# -- predictions of cells as they will run (invoke verify) ---------------------------------
+
+def test_predict_cells_models_each_cell_as_it_will_run(cal):
+    cells = [{"env": "hvt", "size_bytes": 4096, "op": op, "config": {"flush": "none"}}
+             for op in ("write_sync", "write")]
+    cells += [{"env": "hvt", "size_bytes": 4096, "op": "write_sync", "config": '{"flush": "each-write"}'},
+              {"env": "hvt", "size_bytes": 4096, "op": "read", "config": {"blocks_per_call": 8}},
+              {"env": "hvt", "size_bytes": 4096, "op": "read", "config": {}},
+              {"env": "qemu", "size_bytes": 256 << 20, "op": "read", "config": {"disk": "ide", "mem": "128"}},
+              {"env": "qemu", "size_bytes": 256 << 20, "op": "read", "config": {"disk": "virtio", "mem": "128"}}]
+    df = model.predict_cells(cal, cells, draws=4)
+    assert list(df.columns) == ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
+    assert len(df) == len(cells) and list(df["op"]) == [c["op"] for c in cells]      # input order
+    assert (df["low_s"] < df["predicted_s"]).all() and (df["predicted_s"] < df["high_s"]).all()
+    t = df["predicted_s"].tolist()
+    # the tender's default flush (none) syncs nothing: write_sync is a write plus one exit
+    assert t[0] == pytest.approx(t[1] + cal.values()["hypercall_s"], rel=1e-6)
+    assert t[2] > 20 * t[0]                     # each-write: an fsync per write call
+    assert t[4] > 4 * t[3]                      # 8 blocks per call: 8x fewer exits
+    assert t[5] > t[6]                          # an emulated IDE disk traps more per request
+
+
+def test_predict_cells_bad_cells(cal):
+    for bad, match in [({"env": "hvt", "op": "read"}, "needs env, size_bytes and op"),
+                       ({"env": "vmware", "size_bytes": 4096, "op": "read"}, "no environment"),
+                       ({"env": "hvt", "size_bytes": 4096, "op": "append"}, "unknown op"),
+                       ({"env": "hvt", "size_bytes": 4096, "op": "read", "config": "{x"}, "JSON"),
+                       ({"env": "qemu", "size_bytes": 4096, "op": "read", "config": {"disk": "scsi"}}, "disk")]:
+        with pytest.raises(UserError, match=match):
+            model.predict_cells(cal, [bad], draws=0)
+
+
+def test_intervals_cover_the_measured_cells_and_are_not_degenerate(cal):
+    """The 95% prediction intervals of the calibration's own cells (parameter draws plus
+    the structural error measured out of sample) contain most measured values; intervals
+    collapsed to zero width contain none, and absurdly wide ones are refused too."""
+    cells = [{"env": w["env"], "size_bytes": w["size_bytes"], "op": w["op"], "config": w["config"],
+              "reps": w["reps"]} for w in cal.workloads()]
+    df = model.predict_cells(cal, cells, draws=8)
+    measured = cal.fit_table["measured_s"].to_numpy()
+    inside = (df["low_s"].to_numpy() <= measured) & (measured <= df["high_s"].to_numpy())
+    assert inside.mean() >= 0.8, inside.mean()
+    ratio = (df["high_s"] / df["low_s"]).median()
+    assert 1.2 < ratio < 4, ratio
+    assert cal.structural_log_sd() > 0
+
+
+def test_every_scenario_maps_to_the_environment_parameters_that_build_it():
+    sc = model.SCENARIOS
+    assert sc["hvt-multiblock"].env_params({"blocks": 8}) == {"hvt": {"blocks_per_call": "8"}}
+    assert sc["hvt-flush"].env_params({"flush": "each-write", "blocks": 1}) == \
+        {"hvt": {"flush": "each-write", "blocks_per_call": "1"}}
+    assert sc["hvt-flush"].env_params({"flush": "block", "blocks": 8}) is None   # per block: not built
+    assert sc["hvt-blocksize"].env_params({"block_size": 4096}) == {"hvt": {"sector_size": "4096"}}
+    assert sc["hvt-ring"].env_params({"batch": 16}) == \
+        {"hvt": {"transport": "ring", "batch": "16", "blocks_per_call": "1"}}
+    assert sc["hvt-mapped"].env_params({}) == {"hvt": {"transport": "mapped"}}
+    assert sc["guest-memory"].env_params({"memory": "256MiB"}) == {"qemu": {"mem": "256"}}
+    assert sc["qemu-disk"].env_params({"disk": "ahci"}) == {"qemu": {"disk": "ahci"}}
+    assert sc["passthrough"].env_params({}) is None and sc["passthrough"].unbuildable
+    with pytest.raises(UserError, match="one of"):
+        sc["qemu-disk"].env_params({"disk": "scsi"})
+    # what the mapping builds is what the model predicts for the scenario
+    from model.environments import config_for
+    from model.machine import pi4
+    m = pi4()["machine"]
+    for name, params in [("hvt-multiblock", {"blocks": 8}), ("hvt-blocksize", {"block_size": 4096}),
+                         ("qemu-disk", {"disk": "ide"}), ("guest-memory", {"memory": "256MiB"}),
+                         ("hvt-ring", {"batch": 16}), ("hvt-mapped", {})]:
+        s = sc[name]
+        for env, kv in s.env_params(params).items():
+            assert s.apply(config_for(env, {}, m), s.parse(params)) == config_for(env, kv, m), name
+
+
+def test_qemu_disk_scenario(cal):
+    df = model.predict(cal, "qemu-disk", {"disk": "ide"}, draws=0).set_index(["size_bytes", "op"])
+    assert (df["speedup"] <= 1 + 1e-9).all()             # an emulated disk is never faster
+    assert df.loc[(1 << 30, "read"), "speedup"] < 1      # the 1 GiB read misses: requests cost more
+
+
+def test_a_calibration_from_another_machine_is_detected(cal, tmp_path):
+    import calibration as calib
+    from model.machine import pi4
+    assert calib.matches(cal, pi4()["machine"]) is None
+    here = dict(pi4()["machine"], host="vm", arch="x86_64", memory_bytes=24 << 30)
+    why = calib.matches(calib.load(cal.save(tmp_path / "c.json")), here)
+    assert why and "arch aarch64 vs x86_64" in why and "memory" in why and "\n" not in why

@@ -9,17 +9,23 @@ from edgeio.units import format_size, format_time
 
 
 def run(source: str | None = None, out: str | None = None, validate: bool = False,
-        allow_priors: bool = False) -> Path:
+        allow_priors: bool = False, machine: str | None = None) -> Path:
     """Fit, print the fit table (and validation tables), save JSON; returns the saved file.
 
-    A results set that lacks the cells pinning a parameter of one of its environments is a
-    UserError naming them, unless `allow_priors` keeps such parameters at their priors."""
+    `machine`: a machine profile file (the machine a CSV results set was measured on; for
+    a campaign it replaces the facts its metadata recorded). A results set that lacks the
+    cells pinning a parameter of one of its environments is a UserError naming them,
+    unless `allow_priors` keeps such parameters at their priors."""
     import calibration
     target = _output_path(out)          # bad --out fails before a minute of fitting
-    results = calibration.load_results(source)
+    results = calibration.load_results(source, machine=machine)
     if not allow_priors:
         _require_coverage(results)
-    print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells)...", flush=True)
+    m = results.attrs["machine"]
+    print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells, "
+          f"{results.attrs.get('statistic', 'mean_per_op_s')}) for {m.get('host') or 'a machine'} "
+          f"({m.get('arch') or '?'}, {format_size(int(m['memory_bytes']))}, kvm {m.get('kvm') or '?'}, "
+          f"device {(m.get('block_device') or {}).get('kind') or 'unknown'})...", flush=True)
     cal = calibration.fit(results, validate=validate,
                           progress=(lambda s: print(f"  validation: {s}", end="\r", flush=True)) if validate else None)
     if validate:
@@ -36,7 +42,7 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
 def _require_coverage(results) -> None:
     from calibration.coverage import describe, missing_cells
     from calibration.fit import cells_from
-    missing = missing_cells(cells_from(results))
+    missing = missing_cells(cells_from(results), results.attrs["machine"])
     if missing:
         where = results.attrs.get("source", "the results set")
         raise UserError(f"{where} lacks cells that pin {len(missing)} parameter(s) of its environments: "

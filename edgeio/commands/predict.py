@@ -18,9 +18,10 @@ def run(scenario: str | None, params: list[str], calibration: str | None = None,
     sc = model.scenarios.get(scenario)
     given = parse_params(params)
     values = sc.parse(given)                      # bad parameters fail before any fitting
-    from model.environments import STUDY, validate
-    for env in sc.envs:
-        validate(sc.apply(STUDY[env], values))
+    from model.environments import validate
+    for cfg in model.study().values():       # impossible values fail before any fitting
+        if cfg.name in sc.envs:
+            validate(sc.apply(cfg, values))
     out_path = _out_path(out)
     cal = _calibration(calibration)
     df = model.predict(cal, sc.name, given)

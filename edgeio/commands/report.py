@@ -7,7 +7,8 @@ import report
 
 
 def run(campaigns: list[str], calibration: str | None = None, out: str | None = None,
-        reference: bool = False, compare: list[str] | None = None) -> Path:
+        reference: bool = False, compare: list[str] | None = None,
+        verify: list[str] | None = None) -> Path:
     """Write index.html (self-contained) and report.md (+ PNGs) into a new directory; return it.
 
     campaigns: campaign directories (none and no `reference`: the newest under the
@@ -15,8 +16,11 @@ def run(campaigns: list[str], calibration: str | None = None, out: str | None = 
     the newest under results/calibrations, if any).
     reference: add the study's published figures. compare: two environments or two
     campaigns (directories, names, or 'study') to compare with ratios and tests.
+    verify: verify campaign directories for "Predicted before measured" (none: those
+    under results/verify made with the report's calibration).
     """
-    inputs = report.gather(campaigns, reference=reference, calibration=calibration, compare=compare)
+    inputs = report.gather(campaigns, reference=reference, calibration=calibration, compare=compare,
+                           verify=verify)
     doc = report.document(inputs)
     where = report.write(doc, out)
     print(f"report written to {where / 'index.html'} (and {where / 'report.md'})")

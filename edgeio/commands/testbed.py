@@ -21,7 +21,8 @@ def run(action: str, board: str = "pi", arch: str | None = None, timeout: float 
             print(f"testbed {board} is already up ({state['arch']}, emulated): {state['url']}")
         else:
             print(f"testbed {board} is up ({state['arch']}, emulated) after "
-                  f"{format_time(state['boot_s'])} to ssh: {state['url']}")
+                  f"{format_time(state['boot_s'])} to ssh, {format_time(state['ready_s'])} to ready: "
+                  f"{state['url']}")
         _print_facts(state)
         print(state["url"])
         return state
@@ -41,6 +42,9 @@ def run(action: str, board: str = "pi", arch: str | None = None, timeout: float 
 
 def _print_facts(state: dict) -> None:
     facts = state.get("facts") or {}
+    for key in ("kernel", "cpu", "docker"):
+        if facts.get(key):
+            print(f"  {key}: {facts[key]}")
     for env, why in sorted((facts.get("missing") or {}).items()):
         print(f"  {env}: {why}")
     print(f"  key {state['identity']}, known_hosts {state['known_hosts']} "

@@ -137,14 +137,23 @@ def build_initramfs(busybox: Path, probe: Path, modules_dir: Path) -> tuple[byte
         lists[transport] = [name for name, _ in ordered]
         all_modules.update(ordered)
 
+    archive = busybox_archive(busybox, render_init(lists), sorted(all_modules.items()),
+                              files=[("probe", probe.read_bytes(), 0o755)])
+    return archive, lists
+
+
+def busybox_archive(busybox: Path, init: str, modules, dirs=("mnt",), files=()) -> bytes:
+    """A gzip'd cpio: /bin/busybox, /init, /modules/<name>.ko (uncompressed), /dev/console,
+    the directories dirs and files [(path, bytes, mode)]."""
     cpio = Cpio()
-    for d in ("bin", "dev", "proc", "sys", "mnt", "modules"):
+    for d in ("bin", "dev", "proc", "sys", "modules", *dirs):
         cpio.dir(d)
     # The kernel opens /dev/console for init before anything can mount devtmpfs.
     cpio.chardev("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    cpio.file("probe", probe.read_bytes(), 0o755)
-    cpio.file("init", render_init(lists).encode(), 0o755)
-    for name, path in sorted(all_modules.items()):
+    for path, data, mode in files:
+        cpio.file(path, data, mode)
+    cpio.file("init", init.encode(), 0o755)
+    for name, path in modules:
         cpio.file(f"modules/{name}.ko", module_bytes(path))
-    return gzip.compress(cpio.finish(), compresslevel=6, mtime=0), lists
+    return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)

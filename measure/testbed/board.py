@@ -31,4 +31,7 @@ class Board:
     net_device: str = "virtio-net-pci"
     data_disk_mib: int = 4096  # the probe's disk, mounted on /var/tmp (sparse file)
     boot_timeout_s: float = 900.0
+    # argv run over SSH after sshd answers, each polled until it succeeds, before `up`
+    # returns (e.g. dockerd answering); boot_s is to ssh, ready_s to the last of these
+    ready_commands: tuple = ()
     facts: dict = field(default_factory=dict)   # recorded in state and shown by status

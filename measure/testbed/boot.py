@@ -10,12 +10,11 @@ second, uncompressed cpio archive appended per `up`: the kernel unpacks concaten
 archives in order, so the cached part never holds a key.
 """
 
-import gzip
 import hashlib
 from pathlib import Path
 
 from edgeio.paths import cache_dir
-from measure.guest.initramfs import Cpio, module_bytes, module_order
+from measure.guest.initramfs import Cpio, busybox_archive, module_order
 
 # virtio over PCI (the pi board) and over MMIO (guest-loader boards), disk, network, ext4.
 BASE_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "crc32c_generic", "ext4")
@@ -65,16 +64,8 @@ def build_initrd(arch: str, kernel, busybox: Path | None = None, extra_modules=(
     out = cache_dir("testbed", "initrd") / f"boot-{arch}-{h.hexdigest()[:16]}.cpio.gz"
     if out.exists():
         return out
-    cpio = Cpio()
-    for d in ("bin", "dev", "proc", "sys", "newroot", "modules"):
-        cpio.dir(d)
-    cpio.chardev("dev/console", 5, 1)
-    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
-    cpio.file("init", init.encode(), 0o755)
-    for name, path in modules:
-        cpio.file(f"modules/{name}.ko", module_bytes(path))
     tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(cpio.finish(), compresslevel=6, mtime=0))
+    tmp.write_bytes(busybox_archive(busybox, init, modules, dirs=("newroot",)))
     tmp.replace(out)
     return out
 

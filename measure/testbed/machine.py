@@ -158,16 +158,20 @@ def _start(board: Board, directory: Path, timeout: float | None) -> dict:
                  "identity": str(key), "known_hosts": str(directory / "known_hosts"),
                  "started": time.time(), "argv": argv, "facts": board.facts}
         _write_state(directory, state)
+        limit = timeout or board.boot_timeout_s
         try:
-            _wait_ssh(proc, port, key, directory, timeout or board.boot_timeout_s)
+            _wait_ssh(proc, port, key, directory, limit)
+            state["boot_s"] = time.monotonic() - t0
+            _write_state(directory, state)
+            _wait_ready(board, port, key, directory, t0 + limit)
         except _PortTaken:
             continue
-        except BaseException:
+        except BaseException:     # failed, timed out or interrupted: leave no QEMU behind
             _kill(proc.pid, directory)
             for name in ("state.json", "initrd", "data.img", "qemu.pid"):
                 (directory / name).unlink(missing_ok=True)
             raise
-        state["boot_s"] = time.monotonic() - t0
+        state["ready_s"] = time.monotonic() - t0
         _write_state(directory, state)
         return state
     raise UserError(f"testbed {board.name}: could not bind a loopback port for sshd")
@@ -212,6 +216,24 @@ def _wait_ssh(proc, port, key, directory, timeout):
         time.sleep(0.5)            # polling interval only: readiness is the banner + a command
     raise UserError(f"testbed: sshd did not answer within {timeout:g} s; console ends:\n"
                     f"{_tail(directory / 'serial.log')}")
+
+
+def _wait_ready(board: Board, port, key, directory, deadline) -> None:
+    """Each of the board's ready_commands succeeds (polled over one connection)."""
+    from measure.ssh import SshTarget
+    if not board.ready_commands:
+        return
+    target = SshTarget("127.0.0.1", port=port, user=USER, identity=str(key),
+                       known_hosts=str(directory / "known_hosts"))
+    try:
+        for argv in board.ready_commands:
+            while target.run(list(argv), timeout=60).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise UserError(f"testbed {board.name}: `{' '.join(argv)}` did not succeed in time; "
+                                    f"console ends:\n{_tail(directory / 'serial.log')}")
+                time.sleep(1.0)    # polling interval only: readiness is the command succeeding
+    finally:
+        target.close()
 
 
 def _banner(port: int) -> bool:

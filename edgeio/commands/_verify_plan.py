@@ -1,0 +1,112 @@
+"""What `invoke verify` builds: a scenario's fix as environment parameters, and the cells.
+
+A scenario (model/scenarios.py) says what a fix changes in the model and which --param
+values of the measuring environments build it (Scenario.env_params); this module checks
+the environments of this checkout take them and can run them at each size, and makes the
+fix cells beside the baseline cells they are compared against. Pure functions: no I/O.
+"""
+
+import json
+from dataclasses import dataclass
+
+from edgeio.errors import UserError
+from edgeio.store import config_key
+from edgeio.units import format_size
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Build:
+    """The environment parameters that build a scenario's fix, per environment."""
+    scenario: str
+    values: dict                 # the scenario's parameters, parsed (defaults filled in)
+    fix: dict                    # env -> {--param: value (str)} added to the baseline's
+    unbuildable: dict            # env -> why the fix cannot be built for it here
+
+
+def build(sc, params: dict, specs: dict) -> Build:
+    """The fix of scenario `sc` (model/scenarios.py: its `env_params` says which --param
+    values build it) with the given --param values; specs: env -> that env's params_spec.
+
+    Environments of the scenario that cannot build the fix here (no scenario build, no
+    such --param in this checkout's environment, or nothing changed) are listed in
+    `unbuildable` with the reason, never silently dropped."""
+    values = sc.parse(dict(params))
+    wanted = sc.env_params(params)
+    fix, bad = {}, {}
+    if wanted is None:
+        bad = {e: sc.unbuildable or "no environment builds this scenario" for e in sc.envs}
+    else:
+        for env in sc.envs:
+            if env not in wanted:
+                bad[env] = sc.unbuildable or f"the scenario builds nothing for {env}"
+        for env, p in wanted.items():
+            if env not in specs:
+                continue
+            missing = sorted(set(p) - set(specs[env]))
+            if missing:
+                bad[env] = f"env {env} of this checkout has no --param {', '.join(missing)}"
+            elif not p:
+                bad[env] = f"scenario {sc.name} changes nothing: there is no fix to measure"
+            else:
+                fix[env] = dict(p)
+    return Build(sc.name, values, fix, {e: why for e, why in bad.items() if e in specs})
+
+
+def check_buildable(b: Build, size: int, env: str, params: dict, spec: dict) -> None:
+    """UserError (before anything is measured) if the fix cannot run at this size.
+
+    hvt: a file must be a whole number of calls of blocks_per_call sectors, i.e. 64
+    blocks per call do not exist on a 4 KiB file (8 blocks of 512 B)."""
+    if env != "hvt":
+        return
+    p = {**spec, **params}
+    try:
+        sector, k = int(p.get("sector_size", 512)), int(p.get("blocks_per_call", 1))
+    except ValueError:
+        return     # the environment's own check names the bad value
+    if size % sector:
+        raise UserError(f"{b.scenario}: a {format_size(size)} file is not a whole number of "
+                        f"{sector} B sectors: cannot build sector_size={sector} for it")
+    blocks = size // sector
+    if k > blocks or blocks % k:
+        raise UserError(f"{b.scenario}: {k} blocks per call cannot be built on a {format_size(size)} file "
+                        f"({blocks} blocks of {sector} B); choose sizes with --size (a multiple of "
+                        f"{format_size(k * sector)})")
+
+
+def cells(b: Build, workloads: dict, baselines: dict, target: str, batches: int = 100) -> list[dict]:
+    """Baseline and fix cells, interleaved (baseline, fix, baseline, fix...) so drift on a
+    shared machine falls on both alike. workloads: env -> [(size, op, reps)];
+    baselines: env -> the baseline's --param dict (what the calibration campaign ran)."""
+    out = []
+    for env in sorted(b.fix):
+        base = dict(baselines.get(env) or {})
+        fixed = {**base, **b.fix[env]}
+        roles = [("baseline", base)] + ([("fix", fixed)] if fixed != base else [])
+        for size, op, reps in workloads.get(env, []):
+            for role, params in roles:
+                out.append({"env": env, "target": target, "size_bytes": int(size), "op": op,
+                            "reps": int(reps), "io_size_bytes": None, "batches": batches,
+                            "sync": "fsync", "direct": False, "cache": "warm",
+                            "params": dict(params), "role": role})
+    for i, cell in enumerate(out):
+        cell["index"] = i
+        cell["cell_id"] = (f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}"
+                           f"-{cell['op']}-{cell['role']}")
+    return out
+
+
+def cell_key(cell: dict) -> str:
+    """How summary.csv names a cell's configuration (edgeio.store.config_key of its params)."""
+    return config_key(cell.get("params") or {})
+
+
+def baseline_params(plan: list[dict], env: str) -> dict:
+    """The --param values the calibration campaign ran `env` with (its most common), from
+    that campaign's plan cells; {} (the environment's defaults) if it has none."""
+    configs = [config_key(c.get("params") or {}) for c in plan if c.get("env") == env]
+    if not configs:
+        return {}
+    return {str(k): str(v) for k, v in json.loads(max(dict.fromkeys(configs), key=configs.count)).items()}

@@ -1,0 +1,379 @@
+"""`invoke verify`: predict a fix, write the prediction down, then build and measure it.
+
+"A prediction nobody checked is a guess." The order is the point:
+1. take the newest calibration of this target (or --calibration; one fitted for another
+   machine is refused);
+2. map the scenario to the environment parameters that build its fix, and check every
+   cell can be built here (before anything is measured);
+3. create a campaign directory and write predictions.csv into it (timestamped, its
+   digest in metadata.json, never rewritten) before the first cell starts;
+4. measure the fix cells and the baseline cells they are compared against, interleaved,
+   with the campaign engine (a killed verify keeps its cells: --resume DIR);
+5. write comparison.csv and print predicted against measured.
+"""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from edgeio import paths, store
+from edgeio.errors import UserError
+from edgeio.options import parse_params
+from edgeio.units import format_size, format_time, parse_sizes
+from edgeio.commands import _verify_compare as vc
+from edgeio.commands import _verify_plan as vp
+
+PREDICTIONS = "predictions.csv"
+COMPARISON = "comparison.csv"
+
+
+def run(scenario: str, params: list[str] | None = None, calibration: str | None = None,
+        target: str | None = None, size: str | None = None, op: str | None = None,
+        reps: str | None = None, out: str | None = None, quiet: bool = False,
+        resume: str | None = None, on_start=None) -> Path:
+    """Verify `scenario`; returns the campaign directory. on_start(cell): called by the
+    engine as each cell starts (tests hold the predictions file against it)."""
+    if resume:
+        return _resume(Path(resume), quiet, on_start)
+    import model
+    from measure import plan as planning
+    from measure.environments import environment_class
+    sc = model.scenarios.get(scenario)
+    given = parse_params(params or [])
+    sc.parse(given)                                     # bad values fail first
+    sizes = parse_sizes(size) if size else None
+    ops = planning.parse_ops(op) if op else None
+    specs = {}
+    for env in sc.envs:
+        try:
+            specs[env] = dict(environment_class(env).params_spec)
+        except UserError:
+            continue
+    b = vp.build(sc, given, specs)
+    target_obj = _target(target)
+    if not b.fix:
+        raise UserError(f"scenario {sc.name} has no buildable fix on target {target_obj.name}: "
+                        f"{_reasons(b.unbuildable)}")
+    facts = _facts(target_obj)
+    cal, cal_path = _calibration(calibration, target_obj.name, facts)
+    fitted = {w["env"] for w in cal.workloads()}
+    envs = [e for e in sorted(b.fix) if e in fitted]
+    if not envs:
+        raise UserError(f"scenario {sc.name}: the calibration {cal_path} has no cells of "
+                        f"{', '.join(sorted(b.fix))} to predict from (it has {', '.join(sorted(fitted)) or 'none'})")
+    workloads = {e: _workloads(cal, e, sizes, ops, reps) for e in envs}
+    plan = _source_plan(cal)
+    baselines = {e: vp.baseline_params(plan, e) for e in envs}
+    cells = vp.cells(vp.Build(b.scenario, b.values, {e: b.fix[e] for e in envs}, {}),
+                     workloads, baselines, target_obj.name)
+    for cell in cells:
+        cell["host"], cell["arch"] = facts.get("host", ""), facts.get("arch", "")
+        vp.check_buildable(b, cell["size_bytes"], cell["env"], cell["params"], specs[cell["env"]])
+    environments = _environments(cells, {target_obj.name: target_obj})
+    _check(environments, cells, sc.name, target_obj.name)
+
+    # The prediction, written down before anything is measured.
+    model_configs = [environments[(c["env"], c["target"])].effective_config(c) for c in cells]
+    if not quiet:
+        print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
+    predicted = vc.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
+    stamp = store.now_iso()
+    table = vc.prediction_table(cells, predicted, [vp.cell_key(c) for c in cells], model_configs,
+                                stamp, str(cal_path))
+    text = table.to_csv(index=False)
+    verify_meta = {"scenario": sc.name, "values": b.values, "fix": {e: b.fix[e] for e in envs},
+                   "baseline": baselines, "unbuildable": b.unbuildable,
+                   "calibration": str(cal_path), "calibration_source": str(cal.source),
+                   "predictions": {"file": PREDICTIONS, "written_at": stamp,
+                                   "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                   "cells": len(cells)}}
+    options = {"scenario": sc.name, "params": params or [], "size": size, "op": op, "reps": reps,
+               "target": target_obj.name, "calibration": str(cal_path)}
+    parent = Path(out) if out else paths.results_dir() / "verify"
+    from edgeio.commands.measure import _metadata
+    meta = dict(_metadata({target_obj.name: facts}, environments, [], options), verify=verify_meta)
+    campaign = store.Campaign.create(parent, meta, cells, name=_name(sc.name))
+    _write_once(campaign.path / PREDICTIONS, text)
+    return _measure(campaign, cells, environments, table, quiet, on_start)
+
+
+def _reasons(unbuildable: dict) -> str:
+    """{env: why} as one clause per distinct reason."""
+    by_reason = {}
+    for e, r in sorted(unbuildable.items()):
+        by_reason.setdefault(r, []).append(e)
+    return "; ".join(f"{', '.join(es)}: {r}" for r, es in by_reason.items()) or "nothing to build"
+
+
+def _check(environments, cells, scenario, target) -> None:
+    """Every environment can run here and every cell can be built, before anything is made."""
+    from measure.environments.base import Unavailable
+    for env in environments.values():
+        try:
+            env.check()
+        except Unavailable as e:
+            raise UserError(f"scenario {scenario} has no buildable fix on target {target}: {e}") from None
+        env.preflight(cells)
+
+
+def _name(scenario: str) -> str:
+    import datetime as _dt
+    return f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-verify-{scenario}"
+
+
+def _write_once(path: Path, text: str) -> None:
+    if path.exists():
+        raise UserError(f"{path} exists; predictions are never rewritten")
+    store.write_atomic(path, text)
+    os.chmod(path, 0o444)
+
+
+def _target(spec):
+    from edgeio.commands.measure import _target as make
+    return make(spec or "local")
+
+
+def _facts(target) -> dict:
+    from measure import campaign as engine
+    return engine.target_metadata({target.name: target})[target.name]
+
+
+# -- the calibration ------------------------------------------------------------------
+def _matches(cal, facts: dict) -> str | None:
+    """None if `cal` was fitted for this target's machine, else why not (calibration.matches)."""
+    import calibration
+    return calibration.matches(cal, facts)
+
+
+def _calibration(path, target: str, facts: dict):
+    import calibration
+    if path:
+        cal = calibration.load(path)
+        why = _matches(cal, facts)
+        if why:
+            raise UserError(f"target {target}: {why}; calibrate on a campaign of this target "
+                            f"(invoke calibrate --source DIR)")
+        return cal, Path(path)
+    d = paths.results_dir() / "calibrations"
+    files = sorted(d.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name), reverse=True) if d.is_dir() else []
+    for p in files:
+        try:
+            cal = calibration.load(p)
+        except UserError:
+            continue        # a corrupt file is not this target's calibration; the search goes on
+        if _matches(cal, facts) is None:
+            return cal, p
+    raise UserError(f"no calibration for target {target} ({facts.get('host')}) in {d}: measure it and "
+                    f"run invoke calibrate --source DIR, or pass --calibration FILE")
+
+
+def _source_plan(cal) -> list[dict]:
+    """The plan of the campaign the calibration was fitted on ([] for a CSV or the bundled
+    figures, or a campaign no longer there: the baseline is then the environments' defaults)."""
+    src = str(cal.source)
+    if not src.startswith("campaign: "):
+        return []
+    try:
+        return store.Campaign.open(Path(src[len("campaign: "):])).plan()
+    except UserError:
+        return []
+
+
+def _workloads(cal, env, sizes, ops, reps) -> list[tuple]:
+    """(size, op, reps) of `env`: the calibration's cells, or the --size/--op given."""
+    from measure.plan import reps_for
+    have = {(int(w["size_bytes"]), w["op"]): int(w.get("reps") or 0) for w in cal.workloads() if w["env"] == env}
+    sizes = sizes or sorted({s for s, _ in have})
+    ops = ops or [o for o in ("write_sync", "write", "read") if any(op == o for _, op in have)]
+    out = []
+    for s in sizes:
+        for o in ops:
+            n = reps_for(s, reps, quick=reps is None) if reps else (have.get((s, o)) or reps_for(s, None, quick=True))
+            out.append((s, o, n))
+    return out
+
+
+# -- measuring --------------------------------------------------------------------------
+class _ByConfig:
+    """One environment name on one target with several configurations in one campaign:
+    the engine keys environments by (env, target), this hands each cell to the
+    instance built with that cell's --param values."""
+
+    def __init__(self, instances: dict):
+        self.instances = instances            # config key -> Environment
+        first = next(iter(instances.values()))
+        self.target, self.name = first.target, first.name
+        self._tag = None
+
+    @property
+    def resource_tag(self):
+        return self._tag
+
+    @resource_tag.setter
+    def resource_tag(self, tag):
+        """The engine names what a campaign creates after it; each configuration gets its own."""
+        self._tag = tag
+        for i, inst in enumerate(self.instances.values()):
+            inst.resource_tag = f"{tag}-{i}" if tag else tag
+
+    def remove_leftovers(self):
+        return [what for inst in self.instances.values() for what in inst.remove_leftovers()]
+
+    def _for(self, cell):
+        return self.instances[vp.cell_key(cell)]
+
+    def check(self):
+        for inst in self.instances.values():
+            inst.check()
+
+    def preflight(self, cells):
+        for key, inst in self.instances.items():
+            inst.preflight([c for c in cells if c["env"] == self.name and vp.cell_key(c) == key])
+
+    def prepare(self):
+        for inst in self.instances.values():
+            inst.prepare()
+
+    def run(self, cell, timeout=None):
+        return self._for(cell).run(cell, timeout=timeout)
+
+    def effective_config(self, cell, probe=None, metadata=None):
+        """The cell's configuration as run (before the run: as it will run), from its own instance."""
+        return self._for(cell).effective_config(cell, probe, metadata)
+
+    def teardown(self):
+        errors = []
+        for inst in self.instances.values():
+            try:
+                inst.teardown()
+            except Exception as e:  # every instance gets its teardown
+                errors.append(str(e))
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+    def metadata(self):
+        return {key: inst.metadata() for key, inst in self.instances.items()}
+
+
+def _environments(cells, targets) -> dict:
+    from measure.environments import environment_class
+    groups = {}
+    for cell in cells:
+        key = (cell["env"], cell.get("target", "local"))
+        inst = groups.setdefault(key, {})
+        ck = vp.cell_key(cell)
+        if ck not in inst:
+            inst[ck] = environment_class(cell["env"])(targets[key[1]], params=cell.get("params") or {})
+    return {key: _ByConfig(inst) for key, inst in groups.items()}
+
+
+def _measure(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+    import contextlib
+    locked = getattr(campaign, "locked", None)       # one writer per campaign, where the store has it
+    with locked() if locked else contextlib.nullcontext():
+        return _measure_locked(campaign, cells, environments, predictions, quiet, on_start)
+
+
+def _measure_locked(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+    from measure import campaign as engine
+    from measure.progress import Progress
+    try:
+        if hasattr(engine, "adopt"):                  # resources named after the campaign
+            engine.adopt(campaign, environments)
+            if campaign.records():                    # a resumed verify: what the killed run left goes
+                for what in engine.remove_leftovers(environments):
+                    print(f"removed what the killed run left: {what}", file=sys.stderr)
+        unavailable = engine.prepare(environments)
+        if unavailable:
+            why = "; ".join(f"{k[0]}: {r}" for k, r in unavailable.items())
+            raise UserError(f"cannot build the fix on this target ({why}); the predictions stay in "
+                            f"{campaign.path}")
+        with Progress(cells, campaign.records(), mode="quiet" if quiet else "auto",
+                      title=campaign.path.name) as progress:
+            try:
+                result = engine.run(campaign, cells, environments, progress=progress, on_start=on_start)
+            except KeyboardInterrupt:
+                raise UserError(f"interrupted; every finished cell is stored: "
+                                f"invoke verify --resume {campaign.path}") from None
+        campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
+                        counts={k: result[k] for k in ("ok", "failed", "skipped", "not_run")},
+                        failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"])
+    finally:
+        for key, error in engine.teardown(environments).items():
+            print(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", file=sys.stderr)
+    for line in engine.summary_lines(result, campaign.records())[1:]:
+        print(line)
+    comparison = vc.compare(predictions, store.load_summary(campaign.path))
+    path = campaign.path / COMPARISON
+    if path.exists():          # a resumed verify adds a new comparison, keeps the old one
+        path = campaign.path / f"comparison-{store.now_iso().replace(':', '')}.csv"
+    store.write_atomic(path, comparison.to_csv(index=False))
+    print_comparison(comparison, campaign.metadata().get("verify", {}))
+    print(f"results: {campaign.path}")
+    return campaign.path
+
+
+def _resume(path: Path, quiet, on_start) -> Path:
+    from measure import campaign as engine
+    campaign, cells, records = engine.resume(path)
+    meta = campaign.metadata()
+    v = meta.get("verify")
+    if not isinstance(v, dict) or "predictions" not in v:
+        raise UserError(f"{path}: not a verify campaign (no verify record in metadata.json); "
+                        "resume it with invoke measure --resume")
+    predictions = load_predictions(path, v)
+    targets = {name: _target(name) for name in engine.target_names(cells)}
+    environments = _environments(cells, targets)
+    _check(environments, [c for c in cells if c["cell_id"] not in records], v.get("scenario"), ", ".join(targets))
+    if not quiet:
+        print(f"resuming {path}: {len(records)} of {len(cells)} cells already measured", file=sys.stderr)
+    return _measure(campaign, cells, environments, predictions, quiet, on_start)
+
+
+def load_predictions(path: Path, verify_meta: dict) -> pd.DataFrame:
+    """predictions.csv of a verify campaign, checked against the digest metadata.json recorded."""
+    p = Path(path) / verify_meta["predictions"]["file"]
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise UserError(f"{p}: cannot read the predictions ({e.strerror or e})") from None
+    if hashlib.sha256(text.encode()).hexdigest() != verify_meta["predictions"].get("sha256"):
+        raise UserError(f"{p}: the predictions differ from what was written before measuring "
+                        "(digest in metadata.json): refusing to compare against them")
+    import io
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, dtype={"config": str})
+
+
+# -- printing -----------------------------------------------------------------------------
+def print_comparison(comparison: pd.DataFrame, verify_meta: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    s = vc.summarize(comparison)
+    t = Table(title=f"verify {verify_meta.get('scenario', '')}: predicted before measured")
+    for col in ("env", "size", "op", "config", "role", "predicted", "95% interval", "measured",
+                "95% CI", "error", "inside"):
+        t.add_column(col, justify="right" if col not in ("env", "op", "config", "role") else "left")
+    for r in comparison.itertuples(index=False):
+        t.add_row(r.env, format_size(int(r.size_bytes)), r.op, r.config, r.role, format_time(r.predicted_s),
+                  f"[{format_time(r.low_s)}, {format_time(r.high_s)}]", format_time(r.measured_s),
+                  f"[{format_time(r.ci95_low_s)}, {format_time(r.ci95_high_s)}]", f"{r.rel_error:+.1%}",
+                  "yes" if r.inside else "NO")
+    console = Console(width=max(150, Console().width))
+    console.print(t)
+    if s["cells"]:
+        print(f"{s['cells']} cells: median |error| {s['median_abs_rel_error']:.1%}, largest "
+              f"{s['max_abs_rel_error']:.1%} ({s['worst']}), {s['share_inside']:.0%} inside their 95% intervals")
+    else:
+        print("no cell was measured: nothing to compare")
+    from edgeio.stats import speedups
+    sp = speedups(comparison)
+    if len(sp):
+        a = sp["rel_error"].abs()
+        pairs = ", ".join(f"{format_size(int(r.size_bytes))} {r.op} {r.predicted_speedup:.2f}x vs "
+                          f"{r.measured_speedup:.2f}x" for r in sp.itertuples(index=False))
+        print(f"speed-up over the baseline measured beside it, predicted vs measured: {pairs}; "
+              f"median |error| {a.median():.1%}, largest {a.max():.1%}")
