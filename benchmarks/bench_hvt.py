@@ -9,8 +9,15 @@
 2. read, write (flush=none, as stock) and write_sync (flush=each-write, as the study's
    tender) for k = 1, 8, 64, 2048 blocks per call, beside the linux environment on the
    same filesystem; ratio to native.
+3. The transports (unikernel/README.md): exits per GiB (exact counters of 4 MiB runs,
+   scaled) for hvt at k blocks per call, ring at batch N, mapped; the guest's own copy
+   cost per byte (unikernel/tests/copycost.c: the mapped data path); then read, write and
+   write_sync (flush=on-request: one flush per repetition, as the native fsync) of
+   --transport-sizes for hvt k=64, ring batch=64 (k=1 at 64 MiB only, k=8) and mapped,
+   each right after its linux pair; ratio to native.
 
     python benchmarks/bench_hvt.py [--size 4MiB] [--reps 3] [--calls 5000] [--rounds 5]
+                                   [--transport-sizes 64MiB,1GiB] [--skip-transports]
 
 This machine's KVM may be software (guest kernel mode emulated): the figures say which.
 """
@@ -133,6 +140,98 @@ def throughput(size: int, reps: int, directory: str) -> list[dict]:
     return rows
 
 
+EXIT_KS = (1, 8, 64, 2048)
+GIB = 1 << 30
+
+
+def _hvt_cell(target, params: dict, name: str, size: int, op: str, reps: int, directory: str):
+    env = HvtEnvironment(target, {**params, "dir": directory})
+    env.check()
+    env.prepare()
+    try:
+        return env.run(_cell(name, size, op, reps), timeout=7200)
+    finally:
+        env.teardown()
+
+
+def exits_per_gib(directory: str) -> list[dict]:
+    """Exact block exits of 4 MiB runs per configuration, scaled to one GiB."""
+    target, size, reps, rows = LocalTarget(), 4 << 20, 2, []
+    configs = [(f"hvt k={k}", {"blocks_per_call": str(k)}) for k in EXIT_KS]
+    configs += [(f"ring batch={b} k={k}", {"transport": "ring", "batch": str(b), "blocks_per_call": str(k)})
+                for b, k in ((64, 1), (64, 8), (256, 8))]
+    configs.append(("mapped", {"transport": "mapped", "blocks_per_call": "64"}))
+    for label, params in configs:
+        row = {"config": label}
+        for op in ("write", "write_sync"):
+            r = _hvt_cell(target, {**params, "flush": "on-request"}, f"exits-{op}", size, op, reps, directory)
+            c = r.metadata["counters"]
+            scale = GIB / (size * reps)
+            row[op] = {k: c[k] * scale for k in ("block_exits", "notifications", "flush_exits")}
+            row[op]["exits"] = c["exits"]["total"] * scale
+            # the guest's side per block call or ring request (its own instructions and the exits):
+            # the run's time less the tender's handlers, over the calls
+            calls = size * reps // (512 * int(params["blocks_per_call"]))
+            row[op]["guest_us_per_call"] = (r.probe["total_seconds"]
+                                            - sum(c["handler_ns"].values()) / 1e9) / calls * 1e6
+        rows.append(row)
+        print(f"  {label:<20} write: {row['write']['block_exits']:>10.0f} block exits/GiB   "
+              f"write_sync: {row['write_sync']['block_exits']:>10.0f} (of which flush "
+              f"{row['write_sync']['flush_exits']:.0f} per GiB written in 4 MiB repetitions)   "
+              f"guest side {row['write']['guest_us_per_call']:.1f} us per call/request", flush=True)
+    return rows
+
+
+def copy_cost(directory: str, size: int = 4 << 20) -> dict:
+    """The guest's own copy (edgeio_copy), RAM -> RAM and to/from a mapped disk, per byte."""
+    hvt = build()
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        disk = Path(d) / "disk.img"
+        with open(disk, "wb") as f:
+            f.truncate(size)
+        proc = subprocess.run([str(hvt.tender), "--transport=mapped", f"--block:storage={disk}", str(hvt.copycost),
+                               f"bytes={size}", "rounds=3"], capture_output=True, text=True, timeout=3600)
+    c = _json_line(proc.stdout, "copycost")
+    return {k.replace("_ps_per_byte", "_ns_per_byte"): v / 1000 for k, v in c.items() if k.endswith("_ps_per_byte")}
+
+
+def transport_times(sizes: list[int], directory: str) -> list[dict]:
+    """Each transport cell right after its linux pair (same op, size, filesystem)."""
+    from measure.environments.linux import LinuxEnvironment
+    target, rows = LocalTarget(), []
+    native = LinuxEnvironment(target, {"dir": directory})
+    native.prepare()
+    variants = [("hvt k=64", {"blocks_per_call": "64"}, None),
+                ("ring batch=64 k=1", {"transport": "ring", "batch": "64", "blocks_per_call": "1"}, 64 << 20),
+                ("ring batch=64 k=8", {"transport": "ring", "batch": "64", "blocks_per_call": "8"}, None),
+                ("mapped", {"transport": "mapped", "blocks_per_call": "64"}, None)]
+    try:
+        for size in sizes:
+            reps = 2 if size <= 64 << 20 else 1
+            for label, params, max_size in variants:
+                if max_size and size > max_size:
+                    continue
+                for op in ("read", "write", "write_sync"):
+                    linux = native.run(_cell(f"linux-{op}", size, op, reps), timeout=7200)
+                    linux_s = linux.probe["total_seconds"] / reps
+                    r = _hvt_cell(target, {**params, "flush": "on-request"}, f"t-{op}", size, op, reps, directory)
+                    per_op = r.probe["total_seconds"] / reps
+                    c = r.metadata["counters"]
+                    # host time inside the tender's handlers; the rest is the guest's own work and the exits
+                    host_s = sum(c["handler_ns"].values()) / 1e9 / reps
+                    row = {"size": size, "op": op, "config": label, "hvt_s": per_op, "linux_s": linux_s,
+                           "ratio": per_op / linux_s, "block_exits_per_gib": c["block_exits"] * GIB / (size * reps),
+                           "notifications": c["notifications"] / reps, "flush_exits": c["flush_exits"] / reps,
+                           "tender_handler_s": host_s}
+                    rows.append(row)
+                    print(f"  {size >> 20:>5} MiB {op:<10} {label:<18} {per_op:9.3f} s  linux {linux_s * 1e3:9.2f} ms  "
+                          f"ratio {row['ratio']:9.1f}x  block exits/GiB {row['block_exits_per_gib']:9.0f}  "
+                          f"in tender handlers {host_s:7.3f} s", flush=True)
+    finally:
+        native.teardown()
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="4MiB", help="file size for the throughput part (multiple of 1 MiB)")
@@ -141,12 +240,38 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-calls", action="store_true")
+    ap.add_argument("--transport-sizes", default="64MiB,1GiB")
+    ap.add_argument("--skip-transports", action="store_true")
     args = ap.parse_args(argv)
     facts = machine_facts(LocalTarget())
     print(f"hvt benchmark on {facts['host']} ({facts['arch']}, {facts['cpu_model']}), KVM: {facts['kvm']}"
           + ("  [software KVM: guest kernel code is emulated; absolute costs are far above a Pi's]"
              if facts["kvm"] == "software" else ""))
 
+    if not args.skip_calls:
+        _print_call_costs(args)
+    if not args.skip_throughput:
+        size = parse_size(args.size)
+        print(f"\n2. {args.size} per repetition, {args.reps} reps, ratio hvt / linux (same filesystem {args.dir}); "
+              "read and write with flush=none, write_sync with flush=each-write; "
+              "linux probe at its default io size (min(size, 1 MiB)), each run just before its hvt pair")
+        throughput(size, args.reps, args.dir)
+    if not args.skip_transports:
+        print(f"\n3. transports (KVM: {facts['kvm']})\n3a. block exits per GiB (exact; 4 MiB x 2 runs scaled)")
+        exits_per_gib(args.dir)
+        cc = copy_cost(args.dir)
+        print("3b. the guest's own copy cost (edgeio_copy, best of 3 x 4 MiB): "
+              + ", ".join(f"{k.removesuffix('_ns_per_byte')} {v:.2f} ns/B" for k, v in cc.items())
+              + ("  [software KVM: every guest instruction emulated; the model carries this as "
+                 "guest_copy_ns_per_byte]" if facts["kvm"] == "software" else ""), flush=True)
+        sizes = [parse_size(s) for s in args.transport_sizes.split(",")]
+        print("3c. time per repetition, ratio to native (linux on the same filesystem, run just before); "
+              "flush=on-request")
+        transport_times(sizes, args.dir)
+
+
+def _print_call_costs(args):
     # filter on (as shipped) and off (--no-seccomp), interleaved so both see the same load
     runs = {"on": [], "off": []}
     for _ in range(3):
@@ -187,13 +312,6 @@ def main(argv=None):
     per_block = (f["pwrite_ns_on"] - f["pwrite_ns_off"])
     print(f"    a block call pays the filter once more than a bare exit (its pwrite/pread): "
           f"{per_block:+.0f} ns = {per_block / c['exit_ns'] * 100:+.1f} % of the bare exit")
-
-    if not args.skip_throughput:
-        size = parse_size(args.size)
-        print(f"\n2. {args.size} per repetition, {args.reps} reps, ratio hvt / linux (same filesystem {args.dir}); "
-              "read and write with flush=none, write_sync with flush=each-write; "
-              "linux probe at its default io size (min(size, 1 MiB)), each run just before its hvt pair")
-        throughput(size, args.reps, args.dir)
 
 
 if __name__ == "__main__":

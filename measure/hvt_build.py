@@ -18,7 +18,8 @@ from edgeio.paths import PROJECT_ROOT, cache_dir
 
 UNIKERNEL_DIR = PROJECT_ROOT / "unikernel"
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-GUESTS = ("probe", "hostile", "callcost", "fuzzcalls", "manydisks")
+GUESTS = ("probe", "hostile", "callcost", "fuzzcalls", "manydisks", "ring_hostile", "mapped_wait",
+          "copycost")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class HvtBuild:
     digest: str
     fuzzcalls: Path | None = None   # fuzzcalls.hvt, random hypercall sequences (fuzz smoke test)
     manydisks: Path | None = None   # manydisks.hvt, 63 block devices
+    ring_hostile: Path | None = None    # ring_hostile.hvt, the hostile ring-transport guest
+    mapped_wait: Path | None = None     # mapped_wait.hvt, waits on its mapped disk (truncation test)
+    copycost: Path | None = None        # copycost.hvt, the guest's copy cost per byte
 
 
 def normalize_arch(machine: str) -> str:
@@ -46,7 +50,8 @@ def build(arch: str | None = None) -> HvtBuild:
     digest = _digest(arch, cc)
     out = cache_dir("hvt", arch, digest)
     result = HvtBuild(arch, out / "edgeio-hvt", out / "probe.hvt", out / "hostile.hvt",
-                      out / "callcost.hvt", digest, out / "fuzzcalls.hvt", out / "manydisks.hvt")
+                      out / "callcost.hvt", digest, out / "fuzzcalls.hvt", out / "manydisks.hvt",
+                      out / "ring_hostile.hvt", out / "mapped_wait.hvt", out / "copycost.hvt")
     if all((out / f"{g}.hvt").exists() for g in GUESTS) and result.tender.exists():
         return result
     if not shutil.which("make"):

@@ -523,9 +523,10 @@ A64_TRAPS = {
 }
 
 
-def _emulated_board_log(tmp_path) -> str:
+def _emulated_board_log(tmp_path, init="emulated_init.c", guests=("probe", "hostile", "fuzzcalls"),
+                        timeout=600) -> str:
     """Boot Debian's arm64 kernel under qemu-system-aarch64 (TCG, EL2: KVM inside) with an
-    initramfs of the aarch64 tender, its guests and unikernel/tests/emulated_init.c."""
+    initramfs of the aarch64 tender, its guests and unikernel/tests/<init> as /init."""
     from measure.guest.packages import fetch_kernel
     from measure.hvt_build import UNIKERNEL_DIR, build
     arm = build("aarch64")
@@ -533,8 +534,8 @@ def _emulated_board_log(tmp_path) -> str:
     (root / "dev").mkdir(parents=True)
     (root / "proc").mkdir()
     subprocess.run(["aarch64-linux-gnu-gcc", "-O2", "-static", "-o", str(root / "init"),
-                    str(UNIKERNEL_DIR / "tests" / "emulated_init.c")], check=True)
-    for p in (arm.tender, arm.probe, arm.hostile, arm.fuzzcalls):
+                    str(UNIKERNEL_DIR / "tests" / init)], check=True)
+    for p in (arm.tender, *(getattr(arm, g) for g in guests)):
         shutil.copy(p, root / p.name)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
     cpio = subprocess.run(["cpio", "-o", "-H", "newc"], input="\n".join(files).encode(), cwd=root,
@@ -545,7 +546,7 @@ def _emulated_board_log(tmp_path) -> str:
         ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72",
          "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot", "-kernel", str(kernel.image),
          "-initrd", str(tmp_path / "initrd"), "-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"],
-        capture_output=True, timeout=600)
+        capture_output=True, timeout=timeout)
     return proc.stdout.decode(errors="replace").replace("\r\n", "\n")
 
 

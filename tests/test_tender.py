@@ -219,13 +219,18 @@ def test_hostile_hypercall_ends_the_guest(hvt, jail, case, extra, message):
     disk, snapshot = jail
     before = snapshot()
     proc = tender(hvt, hvt.hostile, [f"case={case}"], disk, ["--counters", *extra])
+    assert_guest_ended(proc, message)
+    assert snapshot() == before                      # disk and its neighbour untouched
+    assert counters(proc)["bytes_written"] == 0
+
+
+def assert_guest_ended(proc, message):
+    """The tender ended the guest: status 3, one guest-error line saying message, no "survived"."""
     assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
     assert "survived" not in proc.stdout
     lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith('{"edgeio_hvt_counters"')]
     assert len(lines) == 1 and lines[0].startswith("edgeio-hvt: guest error: "), proc.stderr
     assert message in lines[0]
-    assert snapshot() == before                      # disk and its neighbour untouched
-    assert counters(proc)["bytes_written"] == 0
 
 
 @pytest.mark.parametrize("case,extra", EINVAL, ids=[c + ("-" + e[0][2:] if e else "") for c, e in EINVAL])

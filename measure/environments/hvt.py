@@ -4,6 +4,9 @@ The tender is edgeio's own hvt-ABI-compatible monitor (unikernel/tender) unless
 tender=solo5 picks a stock `solo5-hvt` from the target's PATH. Each cell gets a
 fresh disk image of the cell's size (written, not sparse, so reads hit data), one
 tender run with the study's 512 MiB, and the probe's JSON from the console.
+transport=ring (requests posted in a ring, one notification per `batch`) and
+transport=mapped (the disk file mapped into guest memory) are edgeio extensions
+(unikernel/README.md).
 """
 
 import json
@@ -16,6 +19,9 @@ from measure.targets import kvm_kind
 
 FLUSH_POLICIES = ("none", "each-write", "on-request")
 TENDERS = ("edgeio", "solo5")
+TRANSPORTS = ("hvt", "ring", "mapped")
+RING_BATCH = 64                         # transport=ring without --param batch
+MAPPED_PAGE = 4096                      # a mapped disk is whole pages
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
@@ -45,6 +51,8 @@ class HvtEnvironment(Environment):
         "dir": "/var/tmp",          # where disk images go (the linux env's default too)
         "disk": "",                 # an existing image or device to use instead (bad idea for reads of a device)
         "unikernel": "",            # another probe unikernel (path on the target) instead of the built one
+        "transport": "hvt",         # hvt (a hypercall per call) | ring | mapped (edgeio extensions)
+        "batch": "",                # ring: requests per notification (default 64)
     }
 
     def __init__(self, target, params=None, workdir=None):
@@ -62,6 +70,17 @@ class HvtEnvironment(Environment):
         if self.mem < MIN_MEM_MIB:
             raise UserError(f"hvt: --param mem={self.mem} MiB is too small for the probe unikernel "
                             f"(at least {MIN_MEM_MIB} MiB)")
+        if p["transport"] not in TRANSPORTS:
+            raise UserError(f"hvt: --param transport={p['transport']!r}: use {', '.join(TRANSPORTS)}")
+        if p["batch"] and p["transport"] != "ring":
+            raise UserError("hvt: --param batch applies to transport=ring only")
+        self.batch = _int_param("batch", p["batch"], 1, 4096) if p["batch"] else (
+            RING_BATCH if p["transport"] == "ring" else 1)
+        if p["transport"] != "hvt" and p["tender"] == "solo5":
+            raise UserError(f"hvt: transport={p['transport']} is an edgeio extension: not with tender=solo5")
+        if p["transport"] == "mapped" and p["flush"] == "each-write":
+            raise UserError("hvt: transport=mapped has no write exits to flush after: "
+                            "use flush=on-request (or none)")
         if p["tender"] == "solo5" and p["flush"] != "none":
             raise UserError("hvt: tender=solo5 never flushes: flush=each-write and on-request "
                             "need the edgeio tender")
@@ -166,7 +185,13 @@ class HvtEnvironment(Environment):
             argv.append(f"--block-sector-size:{DISK_NAME}={self.sector}")
         if self.params["tender"] == "edgeio":
             argv += [f"--flush={self.params['flush']}", f"--max-blocks-per-call={blocks}", "--counters"]
+        if self.params["transport"] != "hvt":
+            argv.append(f"--transport={self.params['transport']}")
         return argv
+
+    def guest_transport_args(self) -> list[str]:
+        t = self.params["transport"]
+        return [] if t == "hvt" else [f"transport={t}"] + ([f"batch={self.batch}"] if t == "ring" else [])
 
     def run(self, cell, timeout=None):
         from measure.probe_build import parse_probe_output
@@ -176,12 +201,13 @@ class HvtEnvironment(Environment):
         own_disk = not self.params["disk"]
         disk = f"{self.workdir}/disk-{cell.get('cell_id', 'cell')}.img" if own_disk else self.params["disk"]
         guest = [f"op={cell['op']}", f"size={size}", f"reps={cell['reps']}",
-                 f"batches={cell.get('batches') or 100}", f"blocks={blocks}"]
+                 f"batches={cell.get('batches') or 100}", f"blocks={blocks}", *self.guest_transport_args()]
         argv = self.tender_argv(disk, blocks) + [self.probe] + guest
         log = ""
         try:
             if own_disk:
-                log += self._make_disk(disk, size, timeout)
+                pages = self.params["transport"] == "mapped"
+                log += self._make_disk(disk, -(-size // MAPPED_PAGE) * MAPPED_PAGE if pages else size, timeout)
             log += f"$ {shlex.join(argv)}\n"
             try:
                 proc = self.target.run(argv, timeout=timeout)
@@ -201,7 +227,7 @@ class HvtEnvironment(Environment):
             raise CellFailed(f"hvt: {e}", log) from None
         meta = {"tender": self.params["tender"], "tender_path": self.tender,
                 "flush": self.params["flush"], "blocks_per_call": blocks, "sector_size": self.sector,
-                "mem_mib": self.mem, "kvm": self._facts()["kvm"], "arch": self._facts()["arch"],
+                "mem_mib": self.mem, "transport": self.params["transport"], "batch": self.batch, "kvm": self._facts()["kvm"], "arch": self._facts()["arch"],
                 "build": getattr(self, "digest", ""), **getattr(self, "fs", {})}
         if counters:
             meta["counters"] = counters
@@ -241,7 +267,7 @@ class HvtEnvironment(Environment):
                 "direct": False, "cache": "warm",    # no guest page cache; preflight refuses the others
                 "tender": self.params["tender"], "transport": transport,
                 "blocks_per_call": blocks,
-                "batch": int(counters.get("batch") or self.params.get("batch", 1)) if transport == "ring" else 1,
+                "batch": int(probe.get("batch") or self.batch) if transport == "ring" else 1,   # the guest's
                 "flush": counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none"),
                 "block_size": sector}
 

@@ -2,9 +2,12 @@
  * probe.c: the study's Fig. 4 as a Solo5 application.
  *
  * Command line: op=write_sync|write|read size=BYTES reps=N [batches=B]
- *               [blocks=K] [disk=NAME]
+ *               [blocks=K] [disk=NAME] [transport=hvt|ring|mapped] [batch=N]
  * Each repetition writes (or reads) the whole size from offset 0, K blocks per
- * block call (1 = stock Solo5); write_sync then asks for a flush. Repetitions
+ * block call (1 = stock Solo5); write_sync then asks for a flush. transport=ring
+ * posts the calls as ring requests, N per notification (edgeio tender
+ * --transport=ring); transport=mapped maps the disk (--transport=mapped), so
+ * each call is a memory copy. Repetitions
  * are timed in B batches with solo5_clock_monotonic. Prints one JSON line in
  * the probes' format (docs/formats.md) and exits 0, 1 on an I/O error, 2 on
  * bad arguments.
@@ -26,7 +29,8 @@ static uint64_t batch_ns[MAX_BATCHES], batch_reps[MAX_BATCHES];
 
 struct run {
     char op[16], disk[68];    /* a manifest name: up to 67 characters */
-    uint64_t size, reps, batches, blocks;
+    char transport[8];
+    uint64_t size, reps, batches, blocks, batch;
     uint64_t block_size, io_size, checksum, batches_done;
     int err;                /* errno-like: 0, 5 = EIO, 22 = EINVAL, 95 = EOPNOTSUPP */
     const char *error;
@@ -67,6 +71,8 @@ static void report(struct run *r)
     }
     line_str(&l, "\", \"block_size\": "); line_u64(&l, r->block_size);
     line_str(&l, ", \"blocks_per_call\": "); line_u64(&l, r->blocks);
+    line_str(&l, ", \"transport\": \""); line_str(&l, r->transport);
+    line_str(&l, "\", \"batch\": "); line_u64(&l, r->batch);
     line_str(&l, ", \"data_checksum\": "); line_u64(&l, r->checksum);
     line_str(&l, "}\n");
     line_write(&l);
@@ -102,6 +108,9 @@ int solo5_app_main(const struct solo5_start_info *si)
     r.reps = arg_u64(si->cmdline, "reps", 0, &ok);
     r.blocks = arg_u64(si->cmdline, "blocks", 1, &ok);
     r.batches = arg_u64(si->cmdline, "batches", 0, &ok);
+    r.batch = arg_u64(si->cmdline, "batch", 1, &ok);
+    if (!arg_str(si->cmdline, "transport", r.transport, sizeof(r.transport)))
+        arg_str("transport=hvt", "transport", r.transport, sizeof(r.transport));
     if (!ok)
         return fail(&r, 22, "bad number in the command line", UINT64_MAX, 2);
     int writing = util_streq(r.op, "write") || util_streq(r.op, "write_sync");
@@ -110,6 +119,11 @@ int solo5_app_main(const struct solo5_start_info *si)
         return fail(&r, 22, "op must be write_sync, write or read", UINT64_MAX, 2);
     if (r.size == 0 || r.reps == 0 || r.blocks == 0 || r.blocks > 65536)
         return fail(&r, 22, "size, reps and blocks (<= 65536) must be positive", UINT64_MAX, 2);
+    int ring = util_streq(r.transport, "ring"), mapped = util_streq(r.transport, "mapped");
+    if (!ring && !mapped && !util_streq(r.transport, "hvt"))
+        return fail(&r, 22, "transport must be hvt, ring or mapped", UINT64_MAX, 2);
+    if (r.batch == 0 || r.batch > 4096 || (!ring && r.batch != 1))
+        return fail(&r, 22, "batch must be 1 to 4096, and 1 unless transport=ring", UINT64_MAX, 2);
     if (r.batches == 0 || r.batches > r.reps)
         r.batches = r.reps < 10 ? r.reps : 10;
     if (r.batches > MAX_BATCHES)
@@ -129,6 +143,12 @@ int solo5_app_main(const struct solo5_start_info *si)
         return fail(&r, 95, "write_sync needs the tender's flush extension (stock solo5-hvt never flushes)",
                     UINT64_MAX, 2);
     edgeio_block_set_max_blocks((uint32_t)r.blocks);
+    if (ring && edgeio_block_ring_setup(h, (uint32_t)r.batch) != SOLO5_R_OK)
+        return fail(&r, 95, "transport=ring needs the tender's ring extension (--transport=ring)",
+                    UINT64_MAX, 2);
+    if (mapped && edgeio_block_map(h) != SOLO5_R_OK)
+        return fail(&r, 95, "transport=mapped needs the tender's mapped disks (--transport=mapped)",
+                    UINT64_MAX, 2);
 
     /* The data: at most MAX_SPAN bytes, reused for every span of the file. */
     uint64_t span = r.size <= MAX_SPAN ? r.size : (MAX_SPAN / r.io_size) * r.io_size;
@@ -147,8 +167,8 @@ int solo5_app_main(const struct solo5_start_info *si)
         for (uint64_t rep = 0; rep < n; rep++) {
             uint64_t boff = 0;
             for (uint64_t off = 0; off < r.size; off += r.io_size) {
-                solo5_result_t rc = writing
-                    ? solo5_block_write(h, off, data + boff, r.io_size)
+                solo5_result_t rc = ring ? edgeio_block_ring_post(writing, off, data + boff, r.io_size)
+                    : writing ? solo5_block_write(h, off, data + boff, r.io_size)
                     : solo5_block_read(h, off, data + boff, r.io_size);
                 if (rc != SOLO5_R_OK) {
                     batch_ns[b] = solo5_clock_monotonic() - t0;
@@ -160,7 +180,11 @@ int solo5_app_main(const struct solo5_start_info *si)
                 if (boff == span)
                     boff = 0;
             }
-            if (syncing && edgeio_block_flush(h) != SOLO5_R_OK) {
+            if (ring && edgeio_block_ring_submit() != SOLO5_R_OK) {
+                r.batches_done = b;
+                return fail(&r, 5, "ring notification failed", UINT64_MAX, 1);
+            }
+            if (syncing && (ring ? edgeio_block_ring_flush() : edgeio_block_flush(h)) != SOLO5_R_OK) {
                 r.batches_done = b;
                 return fail(&r, 5, "block flush failed", UINT64_MAX, 1);
             }

@@ -6,6 +6,7 @@
 #include "solo5.h"
 #include "edgeio_ext.h"
 #include "hypercall.h"
+#include "transport.h"
 
 static uint32_t max_blocks = 1;     /* 1 = stock Solo5 behaviour */
 
@@ -42,8 +43,7 @@ solo5_result_t solo5_block_acquire(const char *name, solo5_handle_t *handle,
     return SOLO5_R_EUNSPEC;
 }
 
-static solo5_result_t block_io(unsigned nr, solo5_handle_t h, solo5_off_t offset,
-                               uintptr_t buf, size_t size)
+solo5_result_t rt_block_check(solo5_handle_t h, solo5_off_t offset, size_t size)
 {
     if (h >= MFT_MAX_ENTRIES)
         return SOLO5_R_EINVAL;
@@ -51,6 +51,16 @@ static solo5_result_t block_io(unsigned nr, solo5_handle_t h, solo5_off_t offset
     if (size == 0 || size > dev[h].max_len || ((size | offset) & dev[h].sector_mask) ||
         offset >= cap || size > cap - offset)
         return SOLO5_R_EINVAL;
+    return SOLO5_R_OK;
+}
+
+static solo5_result_t block_io(unsigned nr, solo5_handle_t h, solo5_off_t offset,
+                               uintptr_t buf, size_t size)
+{
+    if (rt_block_check(h, offset, size) != SOLO5_R_OK)
+        return SOLO5_R_EINVAL;
+    if (rt_mapped_window[h])        /* a mapped disk: a copy, no exit */
+        return rt_mapped_io(nr == HVT_HYPERCALL_BLOCK_WRITE, h, offset, buf, size);
     /* Not volatile: the hypercall's "memory" clobber already makes the
      * compiler store it before and reload ret after (fewer emulated stores). */
     struct hvt_hc_block_io a = {
@@ -90,6 +100,8 @@ solo5_result_t edgeio_block_flush(solo5_handle_t h)
         return SOLO5_R_EUNSPEC;
     if (h >= MFT_MAX_ENTRIES || !dev[h].max_len)
         return SOLO5_R_EINVAL;
+    if (rt_mapped_window[h])
+        return rt_mapped_flush(h);
     volatile struct edgeio_hc_block_flush a = { .handle = h, .ret = 0 };
     hvt_hypercall(EDGEIO_HYPERCALL_BLOCK_FLUSH, &a);
     return (solo5_result_t)a.ret;

@@ -22,6 +22,8 @@ static const char *const names[EDGEIO_HYPERCALL_LIMIT] = {
     [HVT_HYPERCALL_BLOCK_READ] = "block_read", [HVT_HYPERCALL_NET_WRITE] = "net_write",
     [HVT_HYPERCALL_NET_READ] = "net_read", [HVT_HYPERCALL_HALT] = "halt",
     [EDGEIO_HYPERCALL_BLOCK_FLUSH] = "block_flush",
+    [EDGEIO_HYPERCALL_RING_SETUP] = "ring_setup", [EDGEIO_HYPERCALL_RING_NOTIFY] = "ring_notify",
+    [EDGEIO_HYPERCALL_MAPPED_INFO] = "mapped_info", [EDGEIO_HYPERCALL_MAPPED_FLUSH] = "mapped_flush",
 };
 
 /* The argument struct of a hypercall, wholly inside guest memory. */
@@ -76,6 +78,7 @@ static void block_io(struct tender *t, uint64_t gpa, int write)
                           : pread(fd, buf + done, a.len - done, a.offset + done);
         if (n < 0 && errno == EINTR)
             continue;
+        t->c.host_io_calls++;
         if (n <= 0)
             die_host(t, "%s of the disk failed: %s", write ? "pwrite" : "pread",
                      n < 0 ? strerror(errno) : "unexpected end of file");
@@ -185,6 +188,10 @@ static int dispatch(struct tender *t, unsigned nr, uint64_t gpa)
     case HVT_HYPERCALL_BLOCK_WRITE: block_io(t, gpa, 1); return -1;
     case HVT_HYPERCALL_BLOCK_READ: block_io(t, gpa, 0); return -1;
     case EDGEIO_HYPERCALL_BLOCK_FLUSH: block_flush(t, gpa); return -1;
+    case EDGEIO_HYPERCALL_RING_SETUP: ring_setup(t, gpa); return -1;
+    case EDGEIO_HYPERCALL_RING_NOTIFY: ring_notify(t, gpa); return -1;
+    case EDGEIO_HYPERCALL_MAPPED_INFO: mapped_info(t, gpa); return -1;
+    case EDGEIO_HYPERCALL_MAPPED_FLUSH: mapped_flush(t, gpa); return -1;
     case HVT_HYPERCALL_HALT: {
         struct hvt_hc_halt a;
         memcpy(&a, arg(t, "halt", gpa, sizeof(a)), sizeof(a));
@@ -215,7 +222,18 @@ void counters_print(const struct tender *t, int status)
         fprintf(stderr, "%s\"%s\": %llu", sep, names[i], (unsigned long long)t->c.handler_ns[i]);
         sep = ", ";
     }
-    fprintf(stderr, "}, \"bytes_written\": %llu, "
+    static const char *const transport[] = { "hvt", "ring", "mapped" };
+    const uint64_t *x = t->c.exits;
+    uint64_t flushes = x[EDGEIO_HYPERCALL_BLOCK_FLUSH] + x[EDGEIO_HYPERCALL_MAPPED_FLUSH];
+    fprintf(stderr, "}, \"transport\": \"%s\", \"block_exits\": %llu, \"notifications\": %llu, "
+            "\"flush_exits\": %llu, \"ring_requests\": %llu, \"host_io_calls\": %llu",
+            transport[t->transport],
+            (unsigned long long)(x[HVT_HYPERCALL_BLOCK_WRITE] + x[HVT_HYPERCALL_BLOCK_READ] +
+                                 x[EDGEIO_HYPERCALL_RING_NOTIFY] + flushes),
+            (unsigned long long)x[EDGEIO_HYPERCALL_RING_NOTIFY],
+            (unsigned long long)(flushes + t->c.flush_notifications),
+            (unsigned long long)t->c.ring_requests, (unsigned long long)t->c.host_io_calls);
+    fprintf(stderr, ", \"bytes_written\": %llu, "
             "\"bytes_read\": %llu, \"fsyncs\": %llu, \"flush\": \"%s\", "
             "\"max_blocks_per_call\": %u, \"cpu_cycle_freq\": %llu, \"arch\": \"%s\", "
             "\"seccomp\": %s, \"exit\": {\"by\": \"%s\", \"status\": %d}}}\n",
@@ -223,4 +241,31 @@ void counters_print(const struct tender *t, int status)
             (unsigned long long)t->c.fsyncs, policy[t->flush], t->max_blocks,
             (unsigned long long)t->cycle_freq, tender_arch_name, t->seccomp ? "true" : "false",
             t->ended_by_tender ? "tender" : "guest", status);
+}
+
+/* The same checks for the transports (ring.c, mapped.c). */
+void *hc_arg(struct tender *t, const char *what, uint64_t gpa, size_t len)
+{
+    return arg(t, what, gpa, len);
+}
+
+const struct disk *hc_disk(struct tender *t, const char *what, uint64_t handle)
+{
+    const struct disk *d = tender_disk(t, handle);
+    if (!d)
+        die_guest(t, "%s: bad block handle %llu", what, (unsigned long long)handle);
+    return d;
+}
+
+void hc_fsync(struct tender *t, int fd)
+{
+    do_fsync(t, fd);
+}
+
+uint32_t tender_host_features(const struct tender *t)
+{
+    if (t->stock_abi)
+        return 0;
+    return EDGEIO_HF_BLOCK_FLUSH | (t->transport == TRANSPORT_RING ? EDGEIO_HF_BLOCK_RING : 0) |
+           (t->transport == TRANSPORT_MAPPED ? EDGEIO_HF_BLOCK_MAPPED : 0);
 }

@@ -189,7 +189,7 @@ int arch_run(struct tender *t, const char *cmdline)
     setup_vectors(t);
     setup_vcpu(t, &vm);
     t->cycle_freq = counter_frequency();
-    boot_info_place(t, cmdline, t->stock_abi ? 0 : EDGEIO_HF_BLOCK_FLUSH);
+    boot_info_place(t, cmdline, tender_host_features(t));
 
     if (t->seccomp)
         seccomp_install(t, &vm);

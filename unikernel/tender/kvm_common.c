@@ -27,6 +27,7 @@ void kvm_open(struct tender *t, struct kvm_vm *vm)
     };
     if (ioctl(vm->vm, KVM_SET_USER_MEMORY_REGION, &region) < 0)
         die_host(t, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+    mapped_add_slots(t, vm->vm);
     vm->vcpu = ioctl(vm->vm, KVM_CREATE_VCPU, 0);
     if (vm->vcpu < 0)
         die_host(t, "KVM_CREATE_VCPU: %s", strerror(errno));
@@ -47,8 +48,10 @@ int kvm_run_once(struct tender *t, struct kvm_vm *vm)
         t->c.other_exits++;
         return -1;
     }
-    if (errno == EFAULT)
+    if (errno == EFAULT) {
+        mapped_check_disks(t);          /* a mapped disk truncated under the guest? */
         die_guest(t, "guest memory access the host could not translate");
+    }
     die_host(t, "KVM_RUN: %s", strerror(errno));
 }
 
@@ -63,6 +66,7 @@ void kvm_unexpected_exit(struct tender *t, struct kvm_run *run, uint64_t pc)
         die_guest(t, "guest halted the CPU without the HALT hypercall at pc 0x%llx",
                   (unsigned long long)pc);
     case KVM_EXIT_MMIO:
+        mapped_check_disks(t);          /* some KVMs report an unbacked mapped page as MMIO */
         die_guest(t, "guest %s unmapped address 0x%llx at pc 0x%llx",
                   run->mmio.is_write ? "wrote to" : "read from",
                   (unsigned long long)run->mmio.phys_addr, (unsigned long long)pc);

@@ -243,7 +243,7 @@ int arch_run(struct tender *t, const char *cmdline)
     setup_fault_handlers(t);
     setup_sregs(t, &vm);
     t->cycle_freq = tsc_frequency(&vm);
-    boot_info_place(t, cmdline, t->stock_abi ? 0 : EDGEIO_HF_BLOCK_FLUSH);
+    boot_info_place(t, cmdline, tender_host_features(t));
 
     struct kvm_regs r = {
         .rip = t->entry,

@@ -3,7 +3,8 @@
  *
  *   edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...
  *              [--flush=none|each-write|on-request] [--max-blocks-per-call=N]
- *              [--counters] [--stock-abi] [--no-seccomp] [--] UNIKERNEL [ARGS...]
+ *              [--counters] [--stock-abi] [--no-seccomp] [--transport=hvt|ring|mapped]
+ *              [--] UNIKERNEL [ARGS...]
  *
  * Options as stock solo5-hvt, plus the flush policy, the multi-block limit and
  * counters. --stock-abi hides the extensions from guests (host_features 0, the
@@ -26,7 +27,8 @@ static void usage(void)
     fprintf(stderr,
         "usage: edgeio-hvt [--mem=MB] [--block:NAME=PATH]... [--block-sector-size:NAME=N]...\n"
         "                  [--flush=none|each-write|on-request] [--max-blocks-per-call=N]\n"
-        "                  [--counters] [--stock-abi] [--no-seccomp] [--] UNIKERNEL [ARGS...]\n");
+        "                  [--counters] [--stock-abi] [--no-seccomp] [--transport=hvt|ring|mapped]\n"
+        "                  [--] UNIKERNEL [ARGS...]\n");
 }
 
 static unsigned long parse_number(const char *opt, const char *s, unsigned long lo, unsigned long hi)
@@ -93,6 +95,12 @@ int main(int argc, char **argv)
             t.print_counters = true;
         } else if (strcmp(a, "--stock-abi") == 0) {
             t.stock_abi = true;
+        } else if (strncmp(a, "--transport=", 12) == 0) {
+            const char *p = a + 12;
+            if (strcmp(p, "hvt") == 0) t.transport = TRANSPORT_HVT;
+            else if (strcmp(p, "ring") == 0) t.transport = TRANSPORT_RING;
+            else if (strcmp(p, "mapped") == 0) t.transport = TRANSPORT_MAPPED;
+            else die_bad_input("--transport=%s: expected hvt, ring or mapped", p);
         } else if (strcmp(a, "--no-seccomp") == 0) {
             t.seccomp = false;
         } else {
@@ -105,6 +113,11 @@ int main(int argc, char **argv)
         die_bad_input("no unikernel given");
     }
     const char *kernel = argv[i++];
+    if (t.transport != TRANSPORT_HVT && t.stock_abi)
+        die_bad_input("--transport=%s is an edgeio extension: not with --stock-abi",
+                      t.transport == TRANSPORT_RING ? "ring" : "mapped");
+    if (t.transport == TRANSPORT_MAPPED && t.flush == FLUSH_EACH_WRITE)
+        die_bad_input("--transport=mapped has no write exits to flush after: use --flush=on-request or none");
 
     /* Guest command line: the remaining arguments, space-separated. */
     static char cmdline[HVT_CMDLINE_SIZE];
@@ -133,6 +146,7 @@ int main(int argc, char **argv)
     for (int s = 0; s < nsectors; s++)
         mft_set_sector_size(&t, sectors[s].name, sectors[s].value);
     mft_finish(&t);
+    mapped_attach(&t);
 
     int status = arch_run(&t, cmdline);
     tender_exit(&t, status);

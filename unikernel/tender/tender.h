@@ -20,6 +20,7 @@
 #define EXIT_HOST_ERROR  4      /* KVM or host I/O failed */
 
 enum flush_policy { FLUSH_NONE, FLUSH_EACH_WRITE, FLUSH_ON_REQUEST };
+enum transport { TRANSPORT_HVT, TRANSPORT_RING, TRANSPORT_MAPPED };  /* --transport= */
 
 struct counters {
     uint64_t exits[EDGEIO_HYPERCALL_LIMIT];  /* hypercalls by number */
@@ -27,6 +28,9 @@ struct counters {
     uint64_t bytes_written, bytes_read;
     uint64_t fsyncs;
     uint64_t handler_ns[EDGEIO_HYPERCALL_LIMIT];  /* host time in each kind's handler */
+    uint64_t host_io_calls;                  /* pread/pwrite/preadv/pwritev on disks */
+    uint64_t ring_requests, ring_flushes;    /* requests served from rings; FLUSH among them */
+    uint64_t flush_notifications;            /* ring notifications that carried a FLUSH */
 };
 
 /* A disk the tender opened for a manifest entry: the only map from a guest
@@ -65,6 +69,7 @@ struct tender {
     uint32_t max_blocks;        /* blocks per block hypercall; 1 = stock */
     bool print_counters;
     bool stock_abi;             /* offer guests no edgeio extension (as stock solo5-hvt) */
+    enum transport transport;
     struct counters c;
 };
 
@@ -110,6 +115,23 @@ void counters_print(const struct tender *t, int status);
 /* seccomp.c: the syscall filter, installed right before the first guest instruction. */
 struct kvm_vm;
 void seccomp_install(struct tender *t, const struct kvm_vm *vm);
+
+/* hypercalls.c, for the transports (which end a guest on any bad request). */
+void *hc_arg(struct tender *t, const char *what, uint64_t gpa, size_t len);
+const struct disk *hc_disk(struct tender *t, const char *what, uint64_t handle);  /* ends the guest if bad */
+void hc_fsync(struct tender *t, int fd);
+uint32_t tender_host_features(const struct tender *t);  /* EDGEIO_HF_* offered to the guest */
+
+/* ring.c: the ring transport (EDGEIO_HYPERCALL_RING_*). */
+void ring_setup(struct tender *t, uint64_t gpa);
+void ring_notify(struct tender *t, uint64_t gpa);
+
+/* mapped.c: disks mapped into guest memory (EDGEIO_HYPERCALL_MAPPED_*). */
+void mapped_attach(struct tender *t);                   /* after mft_finish */
+void mapped_add_slots(struct tender *t, int vm_fd);     /* KVM memory slots 1.. */
+void mapped_check_disks(struct tender *t);              /* ends with a message if a disk shrank */
+void mapped_info(struct tender *t, uint64_t gpa);
+void mapped_flush(struct tender *t, uint64_t gpa);
 
 /* kvm_<arch>.c */
 extern const int tender_elf_machine;

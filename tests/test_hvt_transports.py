@@ -1,0 +1,83 @@
+"""The hvt environment's transports (--param transport=hvt|ring|mapped, batch=N): bad
+input, real cells whose metadata records transport, batch and exact counters, and
+`invoke measure` printing its table."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgeio.errors import UserError
+from measure.environments.hvt import HvtEnvironment
+from measure.targets import LocalTarget
+from tests.test_hvt import cell, env_factory, needs_kvm  # noqa: F401
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"transport": "virtio"}, "transport='virtio'"),
+    ({"batch": "8"}, "batch applies to transport=ring only"),
+    ({"transport": "mapped", "batch": "8"}, "batch applies to transport=ring only"),
+    ({"transport": "ring", "batch": "0"}, "batch=0"),
+    ({"transport": "ring", "batch": "5000"}, "batch=5000"),
+    ({"transport": "ring", "batch": "lots"}, "whole number"),
+    ({"transport": "mapped", "flush": "each-write"}, "no write exits to flush after"),
+    ({"transport": "ring", "tender": "solo5"}, "edgeio extension"),
+])
+def test_bad_transport_params(params, message):
+    with pytest.raises(UserError, match=message):
+        HvtEnvironment(LocalTarget(), params)
+
+
+def test_ring_batch_defaults_to_64():
+    assert HvtEnvironment(LocalTarget(), {"transport": "ring"}).batch == 64
+    assert HvtEnvironment(LocalTarget(), {"transport": "mapped"}).batch == 1
+
+
+@needs_kvm
+def test_ring_cell(env_factory):
+    env = env_factory(transport="ring", batch="3", flush="on-request", blocks_per_call="2")
+    result = env.run(cell(op="write_sync", reps=5), timeout=120)
+    m = result.metadata
+    assert m["transport"] == "ring" and m["batch"] == 3 and m["blocks_per_call"] == 2
+    assert result.probe["transport"] == "ring" and result.probe["batch"] == 3
+    c = m["counters"]
+    # 4096 B in 1 KiB requests: 4 per repetition = 2 notifications of <= 3, + 1 for the flush
+    assert c["notifications"] == 5 * 3 and c["flush_exits"] == 5 and c["fsyncs"] == 5
+    assert "--transport=ring" in result.log and "batch=3" in result.log
+    config = env.effective_config(cell(op="write_sync", reps=5), result.probe, m)
+    assert config["transport"] == "ring" and config["batch"] == 3 and config["blocks_per_call"] == 2
+
+
+def test_effective_config_of_a_ring_with_the_default_batch():
+    env = HvtEnvironment(LocalTarget(), {"transport": "ring"})
+    assert env.effective_config(cell())["batch"] == 64
+    env = HvtEnvironment(LocalTarget(), {"transport": "mapped"})
+    assert env.effective_config(cell())["batch"] == 1 and env.effective_config(cell())["transport"] == "mapped"
+
+
+@needs_kvm
+def test_mapped_cell_with_a_size_not_a_whole_page(env_factory):
+    env = env_factory(transport="mapped", flush="on-request")
+    result = env.run(cell(size=1536, op="write_sync", reps=4), timeout=120)   # disk rounded up to 4 KiB
+    m = result.metadata
+    assert m["transport"] == "mapped" and m["batch"] == 1
+    c = m["counters"]
+    assert c["block_exits"] == c["flush_exits"] == 4 and c["exits"]["block_write"] == 0
+    assert c["notifications"] == 0 and c["fsyncs"] == 4
+
+
+@needs_kvm
+@pytest.mark.parametrize("params,label", [(["transport=ring", "batch=64"], "hvt[batch=64,transport=ring]"),
+                                          (["transport=mapped"], "hvt[transport=mapped]")])
+def test_invoke_measure_prints_the_table(tmp_path, params, label):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    envvars = {**os.environ, "EDGEIO_RESULTS": str(tmp_path / "results")}
+    argv = [sys.executable, "-m", "invoke", "measure", "--env", "hvt", "--size", "4KiB", "--reps", "10"]
+    for p in params:                                 # as the issue's "done when" types them
+        argv += ["--param", p]
+    proc = subprocess.run(argv, cwd=root, env=envvars, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert label in proc.stdout, proc.stdout
+    for op in ("write_sync", "write", "read"):
+        assert op in proc.stdout
