@@ -58,11 +58,14 @@ def test_a_xen_testbed_that_is_not_up_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def xen():
+    """The running xen testbed: started once (or found up); stopped after if this started it."""
     proc = invoke("testbed", "up", "xen")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     url = proc.stdout.strip().splitlines()[-1]
     assert url.startswith("ssh://root@127.0.0.1:")
     yield url
+    if "already up" not in proc.stdout:
+        invoke("testbed", "down", "xen", timeout=300)
 
 
 @pytest.fixture
