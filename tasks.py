@@ -36,7 +36,10 @@ def _user_errors(fn):
     "target": "local, ssh://user@host[:port] or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
-    "cell_timeout": "seconds before a cell is abandoned and marked failed",
+    "cell_timeout": "how long a cell may run before it is abandoned and marked failed: a duration "
+                    "(600, 90s, 2h), 'none', or 'auto' (default: 10x its expected time, at least 15 min)",
+    "seed": "seed of the random cell order (default 0)",
+    "batches": "timed batches per cell (default 100)",
     "order": "random (default) or interleaved",
     "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
     "sync": "fsync (default) or fdatasync for write_sync",
@@ -50,15 +53,16 @@ def _user_errors(fn):
 })
 @_user_errors
 def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, target=None,
-            resume=None, cell_timeout=None, order="random", seed=0, io_size=None, sync="fsync",
+            resume=None, cell_timeout="auto", order="random", seed="0", io_size=None, sync="fsync",
             direct=False, cold=False, batches=None, ci=None, budget=None, quiet=False, exclude=None,
             retry_failed=False, protocol=None, max_size=None):
     """Measure file I/O in environments; keep raw samples, print the study's table."""
+    # Numbers stay strings here (string defaults): invoke's own int() would end a typo in a
+    # traceback; the command's parsers turn it into one line.
     from edgeio.commands import measure as command
     command.run(env=env, size=size, op=op, reps=reps, out=out, params=param, targets=target,
-                resume=resume, cell_timeout=float(cell_timeout) if cell_timeout else None,
-                order=order, seed=int(seed), io_size=io_size, sync=sync, direct=direct, cold=cold,
-                batches=int(batches) if batches else None, ci=ci, budget=budget, quiet=quiet,
+                resume=resume, cell_timeout=cell_timeout, order=order, seed=seed, io_size=io_size,
+                sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget, quiet=quiet,
                 exclude=exclude, retry_failed=retry_failed, protocol=protocol, max_size=max_size)
 
 

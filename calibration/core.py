@@ -149,6 +149,9 @@ def load(path) -> Calibration:
     try:
         params = data["params"]
         missing = [k for k in FITTED if k not in params]
+        if missing and len(missing) < len(FITTED):
+            raise UserError(f"{path}: calibration made by an older model (no value for {', '.join(missing)}): "
+                            "calibrate again")
         if missing:
             raise UserError(f"{path}: corrupt calibration file (no value for {', '.join(missing)})")
         for k, v in params.items():

@@ -12,3 +12,26 @@ def parse_params(items, example: str = "blocks=8") -> dict:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def parse_int(option: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer option ('--batches', '100'); a user error names the option and the value.
+
+    The tasks hand values over as typed (invoke's own int() conversion would end in a
+    traceback), so this is where '--batches abc' becomes one line.
+    """
+    if isinstance(value, bool):
+        raise UserError(f"{option} takes a whole number")
+    if isinstance(value, int):
+        n = value
+    else:
+        text = str(value).strip()
+        try:
+            n = int(text)
+        except ValueError:
+            raise UserError(f"{option} {text!r}: expected a whole number") from None
+    if lo is not None and n < lo:
+        raise UserError(f"{option} {n}: must be at least {lo}")
+    if hi is not None and n > hi:
+        raise UserError(f"{option} {n}: must be at most {hi}")
+    return n

@@ -13,7 +13,6 @@ Robust for campaigns of hours, on remote targets:
 - only the store's own errors (full disk, unwritable directory) stop the campaign.
 """
 
-import os
 import signal
 import threading
 import time
@@ -27,6 +26,15 @@ from measure.environments.base import CellFailed, Unavailable
 
 # A watchdog for environments that do not honour their timeout: wait this much longer.
 WATCHDOG_GRACE_S = 30.0
+
+# The default cell timeout ("auto"): a cell running far beyond what it should take is
+# stuck (a guest that sleeps, a wedged device) and must not hang the campaign forever.
+TIMEOUT_FLOOR_S = 900.0     # never less: a guest boot under TCG, a slow SD card's fsyncs
+TIMEOUT_FACTOR = 10.0       # x the time expected from the cells already finished
+# Before a cell like it has finished: what the slowest storage we target (an SD card)
+# could take at worst per repetition: a latency plus a throughput.
+A_PRIORI_PER_REP_S = 0.05
+A_PRIORI_BYTES_PER_S = 2 << 20
 
 
 class CellTimeout(CellFailed):
@@ -94,14 +102,46 @@ def target_metadata(targets: dict) -> dict:
 
 
 def environments_for(plan: list[dict], targets: dict) -> dict:
-    """One Environment per (env, target) of the plan, with the params its cells carry."""
+    """One Environment per (env, target) of the plan, with the params its cells carry.
+
+    The params go through the environment's own checks (Environment.validate_params),
+    as on the command line; the cells of one environment and target must agree on them.
+    """
     from measure.environments import environment_class
-    envs = {}
+    envs, params = {}, {}
     for cell in plan:
         key = (cell["env"], cell.get("target", "local"))
+        mine = cell.get("params") or {}
         if key not in envs:
-            envs[key] = environment_class(cell["env"])(targets[key[1]], params=cell.get("params") or {})
+            envs[key] = environment_class(cell["env"])(targets[key[1]], params=mine)
+            params[key] = mine
+        elif mine != params[key]:
+            raise UserError(f"plan.json: cell {cell['cell_id']} has other {key[0]} params than the "
+                            f"campaign's first {key[0]} cell on {key[1]}: a campaign has one configuration "
+                            "per environment and target")
     return envs
+
+
+def adopt(campaign, environments: dict) -> None:
+    """Name what the environments create after the campaign (before prepare)."""
+    tag = campaign.resource_tag()
+    for env in environments.values():
+        env.resource_tag = tag
+
+
+def remove_leftovers(environments: dict, skip=()) -> list[str]:
+    """What a killed run of the same campaign left on its targets, removed: call under
+    the campaign's lock, after adopt() and before the first cell; skip: the keys of
+    environments that cannot run now. Returns what went."""
+    removed = []
+    for (name, target), env in environments.items():
+        if (name, target) in skip:
+            continue
+        try:
+            removed += [f"{name} on {target}: {what}" for what in env.remove_leftovers()]
+        except (UserError, CellFailed, TimeoutError, OSError) as e:
+            raise UserError(f"cannot remove what the killed run left ({name} on {target}): {e}") from None
+    return removed
 
 
 def prepare(environments: dict, on_prepared=None) -> dict:
@@ -143,10 +183,58 @@ def teardown(environments: dict) -> dict:
     return errors
 
 
-def resume(path) -> tuple:
-    """(campaign, plan, records) of an existing campaign directory, for `--resume DIR`."""
-    campaign = store.Campaign.open(path)
-    return campaign, campaign.plan(), campaign.records()
+def resume(path, retry_failed: bool = False) -> tuple:
+    """(campaign, plan, records) of an existing campaign directory (or an open Campaign,
+    e.g. one whose lock is held), for `--resume DIR`.
+
+    Everything is checked on the way in (store.Campaign.open): the plan, every record,
+    and that a record is the one of its plan cell; a cell's params are checked again
+    by its environment (environments_for) exactly as on the command line.
+    """
+    campaign = path if isinstance(path, store.Campaign) else store.Campaign.open(path)
+    plan, records = campaign.plan(), campaign.records(set_aside_invalid=retry_failed)
+    check_records_match_plan(campaign, plan, records, set_aside=retry_failed)
+    return campaign, plan, records
+
+
+def check_records_match_plan(campaign, plan: list[dict], records: dict, set_aside: bool = False) -> None:
+    """A record stands for its plan cell: same env, target, size, op, repetitions, params.
+    set_aside (--retry-failed): move a record that does not to cells/retried/ instead."""
+    by_id = {c["cell_id"]: c for c in plan}
+    for cell_id, rec in list(records.items()):
+        cell = by_id.get(cell_id)
+        if cell is None:
+            continue        # not ours to run; it only adds rows to the tables
+        wrong = next((k for k in ("env", "target", "size_bytes", "op", "reps", "params")
+                      if rec["cell"].get(k) != cell.get(k)), None)
+        if wrong is None:
+            continue
+        if set_aside:
+            campaign.set_aside(cell_id)
+            del records[cell_id]
+            continue
+        raise UserError(f"{campaign.cells_dir / (cell_id + '.json')}: field cell.{wrong} differs from "
+                        f"plan.json's cell {cell_id}; to measure that cell again, resume with --retry-failed "
+                        "(which sets the record aside in cells/retried/) or move the file aside yourself")
+
+
+def default_timeout(cell: dict, estimator=None) -> float:
+    """Seconds a cell may take before it is abandoned (cell_timeout='auto').
+
+    TIMEOUT_FACTOR x what the cells finished so far predict (measure.progress.Estimator)
+    or else the plan's own estimate_s, or, without either, the slowest storage we target
+    at its worst; never below
+    TIMEOUT_FLOOR_S. Adaptive cells get their budget on top.
+    """
+    if cell.get("adaptive"):
+        return TIMEOUT_FLOOR_S + 1.5 * float(cell["adaptive"]["budget_s"])
+    expected = estimator.estimate(cell) if estimator is not None else None
+    if expected is None and isinstance(cell.get("estimate_s"), (int, float)) and cell["estimate_s"] > 0:
+        expected = float(cell["estimate_s"])         # the protocol's own estimate (measure/protocol.py)
+    if expected is not None:
+        return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * expected)
+    worst = int(cell["reps"]) * (A_PRIORI_PER_REP_S + int(cell["size_bytes"]) / A_PRIORI_BYTES_PER_S)
+    return max(TIMEOUT_FLOOR_S, worst)
 
 
 # -- running -------------------------------------------------------------------------
@@ -169,6 +257,19 @@ class _Run:
         self.result = {"ok": 0, "failed": 0, "skipped": 0, "not_run": 0, "failed_cells": [],
                        "not_run_cells": [], "interrupted": False, "warnings": []}
         self.facts = {}
+        from measure.progress import Estimator
+        self.estimator = Estimator()      # for the default cell timeout
+
+    def timeout_for(self, cell: dict) -> float | None:
+        if self.cell_timeout != "auto":
+            return self.cell_timeout
+        with self.lock:
+            return default_timeout(cell, self.estimator)
+
+    def learn(self, record: dict) -> None:
+        if record.get("status") == "ok":
+            self.estimator.add(record["cell"], record.get("wall_seconds"),
+                               (record.get("probe") or {}).get("total_seconds"))
 
     def callback(self, name, *args):
         with self.lock:
@@ -186,13 +287,15 @@ class _Run:
                 self.progress.note(*args)
 
 
-def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_timeout: float | None = None,
+def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_timeout="auto",
         on_cell=None, *, progress=None, unavailable: dict | None = None, retries: int = 1,
         retry_failed: bool = False, on_start=None) -> dict:
     """Run every cell of `plan` not yet recorded in `campaign`.
 
     environments maps (env name, target name) to a prepared Environment; cells whose
     key is missing or listed in `unavailable` ({key: reason}) are not run.
+    cell_timeout: seconds, None (no limit) or "auto" (default_timeout: scaled from the
+    time the cell is expected to take).
     on_start(cell) before a cell, on_cell(cell, record) after it is stored.
     progress: a measure.progress.Progress (or anything with started/note/finished).
     retries: how often a cell is retried after a dropped connection.
@@ -201,14 +304,25 @@ def run(campaign: store.Campaign, plan: list[dict], environments: dict, cell_tim
     Returns {"ok", "failed", "skipped" (already recorded), "not_run": counts,
     "failed_cells", "not_run_cells": lists of dicts, "interrupted": bool, "warnings"}.
     Raises the store's UserError (full disk...) after the other targets stopped.
+    The campaign's lock is held throughout (a second writer gets a UserError).
     """
-    done = campaign.records()
+    with campaign.locked():
+        return _run_locked(campaign, plan, environments, cell_timeout, on_cell, progress, unavailable,
+                           retries, retry_failed, on_start)
+
+
+def _run_locked(campaign, plan, environments, cell_timeout, on_cell, progress, unavailable,
+                retries, retry_failed, on_start) -> dict:
+    campaign.remove_stale_temporaries()      # writes a killed run never finished
+    done = campaign.records(set_aside_invalid=retry_failed)
     if retry_failed:
         for cell_id, rec in list(done.items()):
             if rec.get("status") != "ok":
-                _set_aside(campaign, cell_id)
+                campaign.set_aside(cell_id)
                 del done[cell_id]
     state = _Run(campaign, environments, unavailable, cell_timeout, retries, progress, on_cell, on_start)
+    for rec in done.values():
+        state.learn(rec)
     by_target = OrderedDict()
     for cell in plan:
         if cell["cell_id"] in done:
@@ -255,18 +369,6 @@ def _stop_on_sigint(state: _Run):
     return previous
 
 
-def _set_aside(campaign, cell_id):
-    aside = campaign.cells_dir / "retried"
-    aside.mkdir(exist_ok=True)
-    n = 1
-    while (aside / f"{cell_id}.{n}.json").exists():
-        n += 1
-    for ext in ("log", "json"):   # the json last: it is what marks the cell as done
-        src = campaign.cells_dir / f"{cell_id}.{ext}"
-        if src.exists():
-            os.replace(src, aside / f"{cell_id}.{n}.{ext}")
-
-
 def _worker(state: _Run, cells: list[dict]):
     try:
         for cell in cells:
@@ -294,6 +396,7 @@ def _worker(state: _Run, cells: list[dict]):
                     state.result["failed_cells"].append(
                         {"cell_id": cell["cell_id"], "env": key[0], "target": key[1],
                          "error": record.get("error", ""), "log": record.get("log", "")})
+                state.learn(record)
             state.callback("finished", cell, record)
     except BaseException as e:   # the store failed (full disk...): stop every target
         with state.lock:
@@ -417,8 +520,9 @@ def _run_cell(state: _Run, env, cell: dict):
     """Run one cell (retrying after a dropped connection), store it, return its record."""
     from measure.ssh import ConnectionLost
     started = store.now_iso()
+    timeout = state.timeout_for(cell)
     t0 = time.monotonic()
-    deadline = None if state.cell_timeout is None else t0 + state.cell_timeout
+    deadline = None if timeout is None else t0 + timeout
     logs, attempts = [], 0
     probe, metadata, status, error, extra = None, {}, "failed", "", {}
     while True:
@@ -469,7 +573,7 @@ def _run_cell(state: _Run, env, cell: dict):
     return state.campaign.record_cell(
         cell, status, probe if status == "ok" else None, metadata, log="\n".join(x for x in logs if x),
         error=error if status != "ok" else "", started=started,
-        wall_seconds=time.monotonic() - t0, attempts=attempts,
+        wall_seconds=time.monotonic() - t0, attempts=attempts, timeout_s=timeout,
         config=_effective_config(env, cell, probe if status == "ok" else None, metadata), **extra)
 
 

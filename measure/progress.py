@@ -117,6 +117,28 @@ def quiet_by_default() -> bool:
     return not sys.stdout.isatty() or bool(os.environ.get("CI"))
 
 
+class StatusLine:
+    """One line redrawn in place ('\\r') on a terminal, for any command's progress;
+    off a terminal (a log, CI) nothing at all: a log gets the command's results only."""
+
+    def __init__(self, prefix: str = "", stream=None):
+        self.prefix = prefix
+        self.stream = stream or sys.stdout
+        self.shown = 0
+
+    def __call__(self, text: str) -> None:
+        if quiet_by_default():
+            return
+        line = f"{self.prefix}{text}"
+        print(line.ljust(self.shown), end="\r", file=self.stream, flush=True)
+        self.shown = len(line)
+
+    def clear(self) -> None:
+        if self.shown:
+            print(" " * self.shown, end="\r", file=self.stream, flush=True)
+            self.shown = 0
+
+
 class Progress:
     """Engine callbacks: started(cell), note(cell, text), finished(cell, record).
 

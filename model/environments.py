@@ -49,6 +49,7 @@ class EnvConfig:
     kind: str                      # native | guest | hvt
     memory_bytes: int = 0          # memory the environment has (0: the host's)
     container: bool = False        # docker
+    overlay: bool = False          # docker: the file is in the writable layer (no volume)
     transport: str = ""            # guest: virtio | ide | ahci | xen | passthrough; hvt: hvt | ring | mapped | passthrough
     host_cache: bool = True        # guest disk is a host file (QEMU) rather than a device (blkback)
     xen_kernel: bool = False       # the Xen guest ran another kernel (5.10-rc3)
@@ -76,9 +77,10 @@ ENV_DEFAULTS = {
     "docker": {"memory_bytes": 4096 * MIB},
     "qemu": {"memory_bytes": 2048 * MIB, "disk": "virtio", "accel": "auto", "cache_mode": "writeback"},
     "hvt": {"memory_bytes": 512 * MIB, "tender": "edgeio", "transport": "hvt", "blocks_per_call": 1,
-            "batch": 1, "flush": "none", "block_size": 512},
+            "flush": "none", "block_size": 512},
     "xen": {"memory_bytes": 1024 * MIB, "backend": "phy"},
 }
+RING_BATCH = 64        # the ring's requests per notification when --param batch is not given (issue 14)
 # legacy --param names (cell params of campaigns without a recorded config)
 PARAM_NAMES = {"mem": "memory_bytes", "sector_size": "block_size", "cache": "cache_mode"}
 
@@ -128,6 +130,13 @@ def _num(env, key, v, kind=int):
         raise UserError(f"{env}: config {key}={v!r} is not a number") from None
 
 
+def _volume(v) -> bool:
+    """docker's volume: the recorded bool, or the --param (a directory; "" = none)."""
+    if isinstance(v, bool):
+        return v
+    return bool(v) and str(v).strip().lower() not in ("", "0", "false", "no", "none")
+
+
 def _bool(v) -> bool:
     return v is True or str(v).strip().lower() in ("1", "true", "yes", "on")
 
@@ -147,7 +156,8 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         host = (machine or {}).get("memory_bytes") or mem
         if env == "docker" and host:
             mem = min(mem or host, host)     # the cgroup limit caps the container's page cache
-        cfg = EnvConfig(env, "native", mem, container=env == "docker", **common)
+        cfg = EnvConfig(env, "native", mem, container=env == "docker",
+                        overlay=env == "docker" and not _volume(c.get("volume")), **common)
     elif env == "qemu":
         disk = str(c.get("disk") or "virtio")
         if disk not in DISKS:
@@ -172,7 +182,8 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
             raise UserError(f"hvt: unknown transport {transport!r} in config (known: {', '.join(HVT_TRANSPORTS)})")
         cfg = EnvConfig(env, "hvt", mem, transport=transport, block_size=_num(env, "block_size", c.get("block_size", 512)),
                         blocks_per_call=_num(env, "blocks_per_call", c.get("blocks_per_call", 1)),
-                        batch=_num(env, "batch", c.get("batch", 1) or 1), flush=flush,
+                        batch=_num(env, "batch", c.get("batch") or (RING_BATCH if transport == "ring" else 1)),
+                        flush=flush,
                         flush_request=str(c.get("tender") or "edgeio") != "study",
                         sync=sync, cold=False, direct=False)
     validate(cfg)
@@ -221,6 +232,8 @@ class Kernel:
         self.sim, self.cache, self.factor, self.extra = sim, cache, factor, extra_syscall
         self.copy_factor = factor if copy_factor is None else copy_factor
         self.cfg = cfg
+        # a guest kernel reads ahead by its own default, not by the host disk's setting
+        self.readahead = sim.p["readahead_bytes" if cfg.kind == "native" else "guest_readahead_bytes"]
 
     def _copy(self):
         return ("cache_copy_s_per_byte" if self.cache.file_bytes <= self.sim.p["cpu_cache_bytes"]
@@ -257,12 +270,12 @@ class Kernel:
             # n identical calls with no state change between them (hits, or misses that
             # all go to the device): their costs add exactly, so charge them at once.
             yield from self._syscalls(ctx, n, {"syscall_s": n, self._copy(): size})
-            yield from self.cache.read(ctx, size, self.sim.p["readahead_bytes"])
+            yield from self.cache.read(ctx, size, self.readahead)
             return
         for off in range(0, size, io):
             b = min(io, size - off)
             yield from self._syscalls(ctx, 1, {"syscall_s": 1, self._copy(): b})
-            yield from self.cache.read(ctx, b, self.sim.p["readahead_bytes"])
+            yield from self.cache.read(ctx, b, self.readahead)
 
     def write(self, ctx, size, io):
         """Write `size` bytes in calls of `io`, in pieces small enough that dirtying and
@@ -287,6 +300,8 @@ class Kernel:
         """fsync commits the journal (the file's mtime changed); fdatasync of a rewrite
         in place has no metadata to commit, only data and the disk's cache flush."""
         yield from self._syscalls(ctx, 1, {"syscall_s": 1})
+        if self.cfg.overlay:
+            yield from self.sim.cpu(ctx, {"container_fsync_s": 1})
         yield from self.cache.fsync(ctx, journal=self.cfg.sync == "fsync")
 
 
@@ -295,9 +310,9 @@ def _transport(sim, cfg, backend):
     if cfg.transport == "xen":
         return Transport(sim, "xen", backend, p["xen_request_bytes"])
     if cfg.transport in ("ide", "ahci"):
-        return Transport(sim, "emulated", backend, p["readahead_bytes"],
+        return Transport(sim, "emulated", backend, p["guest_readahead_bytes"],
                          exits_param=f"{cfg.transport}_exits_per_request")
-    return Transport(sim, cfg.transport, backend, p["readahead_bytes"], cfg.exits_per_request)
+    return Transport(sim, cfg.transport, backend, p["guest_readahead_bytes"], cfg.exits_per_request)
 
 
 def _host_cache(sim, cfg, device):
@@ -327,10 +342,12 @@ class LinuxEnv:
             backend = HostFile(sim, _host_cache(sim, cfg, dev))
             self.host_file = backend
         f = p[cfg.cpu_factor]
-        # an emulated CPU (TCG) translates a copy loop and a system call path differently:
-        # their slow-downs are fitted apart; under hardware virtualisation they are one
+        # an emulated CPU (TCG) translates memory work (copies, per-page bookkeeping) and a
+        # system call path differently: their slow-downs are fitted apart; under hardware
+        # virtualisation they are one
         copy = p["emulated_copy_factor"] if cfg.cpu_factor == "emulated_cpu_factor" else f
-        self.cache = PageCache(sim, "guest", cfg.memory_bytes, _transport(sim, cfg, backend), cpu_factor=f,
+        # per-page work (dirtying, reading in, writing back) is memory work too
+        self.cache = PageCache(sim, "guest", cfg.memory_bytes, _transport(sim, cfg, backend), cpu_factor=copy,
                                fsync_flushes=p["guest_fsync_flushes"])
         self.kernel = Kernel(sim, self.cache, f, "xen_syscall_s" if cfg.xen_kernel else None, cfg, copy)
 
@@ -373,7 +390,7 @@ class HvtEnv:
             # a unikernel with its own block cache: block calls are served inside the
             # guest; misses (readahead) and writeback reach the device through the guest
             # driver, trapping exits_per_request times per request
-            to_dev = Transport(sim, "passthrough", self.dev, p["readahead_bytes"], cfg.exits_per_request)
+            to_dev = Transport(sim, "passthrough", self.dev, p["guest_readahead_bytes"], cfg.exits_per_request)
             self.file = GuestBlockCache(sim, PageCache(
                 sim, "unikernel", cfg.memory_bytes, to_dev, capacity_bytes=cfg.guest_cache_bytes, journal=False))
         elif cfg.transport == "mapped":

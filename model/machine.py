@@ -129,7 +129,7 @@ DEVICE_PRIORS = {
     "ssd": (500e6, 400e6, 50e-6, 1e-3),
     "nvme": (2e9, 1e9, 20e-6, 0.5e-3),
     "hdd": (150e6, 140e6, 5e-3, 10e-3),
-    "virtual": (500e6, 300e6, 100e-6, 1e-3),
+    "virtual": (2e9, 1e9, 50e-6, 0.3e-3),     # usually backed by the host's page cache
     "unknown": (200e6, 100e6, 0.2e-3, 1e-3),
 }
 

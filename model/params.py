@@ -46,7 +46,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("write_s_per_byte", "linear", 1e-9, "s/B", "buffered write cost per byte beyond the copy"),
     Spec("page_dirtying_s", "linear", 3e-6, "s", "turning a clean cached page dirty (accounting, journal "
          "bookkeeping, balance_dirty_pages); a weak prior: only big rewrites inform it", 10.0),
+    Spec("page_io_s", "linear", 0.3e-6, "s", "kernel work per page read into or written back from a page "
+         "cache (allocation, LRU, bio, completion); x the guest CPU factor in a guest"),
     Spec("container_syscall_s", "linear", 1e-6, "s", "extra per system call inside a container (seccomp, overlayfs)"),
+    Spec("container_fsync_s", "linear", 0.3e-3, "s", "extra per fsync of a file in a container's writable "
+         "layer (overlayfs: the upper file's sync and the overlay's own metadata)"),
     Spec("xen_syscall_s", "linear", 1e-6, "s", "extra per system call of the Xen guest kernel (5.10-rc3)"),
     Spec("hypercall_s", "linear", 10e-6, "s", "hvt hypercall: VM exit to KVM, return to the tender, dispatch"),
     Spec("guest_call_s", "linear", 0.3e-6, "s", "guest-side work of one hvt block request besides the exit "
@@ -62,8 +66,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "virtualisation (stage-2 translation, interrupt virtualisation)"),
     Spec("emulated_cpu_factor", "nonlinear", 8.0, "x", "slow-down of guest kernel CPU work where it is "
          "emulated (qemu accel=tcg; any guest on a software KVM)", 1.5),
-    Spec("emulated_copy_factor", "nonlinear", 8.0, "x", "slow-down of a guest kernel's per-byte copies "
-         "where the CPU is emulated (qemu accel=tcg)", 1.5),
+    Spec("emulated_copy_factor", "nonlinear", 8.0, "x", "slow-down of a guest kernel's memory work (per-byte "
+         "copies, per-page cache bookkeeping) where the CPU is emulated (qemu accel=tcg)", 1.5),
     Spec("guest_fsync_flushes", "nonlinear", 3.0, "count", "cache-flush requests a guest ext4 fsync sends to its disk", 0.5),
     Spec("ide_exits_per_request", "nonlinear", 8.0, "count", "trapped register accesses per request of QEMU's "
          "emulated IDE disk (taskfile registers, bus-master DMA start/stop/status)", 0.7),
@@ -87,6 +91,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "(machine fact: block_device.max_request_bytes; generic BLK_DEF_MAX_SECTORS)"),
     Spec("readahead_bytes", "fixed", 128 * KIB, "B", "readahead window: request size of sequential reads "
          "(machine fact: block_device.readahead_bytes; generic VM_READAHEAD_PAGES)"),
+    Spec("guest_readahead_bytes", "fixed", 128 * KIB, "B", "a guest kernel's readahead window and disk request "
+         "size (generic Linux VM_READAHEAD_PAGES: the guest's own settings are not recorded)"),
     Spec("dirty_background_share", "fixed", 0.5, "fraction", "background writeback threshold as a share of the "
          "dirty limit (machine facts: vm.dirty_background_ratio / vm.dirty_ratio; generic 10/20)"),
     Spec("xen_request_bytes", "fixed", 44 * KIB, "B", "Xen blkif request: 11 segments of one page (no indirect descriptors)"),
@@ -100,7 +106,7 @@ INFORMED_BY = {
     "syscall_s": "4 KiB read cells", "cache_copy_s_per_byte": "4 KiB read cells",
     "dram_copy_s_per_byte": "1 GiB linux/docker read cells", "write_call_s": "4 KiB write cells",
     "write_s_per_byte": "4 KiB write cells", "page_dirtying_s": "hvt 1 GiB write",
-    "container_syscall_s": "docker cells", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
+    "container_syscall_s": "docker cells", "container_fsync_s": "docker write_sync cells", "page_io_s": "reads that miss a cache, writes beyond the dirty limit", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
     "virtio_exit_s": "qemu write_sync and 1 GiB read", "xen_ring_s": "xen write_sync and 1 GiB read",
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
     "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt ring or mapped cells",

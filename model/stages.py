@@ -189,10 +189,17 @@ class PageCache:
             self.flusher_busy = True
             self.inflight, self.inflight_since = pages, self.sim.now
             nbytes = pages * self.P
+            yield from self._page_io(self.flusher_ctx, pages)
             yield from self.backing.write(self.flusher_ctx, nbytes, requests(nbytes, self.wb_request))
             self.dirty -= pages
             self.flusher_busy = False
             self._signal_progress()
+
+    def _page_io(self, ctx, pages):
+        """Kernel work per page read in or written back (allocation, LRU, bio, completion),
+        at the kernel's CPU factor: what makes a guest's cache misses dear under TCG."""
+        if pages and self.journal is not None:
+            yield from self.sim.cpu(ctx, {"page_io_s": pages}, self.cpu_factor)
 
     def _signal_progress(self):
         ev, self._progress = self._progress, self.sim.env.event()
@@ -207,6 +214,7 @@ class PageCache:
             yield from self.sim.wait(ctx, self._progress)
         if self.dirty:
             nbytes = self.dirty * self.P
+            yield from self._page_io(ctx, self.dirty)
             yield from self.backing.write(ctx, nbytes, requests(nbytes, self.wb_request))
             self.dirty = 0
         self.syncing = False
@@ -223,6 +231,7 @@ class PageCache:
         if self.sim.mode == "aggregate":
             self.pos = (self.pos + nbytes) % self.file_bytes
             if not self.fits or self.cold:
+                yield from self._page_io(ctx, math.ceil(nbytes / self.P))
                 yield from self.backing.read(ctx, nbytes, requests(nbytes, request_bytes))
             return
         first, last = self.pos // self.P, (self.pos + nbytes - 1) // self.P
@@ -237,6 +246,7 @@ class PageCache:
                 continue
             # a miss reads the readahead window from here (up to the end of the file)
             n = min(window, self.file_pages - page)
+            yield from self._page_io(ctx, n)
             yield from self.backing.read(ctx, n * self.P, 1)
             for k in range(n):
                 self._touch(page + k)

@@ -31,9 +31,11 @@ def measure_ok(out: Path, *args, env=None) -> tuple[Path, str]:
 
 
 def check_ordering(summary: pd.DataFrame, env: str):
-    # The median: a shared machine's stray slow batch must not flip two close means.
+    # Only the physical margin: an fsync (a device flush, ~ms) against page-cache copies
+    # (~µs), on medians. Buffered write vs read of 4 KiB are both copies, a few hundred ns
+    # apart either way on a loaded machine: no order to assert there (benchmarks/ print it).
     s = summary[summary["env"] == env].set_index("op")["median_per_op_s"]
-    assert s["write_sync"] > s["write"] > s["read"], s
+    assert s["write_sync"] > 3 * max(s["write"], s["read"]), s
 
 
 def test_linux_campaign_is_complete_and_ordered(tmp_path):
@@ -74,8 +76,13 @@ def test_linux_and_docker_campaign(tmp_path):
     plan = json.loads((campaign / "plan.json").read_text())
     envs = [c["env"] for c in plan]
     assert envs != sorted(envs), "cells must be interleaved, not env by env"
-    images = subprocess.run(["docker", "images", "-q", "edgeio-probe"], capture_output=True, text=True)
-    assert images.stdout.strip() == "", "teardown leaves no image behind"
+    # the Docker daemon is shared (other campaigns may hold edgeio-probe images): look for ours
+    tag = meta["resource_tag"]
+    images = subprocess.run(["docker", "images", "-q", "--filter", f"label=edgeio.campaign={tag}"],
+                            capture_output=True, text=True)
+    assert images.returncode == 0 and images.stdout.strip() == "", "teardown leaves no image behind"
+    rec = json.loads(next(p for p in (campaign / "cells").glob("*docker*.json")).read_text())
+    assert rec["env_metadata"]["image"].startswith(f"edgeio-probe:{tag}-"), "the image is the campaign's"
 
 
 @pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
@@ -108,6 +115,39 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
     assert campaign_dirs(out) == []
+
+
+def invoke_here(*args):
+    """The `invoke` program in this process (its option parsing included): (exit code, stderr)."""
+    import contextlib
+    import io
+
+    from invoke import Collection, Program
+    import tasks
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            Program(namespace=Collection.from_module(tasks)).run(["invoke", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("args, message", [
+    # every option through the project's parsers, none through invoke's int()/float()
+    (["--batches", "abc"], "--batches 'abc': expected a whole number"),
+    (["--batches", "0"], "--batches 0: must be at least 1"),
+    (["--seed", "abc"], "--seed 'abc': expected a whole number"),
+    (["--cell-timeout", "abc"], "--cell-timeout 'abc': expected auto, none or a duration"),
+    (["--size", ",,"], "--size ',,': no size given"),
+    (["--op", ","], "--op ',': no op given"),
+    (["--target", "ssh://nohost"], "cannot connect to ssh://"),
+])
+def test_every_option_is_parsed_into_one_line(tmp_path, args, message):
+    code, err = invoke_here("measure", "--out", str(tmp_path / "out"), "--env", "linux", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert "Traceback" not in err and campaign_dirs(tmp_path / "out") == []
 
 
 def test_unwritable_output_and_earlier_campaigns_untouched(tmp_path):
@@ -186,3 +226,37 @@ def test_resume_of_a_corrupt_campaign_names_the_file(tmp_path):
     proc = invoke("measure", "--resume", str(campaign))
     assert proc.returncode == 2 and "plan.json: corrupt results file" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_resume_given_the_parent_names_the_campaigns_inside(tmp_path):
+    from edgeio import store
+    from measure import plan as planning
+    campaign = store.Campaign.create(tmp_path, {}, planning.make_plan(["linux"], [4096], ["read"], 20)).path
+    code, err = invoke_here("measure", "--resume", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"holds 1 campaign(s): {campaign.name}" in err and f"--resume {campaign}" in err
+
+
+def test_progress_is_quiet_off_a_terminal_for_every_command(monkeypatch, capsys):
+    """Off a terminal (a log): no '\\r' status lines, from measure's Progress or calibrate's."""
+    import calibration
+    from edgeio.commands import calibrate as command
+    from edgeio.errors import UserError
+    from measure.progress import Progress, StatusLine
+    seen = []
+
+    def fit(results, validate=False, progress=None):      # stands in for a minute of refits
+        seen.append(progress)
+        progress("3/40 refits (2 processes)")
+        raise UserError("stop here")
+    monkeypatch.setattr(calibration, "fit", fit)
+    with pytest.raises(UserError, match="stop here"):
+        command.run(source=str(ROOT / "calibration" / "data" / "pi4_file_access.csv"), validate=True,
+                    allow_priors=True, out=str(ROOT / ".cache" / "never-written.json"))
+    assert isinstance(seen[0], StatusLine)
+    assert "\r" not in capsys.readouterr().out
+    assert Progress([], mode="auto").mode == "quiet"
+    # on a terminal the line is drawn in place
+    monkeypatch.setattr("measure.progress.quiet_by_default", lambda: False)
+    StatusLine("  validation: ")("1/2")
+    assert capsys.readouterr().out == "  validation: 1/2\r"

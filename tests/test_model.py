@@ -192,6 +192,9 @@ def test_campaign_configs_map_onto_the_model():
     # the measurement side's defaults for what an old campaign did not record
     assert config_for("hvt", {}, PI).flush == "none" and config_for("hvt", {}, PI).memory_bytes == 512 * MIB
     assert config_for("linux", "{}", PI).memory_bytes == PI["memory_bytes"]
+    # docker: the writable layer's fsync costs extra, a volume's does not
+    assert config_for("docker", {}, PI).overlay and not config_for("docker", {"volume": "/srv/v"}, PI).overlay
+    assert not config_for("docker", {"volume": True}, PI).overlay
     for bad in ('{"flush":"maybe"}', '{"blocks_per_call":"x"}', "[1]", "{not json", '{"transport":"pigeon"}'):
         with pytest.raises(UserError):
             config_for("hvt", bad, PI)
@@ -212,6 +215,10 @@ def test_model_defaults_are_the_measurement_sides_defaults():
     assert int(Qemu.params_spec["mem"]) * MIB == ENV_DEFAULTS["qemu"]["memory_bytes"]
     assert Qemu.params_spec["disk"] == ENV_DEFAULTS["qemu"]["disk"]
     assert int(Docker.params_spec["mem"]) * MIB == ENV_DEFAULTS["docker"]["memory_bytes"]
+    assert Hvt.params_spec["transport"] == ENV_DEFAULTS["hvt"]["transport"]
+    from model.environments import config_for
+    assert config_for("hvt", {"transport": "ring", "batch": ""}, PI).batch == 64    # the tender's default
+    assert config_for("hvt", {"transport": "ring", "batch": "8"}, PI).batch == 8
 
 
 # -- a cell is modelled as it ran ----------------------------------------------------------

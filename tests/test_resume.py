@@ -21,42 +21,40 @@ from measure import plan as planning
 from measure.environments.linux import LinuxEnvironment
 from measure.targets import LocalTarget
 
-# Runs (or resumes) a campaign of the linux environment; prints START/DONE per cell.
-DRIVER = r"""
-import sys
-from pathlib import Path
-from edgeio import store
-from measure import campaign as engine
-from measure import plan as planning
-from measure.environments.linux import LinuxEnvironment
-from measure.targets import LocalTarget
+from conftest import docker_running
 
-out = Path(sys.argv[1])
-if (out / "plan.json").exists():
-    campaign, plan, _ = engine.resume(out)
-else:
-    plan = planning.make_plan(["linux"], [4096, 8192, 12288, 16384, 20480], ["write_sync"], 600,
-                              order="interleaved", batches=20)
-    campaign = store.Campaign.create(out.parent, {"test": "kill"}, plan, name=out.name)
-env = LinuxEnvironment(LocalTarget(), {})
-env.check()
-env.prepare()
-say = lambda *a: print(*a, flush=True)
-try:
-    res = engine.run(campaign, plan, {("linux", "local"): env},
-                     on_start=lambda cell: say("START", cell["cell_id"]),
-                     on_cell=lambda cell, rec: say("DONE", cell["cell_id"], rec["status"]))
-finally:
-    env.teardown()
-campaign.finish(counts=res)
-say("FINISHED", res["ok"], res["skipped"])
-"""
+DRIVER = Path(__file__).with_name("campaign_driver.py")
 
 
-def _driver(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], cwd=PROJECT_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
+def _driver(out: Path, env_name="linux", cells=5, **faults) -> subprocess.Popen:
+    """tests/campaign_driver.py in its own session (killpg kills it and its probe);
+    faults: hold=<cell index>, kill='<point>:<n>' (see the driver)."""
+    env = dict(os.environ, PYTHONPATH=f"{PROJECT_ROOT}:{PROJECT_ROOT / 'tests'}")
+    env.pop("EDGEIO_TEST_HOLD", None), env.pop("EDGEIO_TEST_KILL", None)
+    if "hold" in faults:
+        env["EDGEIO_TEST_HOLD"] = str(faults["hold"])
+    if "kill" in faults:
+        env["EDGEIO_TEST_KILL"] = faults["kill"]
+    return subprocess.Popen([sys.executable, str(DRIVER), str(out), env_name, str(cells)], cwd=PROJECT_ROOT,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env=env)
+
+
+def _until(proc, word: str) -> list[list[str]]:
+    """Lines of the driver up to the first starting with word (an event, no time limit
+    but the driver's own end)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.split())
+        if lines[-1] and lines[-1][0] == word:
+            return lines
+    raise AssertionError(f"driver ended before {word}: {proc.stderr.read()[-2000:]}")
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _children(pid: int) -> list[str]:
@@ -80,54 +78,150 @@ def _cell_files(campaign_dir: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted((campaign_dir / "cells").glob("*.json"))}
 
 
+def _workdirs(tag: str, env="linux") -> list[Path]:
+    return sorted(Path("/var/tmp").glob(f"edgeio-{tag}-{env}.*"))
+
+
+def _check_complete(out: Path):
+    """Every plan cell recorded exactly once, ok; samples.csv is exactly the records' rows."""
+    import pandas as pd
+    campaign = store.Campaign.open(out)
+    plan, records = campaign.plan(), campaign.records()
+    files = sorted(p.name for p in (out / "cells").glob("*.json"))
+    assert files == sorted(f"{c['cell_id']}.json" for c in plan)
+    assert all(r["status"] == "ok" for r in records.values())
+    derived = store.load_samples(out)
+    written = pd.read_csv(out / "samples.csv", dtype={"config": str})
+    assert not derived.duplicated(["cell_id", "batch"]).any()
+    for rec in records.values():
+        rows = derived[derived["cell_id"] == rec["cell"]["cell_id"]]
+        assert list(rows["seconds"]) == rec["probe"]["batch_seconds"]
+    pd.testing.assert_frame_equal(written.reset_index(drop=True), derived.reset_index(drop=True),
+                                  check_dtype=False)
+    assert not list(out.rglob(".*.tmp*")), "a torn temporary file outlived the resume"
+
+
 def test_kill_9_mid_cell_then_resume_keeps_every_sample_once(tmp_path):
+    """Kill -9 while a probe surely runs (held: an event, no race), a second writer refused
+    meanwhile; the resume removes the killed run's work directory and runs what is left."""
     out = tmp_path / "camp"
-    proc = _driver(out)
-    started, done = [], []
+    proc = _driver(out, hold=2)
     try:
-        for line in proc.stdout:
-            word, *rest = line.split()
-            (started if word == "START" else done if word == "DONE" else []).append(rest[0] if rest else "")
-            if len(done) >= 2 and len(started) == 3:
-                break
-        # the third cell's probe is running: kill the whole campaign, probe included
-        deadline = time.monotonic() + 10
-        while not any(n.startswith("fileprobe") for n in _children(proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert any(n.startswith("fileprobe") for n in _children(proc.pid)), "no probe running to interrupt"
+        lines = _until(proc, "HELD")
+        assert any(n.startswith("fileprobe") for n in _children(proc.pid)), "the held probe runs"
+        done = [w[1] for w in lines if w[0] == "DONE"]
+        assert len(done) == 2
+        # one writer at a time: a second one (in this process, and from the command line) is refused
+        held = store.Campaign.open(out)
+        with pytest.raises(UserError, match=rf"in use by another edgeio run \(pid {proc.pid} on .*started 20"):
+            engine.run(held, held.plan(), {})
+        second = subprocess.run([sys.executable, "-m", "invoke", "measure", "--resume", str(out)], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1, second.stderr
+        assert f"pid {proc.pid}" in second.stderr and "started" in second.stderr
+        before = _cell_files(out)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    killed_cell = started[2]
-    before = _cell_files(out)
-    # the killed run never tore down its work directory (probe and data files): we do
-    for rec in json.loads(next(iter(before.values()))).get("probe", {}).get("path", "").rsplit("/", 1)[:1]:
-        if rec.startswith("/var/tmp/edgeio-linux."):
-            subprocess.run(["rm", "-rf", rec])
-    assert set(before) == {f"{c}.json" for c in done}          # the killed cell left no record
-    assert f"{killed_cell}.json" not in before
+        _kill(proc)
+    tag = store.Campaign.open(out).resource_tag()
+    assert len(_workdirs(tag)) == 1, "the killed run left its work directory (the fault is real)"
+    assert set(before) == {f"{c}.json" for c in done} == set(_cell_files(out))   # the killed cell left no record
 
     proc = _driver(out)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert "FINISHED 3 2" in stdout                              # 3 run now, 2 kept
     assert not any(line.startswith(f"START {c}") for c in done for line in stdout.splitlines())
-
-    campaign = store.Campaign.open(out)
+    assert f"REMOVED linux on local: /var/tmp/edgeio-{tag}-linux." in stdout
+    assert _workdirs(tag) == []
     after = _cell_files(out)
-    plan = campaign.plan()
-    assert set(after) == {f"{c['cell_id']}.json" for c in plan}
     assert all(after[name] == data for name, data in before.items())   # untouched
-    samples = store.load_samples(out)
-    assert not samples.duplicated(["cell_id", "batch"]).any()
-    for rec in campaign.records().values():
-        assert rec["status"] == "ok"
-        n = len(rec["probe"]["batch_seconds"])
-        assert (samples["cell_id"] == rec["cell"]["cell_id"]).sum() == n
-    derived = (out / "samples.csv").read_text().strip().splitlines()
-    assert len(derived) == len(samples) + 1
+    _check_complete(out)
+
+
+def test_killed_at_random_points_then_resumed_every_cell_once(tmp_path):
+    """Fault injection: 12 kills, seeded, at the engine's and the store's own points
+    (a cell starting, a log stored without its record, a record's temporary file half
+    written, a record just in place, samples.csv half written) and at random moments
+    from outside; each time resumed. In the end every cell is recorded exactly once
+    and samples.csv is exactly the records' rows."""
+    import random
+    rng = random.Random(12)
+    out, n_cells, kills = tmp_path / "camp", 14, []
+    points = ["cell-start", "log-written", "record-torn", "recorded", "outside"]
+    first = rng.sample(points, len(points))
+    while len(kills) < 12:
+        done = len(store.Campaign.open(out).records()) if (out / "plan.json").exists() else 0
+        left = n_cells - done
+        # samples.csv is written once all cells are: that point only when (nearly) none are left
+        if left > 1:    # every kind of point once (seeded order), then seeded random ones
+            point = first.pop() if first else rng.choice(points)
+        else:
+            point = rng.choice(["record-torn", "log-written", "finish-torn"][-(left + 1):])
+        n = rng.randint(1, 2) if point not in ("finish-torn", "outside") else 1
+        if point == "outside":
+            proc = _driver(out, cells=n_cells)
+            _until(proc, "START")
+            time.sleep(rng.uniform(0, 0.2))      # a random moment, not a synchronisation
+            _kill(proc)
+        else:
+            proc = _driver(out, cells=n_cells, kill=f"{point}:{n}")
+            proc.communicate(timeout=300)
+        kills.append((point, n, proc.returncode))
+        if proc.returncode == 0:
+            break           # it finished before the point came
+        assert proc.returncode == -signal.SIGKILL, (kills, proc.stderr and proc.stderr.read())
+        # after every kill: what is stored reads whole (no torn record counts as one)
+        campaign = store.Campaign.open(out)
+        assert len(campaign.records()) <= n_cells
+    assert sum(1 for k in kills if k[2] == -signal.SIGKILL) >= 10, kills
+    assert {"record-torn", "log-written"} <= {k[0] for k in kills}, kills
+    proc = _driver(out, cells=n_cells)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "FINISHED" in stdout, stderr
+    _check_complete(out)
+    assert _workdirs(store.Campaign.open(out).resource_tag()) == []
+
+
+def _docker_ids(*filters: str, what="ps") -> list[str]:
+    args = ["docker", what, "-q"] + (["-a"] if what == "ps" else [])
+    for f in filters:
+        args += ["--filter", f]
+    return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.skipif(not docker_running(), reason="Docker engine not running (.ci/run starts it)")
+def test_killed_docker_cell_leaves_nothing_after_resume(tmp_path):
+    """kill -9 while a container measures: the container (owned by dockerd) keeps running,
+    the image and work directory stay; the resume stops and removes them before its
+    first cell, and its own teardown leaves nothing either."""
+    out = tmp_path / "camp"
+    proc = _driver(out, "docker", cells=2, hold=1)
+    try:
+        held = _until(proc, "HELD")[-1][1]
+        tag = store.Campaign.open(out).resource_tag()
+        deadline = time.monotonic() + 120        # the event: dockerd reports the container running
+        while not _docker_ids(f"label=edgeio.cell={held}", "status=running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        _kill(proc)
+    running = _docker_ids(f"label=edgeio.campaign={tag}", "status=running")
+    assert len(running) == 1, "the killed run's container still measures (the fault is real)"
+    assert _docker_ids(f"label=edgeio.campaign={tag}", what="images") and len(_workdirs(tag, "docker")) == 1
+    proc = _driver(out, "docker", cells=2)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    lines = stdout.splitlines()
+    first_start = next(i for i, line in enumerate(lines) if line.startswith("START"))
+    removed = [line for line in lines[:first_start] if line.startswith("REMOVED")]
+    assert any(f"container {running[0]}" in line for line in removed), lines   # before the first cell
+    assert any("image " in line for line in removed) and any(f"edgeio-{tag}-docker." in line for line in removed)
+    assert "FINISHED 1 1" in stdout
+    assert _docker_ids(f"label=edgeio.campaign={tag}") == []
+    assert _docker_ids(f"label=edgeio.campaign={tag}", what="images") == []
+    assert _workdirs(tag, "docker") == []
+    _check_complete(out)
 
 
 def _small_campaign(parent: Path, name="c", cells=3):
@@ -277,23 +371,14 @@ def test_ssh_connection_dropped_mid_cell(sshd, tmp_path, repeat):
 def test_ctrl_c_mid_cell_stores_no_failure(tmp_path):
     """^C (SIGINT to the whole foreground group, probe included) is no failed cell."""
     out = tmp_path / "camp"
-    proc = _driver(out)
-    started = []
+    proc = _driver(out, hold=1)
     try:
-        for line in proc.stdout:
-            if line.startswith("START"):
-                started.append(line.split()[1])
-                if len(started) == 2:
-                    break
-        deadline = time.monotonic() + 10
-        while not any(n.startswith("fileprobe") for n in _children(proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        lines = _until(proc, "HELD")
+        held = lines[-1][1]
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(30)
+        proc.wait(60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _kill(proc)
     assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr.read()
     recs = store.Campaign.open(out).records()
-    assert started[1] not in recs and all(r["status"] == "ok" for r in recs.values())
+    assert held not in recs and len(recs) == 1 and all(r["status"] == "ok" for r in recs.values())

@@ -128,11 +128,22 @@ def test_files_facts_arch(target, tmp_path):
 def test_dropped_connection_mid_command_then_reconnect(sshd, target):
     target.run(["true"])
     before = target.connects
-    killer = threading.Timer(0.5, sshd.drop_connections)
+    marker = f"59.{time.monotonic_ns() % 10**6:06d}"
+
+    def ps():
+        return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+    def drop_once_running():
+        # the event is the remote command running (not half a second gone by: on a loaded
+        # machine it may not have started yet)
+        deadline = time.monotonic() + 120
+        while f"sleep {marker}" not in ps() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sshd.drop_connections()
+    killer = threading.Thread(target=drop_once_running, daemon=True)
     killer.start()
-    marker = f"7.{time.monotonic_ns() % 10**6:06d}"
     with pytest.raises(ConnectionLost):
-        target.run(["sleep", marker], timeout=20)
+        target.run(["sleep", marker], timeout=180)
     killer.join()
     # the orphaned command still runs there until the reconnection kills it
     assert f"sleep {marker}" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

@@ -24,12 +24,12 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     m = results.attrs["machine"]
     print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells, "
           f"{results.attrs.get('statistic', 'mean_per_op_s')}) for {m.get('host') or 'a machine'} "
-          f"({m.get('arch') or '?'}, {format_size(int(m['memory_bytes']))}, kvm {m.get('kvm') or '?'}, "
+          f"({m.get('arch') or '?'}, {m['memory_bytes'] / 2 ** 30:.1f} GiB, kvm {m.get('kvm') or '?'}, "
           f"device {(m.get('block_device') or {}).get('kind') or 'unknown'})...", flush=True)
-    cal = calibration.fit(results, validate=validate,
-                          progress=(lambda s: print(f"  validation: {s}", end="\r", flush=True)) if validate else None)
-    if validate:
-        print(" " * 60, end="\r")
+    from measure.progress import StatusLine
+    status = StatusLine("  validation: ")       # quiet off a terminal: no '\r' in logs
+    cal = calibration.fit(results, validate=validate, progress=status if validate else None)
+    status.clear()
     print_parameters(cal)
     print_fit(cal)
     if cal.validation is not None:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 from edgeio import paths, store
 from edgeio.errors import UserError
+from edgeio.options import parse_int
 from edgeio.units import format_size, format_time, parse_sizes
 from measure import adaptive
 from measure import campaign as engine
 from measure import plan as planning
 from measure import protocol as protocol_mod
 from measure.environments import ENVIRONMENTS, environment_class
-from measure.environments.base import Unavailable
+from measure.environments.base import CellFailed, Unavailable
 from measure.progress import Progress
 from measure.table import study_table
 from measure.targets import LocalTarget
@@ -22,9 +23,9 @@ from measure.targets import LocalTarget
 
 def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | None = None,
         out: str | None = None, params: list[str] | None = None, targets: list[str] | None = None,
-        resume: str | None = None, cell_timeout: float | None = None, order: str = "random",
-        seed: int = 0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
-        cold: bool = False, batches: int | None = None, ci: str | None = None, budget: str | None = None,
+        resume: str | None = None, cell_timeout="auto", order: str = "random",
+        seed=0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
+        cold: bool = False, batches=None, ci: str | None = None, budget: str | None = None,
         quiet: bool = False, exclude: str | None = None, retry_failed: bool = False,
         protocol: str | None = None, max_size: str | None = None) -> Path:
     """Measure, store and print; returns the campaign directory.
@@ -32,9 +33,36 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     protocol: 'quick' (default: 4 KiB and 1 MiB, or --size) or 'calibrate' (sizes chosen
     from the target's facts, measure/protocol.py). Without --reps N every cell's batches
     are sized to last >= protocol.MIN_BATCH_S.
+    Options arrive as typed (strings from the command line) and are parsed here, so a
+    bad one is one line. A target that cannot be reached is one line too.
     """
-    if resume:
-        return _resume(Path(resume), cell_timeout, quiet, retry_failed)
+    timeout = parse_cell_timeout(cell_timeout)
+    try:
+        if resume:
+            return _resume(Path(resume), timeout, quiet, retry_failed)
+        return _new(env, size, op, reps, out, params, targets, timeout, order, seed, io_size, sync,
+                    direct, cold, batches, ci, budget, quiet, exclude, protocol, max_size)
+    except CellFailed as e:        # a dropped or refused connection outside a cell (ConnectionLost)
+        raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+
+
+def parse_cell_timeout(value):
+    """--cell-timeout: 'auto' (scaled from the cell's expected time), 'none', or a duration."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return "auto"
+    if isinstance(value, str) and value.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return adaptive.parse_duration(value)
+    except UserError as e:
+        raise UserError(f"--cell-timeout {value!r}: expected auto, none or a duration such as 600, 90s "
+                        f"or 2h ({e})") from None
+
+
+def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, io_size, sync,
+         direct, cold, batches, ci, budget, quiet, exclude, protocol, max_size) -> Path:
+    batches = None if batches in (None, "") else parse_int("--batches", batches, lo=1)
+    seed = parse_int("--seed", seed, lo=0)
     protocol = protocol or "quick"
     if protocol not in ("quick", "calibrate"):
         raise UserError(f"unknown protocol {protocol!r}: quick or calibrate")
@@ -47,16 +75,20 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     cap = planning.parse_size(max_size) if max_size else None
     target_objs = [_target(t) for t in (targets or ["local"])]
     names = _env_names(env)
+    if not names:
+        raise UserError(f"--env {env!r}: no environment named")
     excluded = [n for n in _env_names(exclude) if n in names] if exclude else []
-    sizes = parse_sizes(size) if size else list(planning.QUICK_SIZES)
+    sizes = parse_sizes(size) if size is not None else list(planning.QUICK_SIZES)
+    if not sizes:
+        raise UserError(f"--size {size!r}: no size given, e.g. --size 4KiB,1MiB")
     ops = planning.parse_ops(op)
+    if not ops:
+        raise UserError(f"--op {op!r}: no op given: write_sync, write, read or all")
     user_params = planning.parse_params(params)
     # a small guest makes the beyond-memory regime affordable (docker keeps its 4 GiB limit,
     # the study's); recorded in the cells' params like a typed --param
     protocol_params = {"qemu": {"mem": str(protocol_mod.QEMU_CALIBRATE_MIB)}} \
         if calibrating and "mem" not in user_params else {}
-    if batches is not None and batches <= 0:
-        raise UserError(f"--batches must be positive, got {batches}")
     explicit = env != "all"
     adaptive_opts = None
     if reps == "auto":
@@ -144,28 +176,36 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
 
 
 def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
-             existing: store.Campaign | None = None, retry_failed: bool = False) -> Path:
-    try:
-        # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
-        unavailable = engine.prepare(environments)
-        meta = _metadata(facts, environments, skipped, options)
-        campaign = existing or store.Campaign.create(parent, meta, cells)
-        _say(f"campaign {campaign.path}: {len(cells)} cells in "
-             f"{', '.join(sorted({e for e, _ in environments}))}", quiet)
-        with Progress(cells, campaign.records(), mode="quiet" if quiet else "auto",
-                      title=campaign.path.name) as progress:
-            try:
-                result = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
-                                    progress=progress, unavailable=unavailable, retry_failed=retry_failed,
-                                    on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
-            except KeyboardInterrupt:
-                raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
-        campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
-                        counts={k: result[k] for k in ("ok", "failed", "skipped", "not_run")},
-                        failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"])
-    finally:
-        for key, error in engine.teardown(environments).items():   # never hides the measurement
-            _say(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", False)
+             existing: store.Campaign | None = None, retry_failed: bool = False, unavailable=()) -> Path:
+    meta = _metadata(facts, environments, skipped, options)
+    campaign = existing or store.Campaign.create(parent, meta, cells)
+    with campaign.locked():          # one writer at a time, for the whole run
+        try:
+            engine.adopt(campaign, environments)     # what the cells create is named after the campaign
+            if existing is not None:
+                gone = engine.remove_leftovers(environments, skip=unavailable)
+                if gone:
+                    _say(f"removed what the killed run left: {'; '.join(gone)}", quiet)
+            # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
+            not_ready = engine.prepare(environments)
+            if existing is None:
+                campaign.update_metadata(**_environment_metadata(environments))
+            _say(f"campaign {campaign.path}: {len(cells)} cells in "
+                 f"{', '.join(sorted({e for e, _ in environments}))}", quiet)
+            with Progress(cells, campaign.records(set_aside_invalid=retry_failed),
+                          mode="quiet" if quiet else "auto", title=campaign.path.name) as progress:
+                try:
+                    result = engine.run(campaign, cells, environments, cell_timeout=cell_timeout,
+                                        progress=progress, unavailable=not_ready, retry_failed=retry_failed,
+                                        on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
+                except KeyboardInterrupt:
+                    raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
+            campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
+                            counts={k: result[k] for k in ("ok", "failed", "skipped", "not_run")},
+                            failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"])
+        finally:
+            for key, error in engine.teardown(environments).items():   # never hides the measurement
+                _say(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", False)
     summary = store.load_summary(campaign.path)
     print(study_table(summary))
     for line in engine.summary_lines(result, campaign.records()):
@@ -175,16 +215,30 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
 
 
 def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
-    campaign, cells, records = engine.resume(path)
+    campaign = store.Campaign.open(path)
+    with campaign.locked():     # before anything is read for running: a second writer stops here
+        campaign, cells, records = engine.resume(campaign, retry_failed=retry_failed)
+        return _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed)
+
+
+def _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed) -> Path:
     meta = campaign.metadata()
     targets = {name: _target(name) for name in engine.target_names(cells)}
-    environments = engine.environments_for(cells, targets)
+    environments = engine.environments_for(cells, targets)   # params: the command line's checks
+    unavailable = set()
+    for key, instance in environments.items():                # and the rest of them, as for a new one
+        try:
+            instance.check()
+        except Unavailable:
+            unavailable.add(key)      # its cells are reported as not run (engine.prepare says why)
+            continue
+        instance.preflight([c for c in cells if (c["env"], c.get("target", "local")) == key])
     todo = [c for c in cells if c["cell_id"] not in records
             or (retry_failed and records[c["cell_id"]]["status"] != "ok")]
-    _say(f"resuming {path}: {len(cells) - len(todo)} of {len(cells)} cells already measured", quiet)
-    return _execute(path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
+    _say(f"resuming {campaign.path}: {len(cells) - len(todo)} of {len(cells)} cells already measured", quiet)
+    return _execute(campaign.path.parent, cells, environments, meta.get("targets", {}), meta.get("skipped", []),
                     meta.get("options", {}), cell_timeout, quiet, existing=campaign,
-                    retry_failed=retry_failed)
+                    retry_failed=retry_failed, unavailable=unavailable)
 
 
 def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
@@ -267,11 +321,16 @@ def _versions() -> dict:
     return out
 
 
-def _metadata(facts, environments, skipped, options) -> dict:
-    from measure.probe_build import probe_version
-    first = next(iter(facts.values()))
+def _environment_metadata(environments) -> dict:
+    """What the environments know once prepared (versions, filesystems, block devices)."""
     envmeta = {f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()}
     block = {k: v.get("block_device") for k, v in envmeta.items() if v.get("block_device")}
+    return {"environments": envmeta, "block_devices": block}
+
+
+def _metadata(facts, environments, skipped, options) -> dict:
+    from measure.probe_build import probe_version
+    first = next(iter(facts.values()), {})
     return {
         "tool": "edgeio", "git_commit": _git_commit(), "probe_version": probe_version(),
         # the first target's flat facts at the top, as before; the structured ones (block_device,
@@ -281,7 +340,7 @@ def _metadata(facts, environments, skipped, options) -> dict:
         "targets": facts,
         "kvm_note": ("software KVM: no VT-x/AMD-V, guest kernel-mode code is emulated"
                      if first.get("kvm") == "software" else ""),
-        "environments": envmeta, "block_devices": block,
+        **_environment_metadata(environments),
         "skipped": [list(s) for s in skipped], "options": options,
         "command": " ".join(sys.argv),
     }

@@ -17,13 +17,9 @@ def run(scenario: str | None, params: list[str], calibration: str | None = None,
         return
     sc = model.scenarios.get(scenario)
     given = parse_params(params)
-    values = sc.parse(given)                      # bad parameters fail before any fitting
-    from model.environments import validate
-    for cfg in model.study().values():       # impossible values fail before any fitting
-        if cfg.name in sc.envs:
-            validate(sc.apply(cfg, values))
+    sc.parse(given)                               # bad parameters fail before any fitting
     out_path = _out_path(out)
-    cal = _calibration(calibration)
+    cal = _calibration(calibration, sc, given)
     df = model.predict(cal, sc.name, given)
     print_prediction(df, sc, cal)
     if out_path:
@@ -49,14 +45,20 @@ def newest_calibration() -> Path | None:
     return files[-1] if files else None
 
 
-def _calibration(path):
+def _calibration(path, sc, given):
     import calibration
-    if path:
+    import model
+    from model.environments import validate
+    if path or newest_calibration():
+        if not path:
+            path = newest_calibration()
+            print(f"Using calibration {path}")
         return calibration.load(path)
-    newest = newest_calibration()
-    if newest:
-        print(f"Using calibration {newest}")
-        return calibration.load(newest)
+    # impossible values on the study's machine fail before a minute of fitting on it
+    values = sc.parse(given)
+    for cfg in model.study().values():
+        if cfg.name in sc.envs:
+            validate(sc.apply(cfg, values))
     print(f"No calibration in {paths.results_dir() / 'calibrations'}: calibrating on the bundled "
           "Pi 4 figures now (run `invoke calibrate` to keep one)...", flush=True)
     return calibration.fit(calibration.load_results(None))

@@ -3,8 +3,15 @@
 Every environment (linux, docker, qemu, hvt, xen) runs one probe per cell and hands
 back the probe's JSON (same format for the C probe and the unikernel probe) with the
 metadata a reader needs to trust the figure.
+
+Parameters: `params_spec` gives each --param key its default, `param_checks` its check;
+both the command line and a resume (params read back from plan.json) go through them.
+Resources: whatever an environment creates on a target (work directories, containers,
+images) is named `resource_name(...)` after the campaign (`resource_tag`), so that
+teardown, and a resume after a kill (`remove_leftovers`), finds exactly its own.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from edgeio.errors import UserError
@@ -29,20 +36,110 @@ class CellResult:
     log: str = ""                    # what ran and what it printed
 
 
+def check_absolute_path(env: str, key: str):
+    """A param check: an absolute path on the target, no control characters, no '..'."""
+    def check(value: str) -> None:
+        if value == "":
+            return              # "" = the environment's default
+        if not value.startswith("/") or re.search(r"[\x00-\x1f]", value) \
+                or ".." in value.split("/"):
+            raise UserError(f"{env}: --param {key}={value!r}: expected an absolute path without '..'")
+    return check
+
+
+def int_param(env: str, key: str, value: str, lo: int, hi: int) -> int:
+    """A whole-number param in [lo, hi], or a one-line UserError naming it."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise UserError(f"{env}: --param {key}={value!r}: expected a whole number") from None
+    if not lo <= n <= hi:
+        raise UserError(f"{env}: --param {key}={n}: expected {lo} to {hi}")
+    return n
+
+
+def check_int(env: str, key: str, lo: int, hi: int):
+    """A param check: a whole number in [lo, hi]."""
+    return lambda value: int_param(env, key, value, lo, hi) and None
+
+
+def check_choice(env: str, key: str, choices):
+    def check(value: str) -> None:
+        if value not in choices:
+            raise UserError(f"{env}: --param {key}={value!r}: use {', '.join(choices)}")
+    return check
+
+
 class Environment:
     name = "base"
     description = ""
     # --param keys this environment accepts, with their defaults (strings as typed).
     params_spec: dict = {}
+    # key -> check(value: str), raising a one-line UserError; run on every value, typed or
+    # read back from a campaign's plan.json. Cross-key rules stay in __init__, target-side
+    # ones (a path exists there) in preflight.
+    param_checks: dict = {}
+    # Set by the campaign engine before prepare: what names this campaign's resources.
+    resource_tag: str | None = None
 
     def __init__(self, target, params: dict | None = None, workdir: str | None = None):
         self.target = target
-        unknown = set(params or {}) - set(self.params_spec)
-        if unknown:
-            known = ", ".join(sorted(self.params_spec)) or "none"
-            raise UserError(f"env {self.name}: unknown --param {', '.join(sorted(unknown))} (known: {known})")
-        self.params = {**self.params_spec, **(params or {})}
+        self.params = self.validate_params(params)
         self.workdir = workdir
+
+    @classmethod
+    def validate_params(cls, params: dict | None) -> dict:
+        """The full params (defaults filled in), or UserError naming the bad one."""
+        params = dict(params or {})
+        unknown = set(params) - set(cls.params_spec)
+        if unknown:
+            known = ", ".join(sorted(cls.params_spec)) or "none"
+            raise UserError(f"env {cls.name}: unknown --param {', '.join(sorted(unknown))} (known: {known})")
+        for key, value in params.items():
+            if not isinstance(value, str):
+                raise UserError(f"env {cls.name}: --param {key}: expected a string, got {value!r}")
+            check = cls.param_checks.get(key)
+            if check:
+                check(value)
+        return {**cls.params_spec, **params}
+
+    # -- resources named after the campaign ---------------------------------------------
+    def resource_name(self, suffix: str = "") -> str:
+        """'edgeio-<campaign tag>-<env>[-suffix]' (lower case: Docker wants it so)."""
+        base = f"edgeio-{self.resource_tag}-{self.name}" if self.resource_tag else f"edgeio-{self.name}"
+        return (f"{base}-{suffix}" if suffix else base).lower()
+
+    def make_workdir(self, parent: str) -> str:
+        """A fresh directory on the target, named after the campaign: parent/edgeio-<tag>-<env>.XXXXXX"""
+        return self.target.run(["mktemp", "-d", "-p", parent, f"{self.resource_name()}.XXXXXX"],
+                               timeout=30, check=True).stdout.decode().strip()
+
+    def workdir_parents(self) -> list[str]:
+        """Where make_workdir puts this environment's directories (for remove_leftovers)."""
+        return [self.params["dir"]] if self.params.get("dir") else []
+
+    def remove_leftovers(self) -> list[str]:
+        """Before a resume's first cell: remove what a killed run of this campaign left on
+        the target: processes still using its work directories (a probe, a tender, QEMU),
+        then the directories. Subclasses add their own (containers...). Returns what was
+        removed. Only with a resource_tag: never another campaign's."""
+        if not self.resource_tag:
+            return []
+        removed = []
+        # mktemp's XXXXXX: a work directory of this campaign and environment, on a command line
+        pattern = re.escape(self.resource_name()) + r"\.[A-Za-z0-9]{6}(/|$| )"
+        proc = self.target.run(["pgrep", "-f", pattern], timeout=30)
+        pids = [p for p in proc.stdout.decode(errors="replace").split() if p.isdigit()]
+        if pids:
+            self.target.run(["kill", "-KILL", *pids], timeout=30)
+            removed += [f"process {pid}" for pid in pids]
+        for parent in self.workdir_parents():
+            proc = self.target.run(["find", parent, "-maxdepth", "1", "-name", f"{self.resource_name()}.*"],
+                                   timeout=60)
+            for path in proc.stdout.decode(errors="replace").splitlines():
+                self.target.run(["rm", "-rf", "--one-file-system", path], timeout=300)
+                removed.append(path)
+        return removed
 
     def check(self) -> None:
         """Raise Unavailable with the reason if this environment cannot run on the target."""

@@ -14,7 +14,7 @@ import shlex
 
 from edgeio.errors import UserError
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
-                                       check_free_space, filesystem_facts)
+                                       check_absolute_path, check_free_space, filesystem_facts, int_param)
 from measure.targets import kvm_kind
 
 FLUSH_POLICIES = ("none", "each-write", "on-request")
@@ -27,16 +27,11 @@ MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
 MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender
 MAX_SPAN = 1 << 20                      # the probe reuses a buffer of at most 1 MiB
+DISK_IMAGE_SUFFIXES = (".img", ".raw", ".disk")
 
 
 def _int_param(name: str, value: str, lo: int, hi: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise UserError(f"hvt: --param {name}={value!r}: expected a whole number") from None
-    if not lo <= n <= hi:
-        raise UserError(f"hvt: --param {name}={n}: expected {lo} to {hi}")
-    return n
+    return int_param("hvt", name, value, lo, hi)
 
 
 class HvtEnvironment(Environment):
@@ -49,11 +44,13 @@ class HvtEnvironment(Environment):
         "sector_size": "512",
         "mem": "512",               # MiB, as the study
         "dir": "/var/tmp",          # where disk images go (the linux env's default too)
-        "disk": "",                 # an existing image or device to use instead (bad idea for reads of a device)
+        "disk": "",                 # an existing device or image (*.img, *.raw, *.disk) to use instead: overwritten
         "unikernel": "",            # another probe unikernel (path on the target) instead of the built one
         "transport": "hvt",         # hvt (a hypercall per call) | ring | mapped (edgeio extensions)
         "batch": "",                # ring: requests per notification (default 64)
     }
+    # the path params; the numeric and choice ones are checked in __init__
+    param_checks = {key: check_absolute_path("hvt", key) for key in ("dir", "disk", "unikernel")}
 
     def __init__(self, target, params=None, workdir=None):
         super().__init__(target, params, workdir)
@@ -149,6 +146,10 @@ class HvtEnvironment(Environment):
         proc = self.target.run(["blockdev", "--getsize64", disk], timeout=30)
         if proc.returncode != 0:
             proc = self.target.run(["stat", "-L", "-c", "%s", disk], timeout=30)
+            if proc.returncode == 0 and not disk.endswith(DISK_IMAGE_SUFFIXES):
+                # the cells overwrite it: a file that is no disk image is someone's data
+                raise UserError(f"hvt: --param disk={disk}: the cells overwrite it; name a block device "
+                                f"or a disk image file ({', '.join('*' + x for x in DISK_IMAGE_SUFFIXES)})")
         if proc.returncode != 0:
             raise UserError(f"hvt: disk {disk} not found on target {self.target.name}")
         have = int(proc.stdout.decode().split()[0])
@@ -161,8 +162,7 @@ class HvtEnvironment(Environment):
     def prepare(self):
         from measure.hvt_build import build
         facts = self._facts()
-        self.workdir = self.target.run(["mktemp", "-d", "-p", self.params["dir"], "edgeio-hvt.XXXXXX"],
-                                       timeout=30, check=True).stdout.decode().strip()
+        self.workdir = self.make_workdir(self.params["dir"])
         self.fs = filesystem_facts(self.target, self.workdir)
         artifacts = build(facts["arch"])
         self.digest = artifacts.digest

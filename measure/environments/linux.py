@@ -2,8 +2,9 @@
 
 import shlex
 
-from measure.environments.base import (CellFailed, CellResult, check_free_space, filesystem_facts,
-                                       probe_args)
+from edgeio.errors import UserError
+from measure.environments.base import (CellFailed, CellResult, check_absolute_path, check_free_space,
+                                       filesystem_facts, probe_args)
 from measure.environments.native import ProbeEnvironment
 
 # /var/tmp rather than /tmp: /tmp is a tmpfs on some systems, and a RAM file is no storage test.
@@ -14,17 +15,19 @@ class LinuxEnvironment(ProbeEnvironment):
     name = "linux"
     description = "native Linux process"
     params_spec = {"dir": DEFAULT_DIR}
+    param_checks = {"dir": check_absolute_path("linux", "dir")}
 
     def check(self):
         self.target_arch()
 
     def preflight(self, cells):
+        if self.target.run(["test", "-d", self.params["dir"]], timeout=30).returncode != 0:
+            raise UserError(f"linux: --param dir={self.params['dir']}: no such directory on {self.target.name}")
         need = max((c["size_bytes"] for c in cells), default=0)
         check_free_space(self.target, self.params["dir"], need + (64 << 20), "linux")
 
     def prepare(self):
-        self.workdir = self.target.run(["mktemp", "-d", "-p", self.params["dir"], "edgeio-linux.XXXXXX"],
-                                       timeout=30, check=True).stdout.decode().strip()
+        self.workdir = self.make_workdir(self.params["dir"])
         self.probe = self.ship_probe(self.workdir)
         self.fs = filesystem_facts(self.target, self.workdir)
 

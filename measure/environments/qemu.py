@@ -113,9 +113,7 @@ class QemuEnvironment(Environment):
             self.remote = f"{self.workdir}/qemu"
             self.target.run(["mkdir", "-p", self.remote], timeout=60, check=True)
         else:
-            self.remote = self.target.run(
-                ["mktemp", "-d", "-p", self.params["dir"], "edgeio-qemu.XXXXXX"],
-                timeout=60, check=True).stdout.decode().strip()
+            self.remote = self.make_workdir(self.params["dir"])
         self.target.put(self.guest.kernel, f"{self.remote}/kernel")
         self.target.put(self.guest.initrd, f"{self.remote}/initrd.gz")
         for size in getattr(self, "_sizes", []):   # here, not in the cells' timed run()
