@@ -327,23 +327,23 @@ def _timings(probe: dict, console: str, wrapper_out: str) -> dict:
     return out
 
 
-def _int_param(p: dict, key: str, minimum: int) -> int:
+def _int_param(p: dict, key: str, minimum: int, env: str = "qemu") -> int:
     try:
         value = int(str(p[key]))
     except ValueError:
-        raise UserError(f"qemu: {key}={p[key]!r} is not a whole number") from None
+        raise UserError(f"{env}: {key}={p[key]!r} is not a whole number") from None
     if value < minimum:
-        raise UserError(f"qemu: {key}={value} is below the minimum {minimum}")
+        raise UserError(f"{env}: {key}={value} is below the minimum {minimum}")
     return value
 
 
-def _float_param(p: dict, key: str) -> float:
+def _float_param(p: dict, key: str, env: str = "qemu") -> float:
     try:
         value = float(str(p[key]))
     except ValueError:
-        raise UserError(f"qemu: {key}={p[key]!r} is not a number of seconds") from None
+        raise UserError(f"{env}: {key}={p[key]!r} is not a number of seconds") from None
     if value <= 0:
-        raise UserError(f"qemu: {key} must be positive")
+        raise UserError(f"{env}: {key} must be positive")
     return value
 
 

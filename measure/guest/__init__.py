@@ -127,7 +127,7 @@ def _input_key(kernel: Kernel, busybox: Path, probe: Path) -> str:
     h.update(f"{kernel.package}={kernel.version}\n{busybox.parent.parent.name}\n".encode())
     h.update(hashlib.sha256(probe.read_bytes()).digest())
     here = Path(__file__).parent
-    for name in ("init.sh", "initramfs.py", "__init__.py"):    # the builder's own inputs
+    for name in ("init.sh", "probe_json.sh", "initramfs.py", "__init__.py"):    # the builder's own inputs
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
 

@@ -41,16 +41,34 @@ def disk_image(size: int, image_bytes: int | None = None) -> Path:
         raise UserError(f"disk image of {format_size(image_bytes)} is too small for a "
                         f"{format_size(size)} file: give at least "
                         f"{-(-min_image_bytes(size) // MiB)} MiB (or leave disk_mib=auto)")
+    return _image({DATA_NAME: size}, image_bytes, f"data-{size}-{image_bytes // MiB}M")
+
+
+def multi_disk_image(sizes: list[int]) -> Path:
+    """An ext4 image with one file per size (data-<size>): one disk for many cells (xen)."""
+    sizes = sorted(set(sizes))
+    image_bytes = default_image_bytes(sum(sizes))
+    return _image({data_name(s): s for s in sizes}, image_bytes, f"multi-{len(sizes)}-{image_bytes // MiB}M")
+
+
+def data_name(size: int) -> str:
+    return f"{DATA_NAME}-{size}"
+
+
+def _image(files: dict[str, int], image_bytes: int, stem: str) -> Path:
     mkfs = _mkfs_identity()
-    key = hashlib.sha256(f"{_LAYOUT}\n{mkfs}\n{size}\n{image_bytes}".encode()).hexdigest()[:12]
-    out = cache_dir("guest", "disks") / f"data-{size}-{image_bytes // MiB}M-{key}.img"
+    spec = ",".join(f"{n}={s}" for n, s in sorted(files.items()))
+    key = hashlib.sha256(f"{_LAYOUT}\n{mkfs}\n{spec}\n{image_bytes}".encode()).hexdigest()[:12]
+    out = cache_dir("guest", "disks") / f"{stem}-{key}.img"
     if out.exists():
         return out
+    size = sum(files.values())
     tmpdir = Path(tempfile.mkdtemp(prefix="disk.", dir=out.parent))
     try:
         src = tmpdir / "root"
         src.mkdir()
-        _write_pattern(src / DATA_NAME, size)
+        for name, n in files.items():
+            _write_pattern(src / name, n)
         image = tmpdir / "image"
         with open(image, "wb") as f:
             f.truncate(image_bytes)

@@ -24,6 +24,7 @@ arg() {   # the value of edgeio.$1= on the kernel command line
     done
 }
 uptime_s() { read -r up _ < /proc/uptime; echo "$up"; }
+@@PROBE_JSON@@
 
 disk=$(arg disk)
 probe_args=$(arg probe | tr ',' ' ')
@@ -66,13 +67,5 @@ case "$out" in
     *"}") ;;
     *) say "probe printed no JSON (exit $rc): $out"; finish ;;
 esac
-extra="\"guest_block_device\": \"$dev\", \"guest_block_reads_bytes\": $(( (rs1 - rs0) * 512 ))"
-extra="$extra, \"guest_block_read_ops\": $((r1 - r0)), \"guest_block_writes_bytes\": $(( (ws1 - ws0) * 512 ))"
-extra="$extra, \"guest_block_write_ops\": $((w1 - w0)), \"guest_warmup\": $warmup"
-extra="$extra, \"guest_warmup_reads_bytes\": $(( (rs0 - as0) * 512 ))"
-extra="$extra, \"guest_block_stat_before\": [$r0, $rm0, $rs0, $w0, $wm0, $ws0]"
-extra="$extra, \"guest_block_stat_after\": [$r1, $rm1, $rs1, $w1, $wm1, $ws1]"
-extra="$extra, \"guest_mem_total_bytes\": $((mem_kib * 1024)), \"guest_kernel\": \"$(uname -r)\""
-extra="$extra, \"guest_uptime_warmup_start_s\": $tw, \"guest_uptime_probe_start_s\": $t0, \"guest_uptime_probe_end_s\": $t1, \"probe_exit\": $rc"
-echo "${out%\}}, $extra}"
+echo "$(probe_json "$out")"
 finish

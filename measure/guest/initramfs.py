@@ -21,6 +21,7 @@ TRANSPORT_MODULES = {
 FS_MODULES = ["crc32c_generic", "ext4"]
 
 INIT_TEMPLATE = Path(__file__).with_name("init.sh")
+PROBE_JSON = Path(__file__).with_name("probe_json.sh")    # pasted into the init templates
 
 
 def _norm(name: str) -> str:
@@ -81,7 +82,7 @@ def module_bytes(path: Path) -> bytes:
 
 
 def render_init(module_lists: dict[str, list[str]]) -> str:
-    text = INIT_TEMPLATE.read_text()
+    text = INIT_TEMPLATE.read_text().replace("@@PROBE_JSON@@", PROBE_JSON.read_text())
     for transport in TRANSPORT_MODULES:
         text = text.replace(f"@@MODULES_{transport}@@", " ".join(module_lists.get(transport, [])))
     return text
