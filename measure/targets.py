@@ -127,6 +127,14 @@ def _meminfo_total(text: str | None) -> int | None:
 PROBE_DIR = "/var/tmp"
 
 
+def _cpus(nproc: str, cpuinfo: str) -> int:
+    """CPUs the probe may run on (nproc); where nproc gave nothing (a command lost on a
+    loaded SSH link), the processors /proc/cpuinfo lists, rather than a silent 0."""
+    if nproc.isdigit() and int(nproc) > 0:
+        return int(nproc)
+    return sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
+
+
 def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
     """Facts gathered through the target's own interface (so it works over SSH too).
 
@@ -157,7 +165,7 @@ def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
         "kernel": out(["uname", "-r"]),
         "os": pretty,
         "cpu_model": model,
-        "cpus": int(out(["nproc"]) or 0),
+        "cpus": _cpus(out(["nproc"]), cpuinfo or ""),
         "memory_bytes": _meminfo_total(target.read_text("/proc/meminfo")),
         "kvm": kvm_kind(cpuinfo, arch, kvm_present),
         **gather(target, path, out, cpuinfo or ""),

@@ -268,3 +268,18 @@ def test_campaign_records_config_as_run(results_tmp):
     meta = json.loads((path / "metadata.json").read_text())
     assert AGREED_KEYS <= set(meta["targets"]["local"])
     assert re.fullmatch(r"[a-z0-9]+", meta["targets"]["local"]["block_device"]["name"])
+
+
+class NoNprocTarget(LocalTarget):
+    """This machine with nproc failing, as a command lost on a loaded SSH link does."""
+
+    def run(self, argv, timeout=None, input=None, check=False):
+        if argv[:1] == ["nproc"]:
+            return subprocess.CompletedProcess(argv, 255, b"", b"channel closed")
+        return super().run(argv, timeout=timeout, input=input, check=check)
+
+
+def test_cpus_come_from_cpuinfo_when_nproc_gives_nothing():
+    processors = sum(1 for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.split(":")[0].strip() == "processor")
+    assert machine_facts(NoNprocTarget())["cpus"] == processors > 0
