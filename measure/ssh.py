@@ -311,6 +311,13 @@ class SshTarget(Target):
                     and not chan.recv_stderr_ready():
                 return bytes(out), bytes(err), chan.recv_exit_status()
             if chan.closed or not self._alive():
+                # Output, exit status and close can arrive together after the reads above:
+                # what paramiko has buffered is still the command's, so drain it first
+                # (returning straight away lost `uname -m`'s answer on a loaded machine).
+                while chan.recv_ready():
+                    out += chan.recv(1 << 16)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(1 << 16)
                 if chan.exit_status_ready() and chan.exit_status >= 0:
                     return bytes(out), bytes(err), chan.exit_status
                 pid = _pid_of(err)

@@ -106,7 +106,7 @@ def test_docker_volume_really_holds_the_file(tmp_path):
     (["--env", "linux", "--op", "erase"], "unknown op"),
     (["--env", "linux", "--param", "blocks_per_call=8"], "not accepted by linux"),
     (["--env", "linux", "--size", "100TiB"], "GiB free"),
-    (["--env", "xen"], "no Xen hypervisor"),
+    (["--env", "xen"], "boot the Xen hypervisor"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"

@@ -157,3 +157,57 @@ def test_unreachable_host_is_connection_lost(tmp_path, sshd, monkeypatch):
     monkeypatch.setattr(SshTarget, "reconnect_delays", (0.1,))
     with pytest.raises(ConnectionLost, match="cannot connect"):
         t.run(["true"])
+
+
+class _ChannelThatClosesWithOutputPending:
+    """A stand-in (named as such) for a paramiko channel at the one moment a real one
+    cannot be made to hit on purpose: the command's output, its exit status, EOF and the
+    close all arrive between two polls. Before the first poll nothing has arrived."""
+
+    def __init__(self):
+        import os
+        self._r, w = os.pipe()
+        os.write(w, b"x")                  # select() on it returns at once
+        self.polled = False
+        self.closed = False
+        self.eof_received = False
+        self._out = b""
+
+    def fileno(self):
+        return self._r
+
+    def shutdown_write(self):
+        pass
+
+    def recv_ready(self):
+        if not self.polled:                # first look: nothing yet; then everything at once
+            self.polled = True
+            return False
+        return bool(self._out)
+
+    def _arrive(self):
+        self._out, self.eof_received, self.closed = b"aarch64\n", True, True
+
+    def recv(self, n):
+        data, self._out = self._out, b""
+        return data
+
+    def recv_stderr_ready(self):
+        if self.polled and not self.closed:
+            self._arrive()                 # lands right after the stdout check
+        return False
+
+    def exit_status_ready(self):
+        return self.closed
+
+    exit_status = 0
+
+    def recv_exit_status(self):
+        return 0
+
+
+def test_output_arriving_together_with_the_close_is_not_lost():
+    t = SshTarget.__new__(SshTarget)
+    t._alive = lambda: True
+    out, err, status = SshTarget._collect(t, _ChannelThatClosesWithOutputPending(), ["uname"], 5, None)
+    assert (out, status) == (b"aarch64\n", 0)
