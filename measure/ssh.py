@@ -108,6 +108,14 @@ def _testbed_facts(target) -> dict:
     return {"emulated": True, "testbed": {k: marker[k] for k in ("board", "cpu", "missing") if k in marker}}
 
 
+def _drain(chan, out: bytearray, err: bytearray) -> None:
+    """Append what the channel has buffered on stdout and stderr, without waiting."""
+    while chan.recv_ready():
+        out += chan.recv(1 << 16)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(1 << 16)
+
+
 class SshTarget(Target):
     """Run argv, copy files and read facts on a remote Linux machine."""
 
@@ -303,10 +311,7 @@ class SshTarget(Target):
             chan.shutdown_write()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            while chan.recv_ready():
-                out += chan.recv(1 << 16)
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(1 << 16)
+            _drain(chan, out, err)
             if chan.exit_status_ready() and chan.eof_received and not chan.recv_ready() \
                     and not chan.recv_stderr_ready():
                 return bytes(out), bytes(err), chan.recv_exit_status()
@@ -314,10 +319,7 @@ class SshTarget(Target):
                 # Output, exit status and close can arrive together after the reads above:
                 # what paramiko has buffered is still the command's, so drain it first
                 # (returning straight away lost `uname -m`'s answer on a loaded machine).
-                while chan.recv_ready():
-                    out += chan.recv(1 << 16)
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(1 << 16)
+                _drain(chan, out, err)
                 if chan.exit_status_ready() and chan.exit_status >= 0:
                     return bytes(out), bytes(err), chan.exit_status
                 pid = _pid_of(err)
