@@ -125,7 +125,7 @@ def speeds_from_pilot(pilot: dict) -> dict:
         copy = max(w1 - w4, 1e-3 * w1) / (MIB - SMALL)
         call = max(w4 - SMALL * copy, 0.1 * w4)
         scale = math.sqrt(call / PRIORS["call_s"] * copy / PRIORS["copy_s_per_byte"])
-        for key in ("tcg_fsync_s", "image_s_per_byte", "device_read_s_per_byte", "device_write_s_per_byte",
+        for key in ("tcg_fsync_s", "device_read_s_per_byte", "device_write_s_per_byte",
                     "hvt_call_s_software", "hvt_call_s_hardware"):
             p[key] = PRIORS[key] * scale
         p["start_s"] = {k: v * scale for k, v in PRIORS["start_s"].items()}
@@ -136,6 +136,8 @@ def speeds_from_pilot(pilot: dict) -> dict:
         if (MIB, "write_sync") in lin:
             dev = (lin[(MIB, "write_sync")]["per_op_s"] - w1 - p["fsync_s"]) / MIB
             p["device_write_s_per_byte"] = max(dev, 0.0)
+        # a file's first write (a read's fill, a disk image): copied, then written out
+        p["image_s_per_byte"] = copy + p["device_write_s_per_byte"]
         over = sorted(c["wall_s"] - c["probe_s"] for c in lin.values())
         p["cell_overhead_s"] = over[len(over) // 2]
         p["start_s"]["linux"] = 0.0          # the overhead measured is the linux cell's start

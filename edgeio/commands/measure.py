@@ -150,6 +150,8 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
                                        facts[t.name].get("kvm") or "absent", batches)
         cells += mine
     _renumber(cells)
+    if calibrating:      # an environment the budget left out is neither prepared nor recorded
+        environments = {k: v for k, v in environments.items() if any((c["env"], c["target"]) == k for c in cells)}
     if adaptive_opts:
         adaptive.mark_plan(cells, *adaptive_opts)     # the sized cells become each cell's pilot round
     for cell in cells:
