@@ -64,6 +64,12 @@ def run(pi: bool = False, out: str | None = None, target: str | None = None, bud
     if target and pi:
         raise UserError("--pi calibrates on the bundled Pi 4 figures; --target measures a device: give one of them")
     remote = target not in (None, "", "local")
+    if remote:                   # a bad target or budget is one line before anything is said
+        from edgeio.commands.measure import _target
+        _target(target).close()
+    if budget:
+        from measure.adaptive import parse_duration
+        parse_duration(budget)
     root = Path(out) if out else None
     if remote and root is None:       # the device's own directory, named after it
         from edgeio import paths
