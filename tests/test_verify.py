@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 
 import model
-from edgeio.commands import _verify_compare as vc
-from edgeio.commands import _verify_plan as vp
 from edgeio.commands import verify
+from verification import compare as vc, plan as vp, summary as vs
 from edgeio.errors import UserError
 from measure.environments import environment_class
 from measure.targets import LocalTarget
@@ -102,25 +101,34 @@ def test_unbuildable_block_count_is_refused():
     vp.check_buildable(b, 65536, "hvt", b.fix["hvt"], _specs()["hvt"])    # 128 blocks: 2 calls
 
 
+def _samples(cells: dict, reps: int = 10) -> pd.DataFrame:
+    """samples.csv rows: {(cell_id, env, size, op, config): [per-op seconds of each batch]}."""
+    rows = []
+    for (cid, env, size, op, config), values in cells.items():
+        rows += [{"cell_id": cid, "env": env, "size_bytes": size, "op": op, "config": config, "batch": i,
+                  "repetitions": reps, "seconds": v * reps} for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
 def test_comparison_joins_on_the_cells_configuration():
     pred = pd.DataFrame({"env": ["hvt", "hvt"], "size_bytes": [4096, 4096], "op": ["read", "read"],
                          "config": ["{}", '{"blocks_per_call":"8"}'], "role": ["baseline", "fix"],
-                         "predicted_s": [1e-3, 2e-4], "low_s": [5e-4, 1e-4], "high_s": [2e-3, 3e-4]})
-    summ = pd.DataFrame({"env": ["hvt", "hvt"], "size_bytes": [4096, 4096], "op": ["read", "read"],
-                         "config": ['{"blocks_per_call":"8"}', "{}"], "median_per_op_s": [4e-4, 1e-3],
-                         "median_ci95_low_s": [3e-4, 9e-4], "median_ci95_high_s": [5e-4, 1.1e-3],
-                         "mean_per_op_s": [9e-4, 3e-3]})    # judged on the median, as fitted
-    comp = vc.compare(pred, summ)
-    assert list(comp["measured_s"]) == [1e-3, 4e-4]
-    assert list(comp["ci95_low_s"]) == [9e-4, 3e-4]
+                         "predicted_s": [1e-3, 2e-4], "low_s": [5e-4, 1e-4], "high_s": [2e-3, 3e-4],
+                         "cell_id": ["0000-b", "0001-f"]})
+    # judged on the median, as fitted: one slow batch moves the mean, not the median
+    samples = _samples({("0001-f", "hvt", 4096, "read", '{"blocks_per_call":"8"}'): [4e-4] * 9 + [9e-3],
+                        ("0000-b", "hvt", 4096, "read", "{}"): [1e-3] * 10})
+    comp = vc.compare(pred, samples)
+    assert list(comp["measured_s"]) == pytest.approx([1e-3, 4e-4])
     assert comp["rel_error"].tolist() == pytest.approx([0.0, -0.5])
     assert comp["inside"].tolist() == [True, False]
-    s = vc.summarize(comp)
+    s = vs.summarize(comp)
     assert s["median_abs_rel_error"] == pytest.approx(0.25) and s["share_inside"] == 0.5
-    from edgeio.stats import speedups
-    sp = speedups(comp)         # predicted 1e-3/2e-4 = 5x, measured 1e-3/4e-4 = 2.5x
-    assert len(sp) == 1 and sp.loc[0, "predicted_speedup"] == pytest.approx(5.0)
-    assert sp.loc[0, "measured_speedup"] == pytest.approx(2.5) and sp.loc[0, "rel_error"] == pytest.approx(1.0)
+    fix = comp[comp["role"] == "fix"].iloc[0]    # predicted 1e-3/2e-4 = 5x, measured 1e-3/4e-4 = 2.5x
+    assert fix["predicted_speedup"] == pytest.approx(5.0) and fix["measured_speedup"] == pytest.approx(2.5)
+    assert fix["speedup_rel_error"] == pytest.approx(1.0)
+    assert fix["predicted_direction"] == fix["measured_direction"] == "faster" and fix["direction_agrees"]
+    assert s["speedup"]["cells"] == 1 and s["speedup"]["wrong_direction"] == 0
 
 
 # -- real cells --------------------------------------------------------------------------
