@@ -15,8 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgeio.errors import UserError
-
-KIB, MIB = 1 << 10, 1 << 20
+from edgeio.units import KIB, MIB  # noqa: F401
 
 # Generic Linux defaults, used when a fact is absent (null). Sources: Linux
 # mm/page-writeback.c (vm_dirty_ratio 20, dirty_background_ratio 10),

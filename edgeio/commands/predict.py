@@ -4,7 +4,7 @@ from pathlib import Path
 
 from edgeio import paths
 from edgeio.errors import UserError
-from edgeio.options import parse_params
+from edgeio.parse import parse_params
 from edgeio.units import format_size, format_time
 
 

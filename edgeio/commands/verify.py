@@ -22,8 +22,8 @@ import pandas as pd
 
 from edgeio import paths, store
 from edgeio.errors import UserError
-from edgeio.options import parse_params
-from edgeio.units import format_size, format_time, parse_sizes
+from edgeio.parse import parse_params, parse_sizes
+from edgeio.units import format_size, format_time
 from edgeio.commands import _verify_compare as vc
 from edgeio.commands import _verify_plan as vp
 
@@ -45,7 +45,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     sc = model.scenarios.get(scenario)
     given = parse_params(params or [])
     sc.parse(given)                                     # bad values fail first
-    sizes = parse_sizes(size) if size else None
+    sizes = parse_sizes(size, "--size") if size else None
     ops = planning.parse_ops(op) if op else None
     specs = {}
     for env in sc.envs:
