@@ -109,12 +109,12 @@ def report(c, campaign=None, calibration=None, out=None, reference=False, compar
 @task(positional=["action", "board"], help={"action": "up, down or status",
             "board": "pi (emulated arm64 Cortex-A72 with KVM) or xen",
             "arch": "the board's arch, where it has several (xen: aarch64 or x86_64)",
-            "timeout": "seconds to wait for the board's sshd (default: the board's)"})
+            "timeout": "how long to wait for the board's sshd: a duration (600, 90s, 15m; default: the board's)"})
 @_user_errors
 def testbed(c, action, board, arch=None, timeout=None):
     """Emulated boards on loopback as SSH targets: up prints the ssh:// URL for --target."""
     from edgeio.commands import testbed as command
-    command.run(action, board=board, arch=arch, timeout=float(timeout) if timeout else None)
+    command.run(action, board=board, arch=arch, timeout=timeout)
 
 
 @task(help={"fast": "skip tests marked slow"})
