@@ -7,9 +7,14 @@ import functools
 import os
 import sys
 
-from invoke import Exit, task
+import invoke
+from invoke import Exit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# No automatic short flags: invoke derives them per task from the first letter, so -o was
+# --op in measure but --out in predict. Long options only, the same in every task.
+task = functools.partial(invoke.task, auto_shortflags=False)
 
 
 def _user_errors(fn):
@@ -39,16 +44,16 @@ def _user_errors(fn):
     "cell_timeout": "how long a cell may run before it is abandoned and marked failed: a duration "
                     "(600, 90s, 2h), 'none', or 'auto' (default: 10x its expected time, at least 15 min)",
     "seed": "seed of the random cell order (default 0)",
-    "batches": "timed batches per cell (default 100)",
     "order": "random (default) or interleaved",
     "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
     "sync": "fsync (default) or fdatasync for write_sync",
     "direct": "O_DIRECT",
     "cold": "drop caches before each read repetition",
-    "ci": "with --reps auto: target 95%% CI half-width, e.g. 2%%",
+    "ci": "with --reps auto: target 95% CI half-width, e.g. 2%",
     "budget": "with --reps auto: time budget per cell, e.g. 10m; with --protocol calibrate: for the campaign",
     "protocol": "quick (default: 4 KiB and 1 MiB, or --size) or calibrate (sizes from the target's facts)",
     "max_size": "with --protocol calibrate: cap every size (a quick try)",
+    "quiet": "print no progress line per cell",
     "batches": "timed batches per cell (default: chosen so each batch lasts >= 20 ms)",
 })
 @_user_errors
@@ -83,12 +88,14 @@ def calibrate(c, source=None, out=None, validate=False, allow_priors=False, mach
 @task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",
                                 "param": "scenario parameter key=value (repeatable)",
                                 "calibration": "parameter set JSON (default: the newest)",
-                                "out": "CSV file for the predictions"})
+                                "out": "file for the predictions: .json, .csv or .md (the extension "
+                                       "gives the format; a --format that contradicts it is refused)",
+                                "format": "print json, csv or md instead of the table (docs/formats.md)"})
 @_user_errors
-def predict(c, scenario="list", param=None, calibration=None, out=None):
+def predict(c, scenario="list", param=None, calibration=None, out=None, format=None):
     """Predict what a proposed fix would do, with prediction intervals."""
     from edgeio.commands import predict as command
-    command.run(scenario=scenario, params=param or [], calibration=calibration, out=out)
+    command.run(scenario=scenario, params=param or [], calibration=calibration, out=out, fmt=format)
 
 
 @task(iterable=["campaign", "compare", "verify"], help={
@@ -97,13 +104,15 @@ def predict(c, scenario="list", param=None, calibration=None, out=None):
     "out": "output directory",
     "reference": "report the bundled study figures",
     "compare": "two campaign directories or envs to compare (repeatable)",
-    "verify": "verify campaign directory (repeatable; default: those of the calibration)"})
+    "verify": "verify campaign directory (repeatable; default: those of the calibration)",
+    "format": "with --compare: print the comparison as json, csv or md instead of writing a report"})
 @_user_errors
-def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None):
+def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None,
+           format=None):
     """Write the HTML and Markdown report: measured vs modelled vs what-if."""
     from edgeio.commands import report as command
     command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
-                compare=compare or None, verify=verify or None)
+                compare=compare or None, verify=verify or None, fmt=format)
 
 
 @task(positional=["action", "board"], help={"action": "up, down or status",

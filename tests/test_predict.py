@@ -8,7 +8,7 @@ import model
 from edgeio.errors import UserError
 
 COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s", "pi95_low_s",
-           "pi95_high_s", "speedup"]
+           "pi95_high_s", "speedup", "speedup_low", "speedup_high"]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_predict_uses_the_newest_calibration(cal, results_tmp, capsys):
     from edgeio.commands import predict
     newest = cal.save(results_tmp / "calibrations" / "20990101-000000.json")
     predict.run("hvt-ring", [], calibration=None)
-    assert f"Using calibration {newest}" in capsys.readouterr().out
+    assert f"Using calibration {newest}" in capsys.readouterr().err      # stdout: the table only
 
 
 def test_predict_lists_scenarios(capsys):
