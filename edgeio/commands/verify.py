@@ -23,8 +23,8 @@ import pandas as pd
 
 from edgeio import paths, store
 from edgeio.errors import UserError
-from edgeio.options import parse_params
-from edgeio.units import format_size, format_time, parse_sizes
+from edgeio.parse import parse_params, parse_sizes
+from edgeio.units import format_size, format_time
 from verification import campaign as vcampaign, plan as vp, predictions as vpred
 from verification.compare import compare
 from verification.summary import drift_line, summarize
@@ -47,8 +47,10 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     sc = model.scenarios.get(scenario)
     given = parse_params(params or [])
     sc.parse(given)                                     # bad values fail first
-    sizes = parse_sizes(size) if size else None
+    sizes = parse_sizes(size, "--size") if size else None
     ops = planning.parse_ops(op) if op else None
+    if reps:
+        planning.reps_for(1, reps, quick=False)          # a bad --reps fails before the target is asked
     specs = {}
     for env in sc.envs:
         try:
