@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import docker_running, have_kvm
+from conftest import HOST_ARCH, docker_running, have_kvm
 from measure import facts as F
 from measure.targets import PROBE_DIR, LocalTarget, machine_facts
 
@@ -309,7 +309,7 @@ def test_qemu_and_docker_config_defaults():
     q.check()
     cfg = q.effective_config(_cell("qemu", 2 << 20))
     assert cfg["disk"] == "virtio" and cfg["cache_mode"] == "writeback" and cfg["memory_bytes"] == 2048 << 20
-    assert cfg["accel"] == q.accel and cfg["arch"] == "x86_64" and cfg["io_size_bytes"] == 1 << 20
+    assert cfg["accel"] == q.accel and cfg["arch"] == HOST_ARCH and cfg["io_size_bytes"] == 1 << 20
     small = QemuEnvironment(LocalTarget(), {"mem": "256", "disk": "ide", "accel": "tcg"})
     cfg = small.effective_config(_cell("qemu"), {"io_size": 4096},
                                  {"transport": "ide", "cache": "writeback", "accel": "tcg", "guest_arch": "x86_64"})
