@@ -8,6 +8,9 @@ Keys and units: docs/formats.md ("Machine facts"); missing facts are None.
 
 import re
 
+from edgeio.errors import UserError
+from edgeio.parse import parse_size as _parse_size
+
 CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
 VM_KEYS = ("dirty_ratio", "dirty_background_ratio", "dirty_bytes", "dirty_background_bytes",
            "dirty_expire_centisecs", "dirty_writeback_centisecs")
@@ -52,11 +55,11 @@ exit 0
 
 
 def parse_size(text: str | None) -> int | None:
-    """sysfs cache sizes: '32K', '1024K', '1M', '512' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)\s*", text or "")
-    if not m:
+    """sysfs cache sizes: '32K', '1024K', '1M', '512' -> bytes (None: not a size)."""
+    try:
+        return _parse_size(text or "", "cache size")
+    except UserError:
         return None
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
 
 
 def parse_dump(text: str) -> dict[str, str]:

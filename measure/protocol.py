@@ -18,13 +18,12 @@ within a time budget; see calibrate_specs.
 
 import math
 
-from edgeio.units import format_size, format_time
+from edgeio.units import GIB, KIB, MIB, format_size, format_time
 
 MIN_BATCH_S = 0.02          # shortest timed batch (see above)
 QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MAD and a CI
 LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
 LARGE_OP_S = 0.5
-KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 SMALL = 4 * KIB             # per-call costs: one call moves one page
 QEMU_CALIBRATE_MIB = 256    # the calibration protocol's small qemu guest (unless --param mem=)
 DEFAULT_BUDGET_S = 600.0

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass
 
 from edgeio.errors import UserError
+from edgeio.limits import default_io_size  # noqa: F401  (model.simulate imports it from here)
 from model.engine import Ctx
 from model.machine import guest_code
 from model.stages import BlockDevice, GuestBlockCache, HostFile, PageCache, Transport, requests
@@ -189,11 +190,6 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
                         sync=sync, cold=False, direct=False)
     validate(cfg)
     return cfg
-
-
-def default_io_size(size: int) -> int:
-    """The file probe's default bytes per call (probes/args.c): the file, at most 1 MiB."""
-    return min(size, MIB)
 
 
 def study_reps(size: int) -> int:
