@@ -33,7 +33,8 @@ def _user_errors(fn):
 @task(iterable=["param", "target"], help={
     "env": "linux,docker,qemu,hvt,xen or all (default: all this machine supports)",
     "exclude": "environments to leave out of --env all, e.g. qemu,hvt",
-    "size": "sizes, e.g. 4KiB,1GiB (default: a quick protocol)",
+    "size": "sizes, e.g. 4KiB,1GiB; k, kb and KiB all mean 1024 bytes (as fio reads them), each size "
+            "once (default: a quick protocol)",
     "op": "write_sync,write,read or all",
     "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
     "out": "parent directory of the campaign (default: results/)",
@@ -45,14 +46,14 @@ def _user_errors(fn):
                     "(600, 90s, 2h), 'none', or 'auto' (default: 10x its expected time, at least 15 min)",
     "seed": "seed of the random cell order (default 0)",
     "order": "random (default) or interleaved",
-    "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
+    "io_size": "bytes per call, e.g. 64k (= 64 KiB; default: whole file up to 1 MiB, else 1 MiB)",
     "sync": "fsync (default) or fdatasync for write_sync",
     "direct": "O_DIRECT",
     "cold": "drop caches before each read repetition",
     "ci": "with --reps auto: target 95% CI half-width, e.g. 2%",
     "budget": "with --reps auto: time budget per cell, e.g. 10m; with --protocol calibrate: for the campaign",
     "protocol": "quick (default: 4 KiB and 1 MiB, or --size) or calibrate (sizes from the target's facts)",
-    "max_size": "with --protocol calibrate: cap every size (a quick try)",
+    "max_size": "with --protocol calibrate: cap every size, e.g. 1m (= 1 MiB; a quick try)",
     "quiet": "print no progress line per cell",
     "batches": "timed batches per cell (default: chosen so each batch lasts >= 20 ms)",
 })
@@ -118,12 +119,12 @@ def report(c, campaign=None, calibration=None, out=None, reference=False, compar
 @task(positional=["action", "board"], help={"action": "up, down or status",
             "board": "pi (emulated arm64 Cortex-A72 with KVM) or xen",
             "arch": "the board's arch, where it has several (xen: aarch64 or x86_64)",
-            "timeout": "seconds to wait for the board's sshd (default: the board's)"})
+            "timeout": "how long to wait for the board's sshd: a duration (600, 90s, 15m; default: the board's)"})
 @_user_errors
 def testbed(c, action, board, arch=None, timeout=None):
     """Emulated boards on loopback as SSH targets: up prints the ssh:// URL for --target."""
     from edgeio.commands import testbed as command
-    command.run(action, board=board, arch=arch, timeout=float(timeout) if timeout else None)
+    command.run(action, board=board, arch=arch, timeout=timeout)
 
 
 @task(help={"fast": "skip tests marked slow"})
@@ -144,7 +145,7 @@ def setup(c):
     "param": "scenario parameter key=value (repeatable), e.g. blocks=8",
     "calibration": "parameter set JSON (default: the newest fitted for this target)",
     "target": "local or ssh://user@host[:port]",
-    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB",
+    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB; k, kb, KiB = 1024 bytes (as fio)",
     "op": "write_sync,write,read or all (default: the calibration's)",
     "reps": "repetitions per cell (default: the calibration campaign's)",
     "out": "parent directory of the verify campaign (default: results/verify/)",

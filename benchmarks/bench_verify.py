@@ -26,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from edgeio.errors import UserError  # noqa: E402
-from edgeio.units import format_size, format_time  # noqa: E402
+from edgeio.units import MIB, format_size, format_time  # noqa: E402
 
-MIB = 1 << 20
 # name -> (scenario, params, size, op, reps); reps None = the calibration campaign's
 WHATIFS = {
     "hvt-multiblock-8": ("hvt-multiblock", ["blocks=8"], "4KiB,1MiB", None, None),

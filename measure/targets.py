@@ -135,10 +135,11 @@ def _cpus(nproc: str, cpuinfo: str) -> int:
     return sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
 
 
-def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
+def machine_facts(target: Target, path: str = PROBE_DIR, sys_root: str = "") -> dict:
     """Facts gathered through the target's own interface (so it works over SSH too).
 
     path: the directory the probe writes in (its filesystem and block device are recorded).
+    sys_root: a prefix for the /sys and /proc files read (a test's fake sysfs).
     Keys: docs/formats.md, "Machine facts".
     """
     from measure.facts import gather
@@ -168,5 +169,5 @@ def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
         "cpus": _cpus(out(["nproc"]), cpuinfo or ""),
         "memory_bytes": _meminfo_total(target.read_text("/proc/meminfo")),
         "kvm": kvm_kind(cpuinfo, arch, kvm_present),
-        **gather(target, path, out, cpuinfo or ""),
+        **gather(target, path, out, cpuinfo or "", arch or platform.machine(), sys_root),
     }

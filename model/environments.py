@@ -28,7 +28,9 @@ import math
 from dataclasses import dataclass
 
 from edgeio.errors import UserError
+from edgeio.limits import default_io_size  # noqa: F401  (model.simulate imports it from here)
 from model.engine import Ctx
+from model.machine import guest_code
 from model.stages import BlockDevice, GuestBlockCache, HostFile, PageCache, Transport, requests
 from model.params import MIB
 
@@ -151,7 +153,7 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         raise UserError(f"{env}: unknown sync {sync!r} in config (known: {', '.join(SYNCS)})")
     common = {"sync": sync, "direct": _bool(c.get("direct", False)),
               "cold": str(c.get("cache") or "warm") == "cold"}
-    emulated = (machine or {}).get("kvm") == "software"
+    emulated = guest_code(machine or {}) == "emulated"     # a KVM on an emulated board too
     if env in ("linux", "docker"):
         host = (machine or {}).get("memory_bytes") or mem
         if env == "docker" and host:
@@ -169,7 +171,7 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         cfg = EnvConfig(env, "guest", mem, transport=disk, cpu_factor=factor, **common)
     elif env == "xen":
         cfg = EnvConfig(env, "guest", mem, transport="xen", host_cache=False, xen_kernel=True,
-                        cpu_factor="emulated_cpu_factor" if (machine or {}).get("emulated") else "vm_cpu_factor",
+                        cpu_factor="emulated_cpu_factor" if emulated else "vm_cpu_factor",
                         **common)
     else:
         flush = str(c.get("flush") or "none")
@@ -188,11 +190,6 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
                         sync=sync, cold=False, direct=False)
     validate(cfg)
     return cfg
-
-
-def default_io_size(size: int) -> int:
-    """The file probe's default bytes per call (probes/args.c): the file, at most 1 MiB."""
-    return min(size, MIB)
 
 
 def study_reps(size: int) -> int:

@@ -81,14 +81,14 @@ def test_ring_and_passthrough_remove_exits(cal):
 @pytest.mark.parametrize("scenario,params,match", [
     ("nope", {}, "unknown scenario"),
     ("hvt-multiblock", {"blockz": 8}, "unknown parameter blockz"),
-    ("hvt-multiblock", {"blocks": 0}, "at least 1"),
-    ("hvt-multiblock", {"blocks": "many"}, "integer"),
+    ("hvt-multiblock", {"blocks": 0}, "blocks=0: expected 1 to 65536"),
+    ("hvt-multiblock", {"blocks": "many"}, "expected a whole number"),
     ("hvt-blocksize", {"block_size": 3000}, "power of two"),
-    ("hvt-flush", {"flush": "sometimes"}, "one of"),
-    ("guest-memory", {"memory": "-1GiB"}, "positive"),
+    ("hvt-flush", {"flush": "sometimes"}, "use none, each-write"),
+    ("guest-memory", {"memory": "-1GiB"}, "malformed size"),
     ("guest-memory", {"memory": "4GiB"}, "host no page cache"),
-    ("passthrough", {"exits_per_request": -1}, "negative"),
-    ("passthrough", {"guest_cache_mib": -1}, "negative"),
+    ("passthrough", {"exits_per_request": -1}, "expected 0 to 1000"),
+    ("passthrough", {"guest_cache_mib": -1}, "expected 0 to 4096"),
     ("passthrough", {"guest_cache_mib": 1024}, "does not fit"),
 ])
 def test_bad_scenarios_and_values_are_user_errors(cal, scenario, params, match):
@@ -247,7 +247,7 @@ def test_every_scenario_maps_to_the_environment_parameters_that_build_it():
     assert sc["guest-memory"].env_params({"memory": "256MiB"}) == {"qemu": {"mem": "256"}}
     assert sc["qemu-disk"].env_params({"disk": "ahci"}) == {"qemu": {"disk": "ahci"}}
     assert sc["passthrough"].env_params({}) is None and sc["passthrough"].unbuildable
-    with pytest.raises(UserError, match="one of"):
+    with pytest.raises(UserError, match="use virtio, ide, ahci"):
         sc["qemu-disk"].env_params({"disk": "scsi"})
     # what the mapping builds is what the model predicts for the scenario
     from model.environments import config_for

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from edgeio.errors import UserError
 from edgeio.store import config_key
-from edgeio.units import format_size
+from edgeio.units import MIB, format_size
 
-MIB = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from edgeio import exports, paths
 from edgeio.errors import UserError
-from edgeio.options import parse_params
+from edgeio.parse import parse_params
 from edgeio.units import format_size, format_time
 
 

@@ -22,8 +22,8 @@ import pandas as pd
 
 from edgeio import paths, store
 from edgeio.errors import UserError
-from edgeio.options import parse_params
-from edgeio.units import format_size, format_time, parse_sizes
+from edgeio.parse import parse_params, parse_sizes
+from edgeio.units import format_size, format_time
 from edgeio.commands import _verify_compare as vc
 from edgeio.commands import _verify_plan as vp
 
@@ -45,8 +45,10 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     sc = model.scenarios.get(scenario)
     given = parse_params(params or [])
     sc.parse(given)                                     # bad values fail first
-    sizes = parse_sizes(size) if size else None
+    sizes = parse_sizes(size, "--size") if size else None
     ops = planning.parse_ops(op) if op else None
+    if reps:
+        planning.reps_for(1, reps, quick=False)          # a bad --reps fails before the target is asked
     specs = {}
     for env in sc.envs:
         try:
@@ -271,20 +273,20 @@ def _environments(cells, targets) -> dict:
     return {key: _ByConfig(inst) for key, inst in groups.items()}
 
 
-def _measure(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+def _measure(campaign, cells, environments, predictions, quiet, on_start, resumed: bool = False) -> Path:
     import contextlib
     locked = getattr(campaign, "locked", None)       # one writer per campaign, where the store has it
     with locked() if locked else contextlib.nullcontext():
-        return _measure_locked(campaign, cells, environments, predictions, quiet, on_start)
+        return _measure_locked(campaign, cells, environments, predictions, quiet, on_start, resumed)
 
 
-def _measure_locked(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+def _measure_locked(campaign, cells, environments, predictions, quiet, on_start, resumed=False) -> Path:
     from measure import campaign as engine
     from measure.progress import Progress
     try:
         if hasattr(engine, "adopt"):                  # resources named after the campaign
             engine.adopt(campaign, environments)
-            if campaign.records():                    # a resumed verify: what the killed run left goes
+            if resumed:     # what the killed run left goes, even if it was killed before its first cell
                 for what in engine.remove_leftovers(environments):
                     print(f"removed what the killed run left: {what}", file=sys.stderr)
         unavailable = engine.prepare(environments)
@@ -331,7 +333,7 @@ def _resume(path: Path, quiet, on_start) -> Path:
     _check(environments, [c for c in cells if c["cell_id"] not in records], v.get("scenario"), ", ".join(targets))
     if not quiet:
         print(f"resuming {path}: {len(records)} of {len(cells)} cells already measured", file=sys.stderr)
-    return _measure(campaign, cells, environments, predictions, quiet, on_start)
+    return _measure(campaign, cells, environments, predictions, quiet, on_start, resumed=True)
 
 
 def load_predictions(path: Path, verify_meta: dict) -> pd.DataFrame:
