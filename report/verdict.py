@@ -233,20 +233,23 @@ def fix_designs(cal, scenarios: dict, verified: list, measured: dict, wls) -> li
 
 
 def _attach_measured(d: Design, name, held, env, verified, base: Design, wls) -> None:
-    from edgeio.stats import speedups
+    """The speed-up a verify campaign measured beside its baseline (its fix rows'
+    measured_speedup, verification/compare.py), applied to the environment's measured ratio."""
+    import model
     for v in verified:
-        if v.verify.get("scenario") != name or "role" not in v.comparison:
+        comp = v.comparison
+        if v.verify.get("scenario") != name or "measured_speedup" not in comp or "role" not in comp:
             continue
-        import model
         if model.SCENARIOS[name].parse(dict(v.verify.get("values") or {})) != held:
             continue
-        sp = speedups(v.comparison)
+        fixes = comp[(comp["role"] == "fix") & (comp["env"] == env)]
         for size, op in wls:
-            hit = sp[(sp["env"] == env) & (sp["size_bytes"] == size) & (sp["op"] == op)]
+            hit = fixes[(fixes["size_bytes"] == size) & (fixes["op"] == op)]["measured_speedup"].astype(float)
+            hit = hit[np.isfinite(hit) & (hit > 0)]
             b = base.cells.get((size, op))
             if len(hit) and b is not None and np.isfinite(b["ratio"]):
                 cell = d.cells.setdefault((size, op), {"ratio": math.nan, "low": math.nan, "high": math.nan})
-                cell["measured"] = b["ratio"] / float(hit["measured_speedup"].iloc[0])
+                cell["measured"] = b["ratio"] / float(hit.iloc[0])
 
 
 def best(designs: list[Design], wl) -> tuple[str, float, str] | None:
