@@ -73,7 +73,7 @@ def run(pi: bool = False, out: str | None = None, target: str | None = None, bud
     root = Path(out) if out else None
     if remote and root is None:       # the device's own directory, named after it
         from edgeio import paths
-        from measure.ssh import target_slug
+        from measure.targets import target_slug
         root = paths.results_dir() / f"main-{target_slug(target)}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
     where = f" on {target}" if remote else ""
     # the calibration protocol: sizes and repetitions chosen from the device's facts so that

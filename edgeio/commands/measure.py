@@ -243,7 +243,7 @@ def _campaign_name(facts: dict) -> str | None:
     if len(facts) != 1 or next(iter(facts)) == "local":
         return None
     import datetime as _dt
-    from measure.ssh import target_slug
+    from measure.targets import target_slug
     f = next(iter(facts.values()))
     device = "-".join(x for x in (f.get("host") or "device", f.get("arch"), "emulated" if f.get("emulated") else "")
                       if x)
