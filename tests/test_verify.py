@@ -411,6 +411,36 @@ def test_resume_removes_what_a_run_killed_before_its_first_cell_left(calibrated,
 
 
 @needs_kvm
+def test_a_verify_from_before_cell_records_still_reports(calibrated, tmp_path):
+    """predictions.csv and comparison.csv as verify wrote them before they carried each
+    cell (and the speed-up and drift columns): the report recomputes and accepts them."""
+    from verification import campaign as vcampaign
+    from verification.compare import BASE_COLUMNS
+    path = verify.run(**_verify_args(calibrated, op="read", size="4KiB", out=str(tmp_path), quiet=True))
+    now = vcampaign.load(path).comparison
+    p = path / "predictions.csv"
+    os.chmod(p, 0o644)
+    old = pd.read_csv(p, dtype={"config": str})
+    old = old[["env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", "high_s", "model_config",
+               "predicted_at", "calibration"]]
+    p.write_text(old.to_csv(index=False))
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["verify"]["predictions"]["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+    (path / "metadata.json").write_text(json.dumps(meta))
+    os.chmod(path / "comparison.csv", 0o644)
+    now[BASE_COLUMNS].to_csv(path / "comparison.csv", index=False)
+    again = vcampaign.load(path).comparison
+    assert again["measured_s"].tolist() == now["measured_s"].tolist()
+    assert again["measured_speedup"].tolist()[1] == pytest.approx(now["measured_speedup"].tolist()[1])
+    # and an edited plan is still caught, by the configuration the old file recorded
+    plan = json.loads((path / "plan.json").read_text())
+    plan[1]["params"]["blocks_per_call"] = "4"
+    (path / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(UserError, match="params is"):
+        vcampaign.load(path)
+
+
+@needs_kvm
 def test_verify_format_json_and_the_verdict_shows_the_measured_fix(calibrated, tmp_path, capsys):
     """--format json: stdout is the comparison and nothing else (docs/formats.md); the
     report's verdict then shows the fix as measured beside its baseline, as a ratio to native."""
