@@ -285,3 +285,29 @@ def test_resume_refuses_tampered_predictions(calibrated, tmp_path):
     with pytest.raises(UserError, match="differ from what was written before measuring"):
         verify.run(scenario=None, resume=str(path), quiet=True)
     assert not list((path / "cells").glob("*.json"))
+
+
+@needs_kvm
+def test_resume_of_a_verify_killed_before_its_first_record_removes_what_it_left(calibrated, tmp_path):
+    """Issue 19: the resume used to clean up only when some cell had been recorded."""
+    def stop(cell):
+        raise KeyboardInterrupt            # killed as the first cell starts: no record yet
+    with pytest.raises(UserError):
+        verify.run(**_verify_args(calibrated, op="read", size="4KiB", out=str(tmp_path), on_start=stop))
+    path = next(tmp_path.glob("*verify-hvt-multiblock"))
+    assert not list((path / "cells").glob("*.json"))
+    tag = json.loads((path / "metadata.json").read_text())["resource_tag"]
+    # what a kill -9 leaves (the interrupt above tore down): a work directory of each configuration
+    left = [Path(f"/var/tmp/edgeio-{tag}-{i}-hvt.Kill{i}9") for i in range(2)]
+    for d in left:
+        d.mkdir()
+        (d / "disk.img").write_bytes(b"\0" * 4096)
+    try:
+        verify.run(scenario=None, resume=str(path), quiet=True)
+        assert [d for d in left if d.exists()] == []
+        assert len(pd.read_csv(path / "comparison.csv")) == 2
+    finally:
+        for d in left:
+            if d.exists():
+                import shutil
+                shutil.rmtree(d)

@@ -329,6 +329,8 @@ def _resume(path: Path, quiet, on_start) -> Path:
                         "resume it with invoke measure --resume")
     predictions = load_predictions(path, v)
     targets = {name: _target(name) for name in engine.target_names(cells)}
+    # the predictions were made for the machine the campaign recorded: no override here
+    engine.check_same_machine(campaign, engine.target_metadata(targets))
     environments = _environments(cells, targets)
     _check(environments, [c for c in cells if c["cell_id"] not in records], v.get("scenario"), ", ".join(targets))
     if not quiet:
