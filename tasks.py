@@ -39,7 +39,7 @@ def _user_errors(fn):
     "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
     "out": "parent directory of the campaign (default: results/)",
     "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
-    "target": "local, ssh://user@host[:port] or testbed:BOARD (repeatable)",
+    "target": "local, ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
     "allow_other_machine": "with --resume: go on although the target is not the machine the campaign "
@@ -147,7 +147,7 @@ def setup(c):
     "scenario": "what-if scenario to build and measure (see invoke predict --scenario list)",
     "param": "scenario parameter key=value (repeatable), e.g. blocks=8",
     "calibration": "parameter set JSON (default: the newest fitted for this target)",
-    "target": "local or ssh://user@host[:port]",
+    "target": "local, ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD",
     "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB; k, kb, KiB = 1024 bytes (as fio)",
     "op": "write_sync,write,read or all (default: the calibration's)",
     "reps": "repetitions per cell (default: the calibration campaign's)",

@@ -90,8 +90,8 @@ def main() -> int:
         except UserError as e:
             notes.append(f"{name}: not verified: {e}")
             continue
-        comp = pd.read_csv(path / "comparison.csv", keep_default_na=False, dtype={"config": str})
-        comp["inside"] = comp["inside"].astype(str) == "True"
+        from verification import campaign as verification_campaign
+        comp = verification_campaign.load(path).comparison      # recomputed from the cell records
         rows.append(comp.assign(whatif=name, seconds=time.monotonic() - t, campaign=path.name))
     comp = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -115,11 +115,9 @@ def main() -> int:
         line("what-ifs: largest |error|", f"{a.max():.1%}", "<= 35%", a.max() <= 0.35)
         line("what-ifs: share inside their 95% intervals", f"{fx['inside'].mean():.0%}", ">= 80%",
              fx["inside"].mean() >= 0.80)
-        from edgeio.stats import speedups
-        sp = pd.concat([speedups(g).assign(whatif=n) for n, g in comp.groupby("whatif", sort=False)],
-                       ignore_index=True)
+        sp = comp[(comp["role"] == "fix") & comp["predicted_speedup"].notna()]
         if len(sp):
-            sa = sp["rel_error"].abs()
+            sa = sp["speedup_rel_error"].abs()
             print(f"(speed-up over the baseline measured beside each fix, predicted vs measured, {len(sp)} pairs: "
                   f"median |error| {sa.median():.1%}, largest {sa.max():.1%}; the load of a shared machine "
                   "drifts between campaigns, a ratio within one run does not)")

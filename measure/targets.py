@@ -15,6 +15,29 @@ from pathlib import Path
 from edgeio.errors import UserError
 
 
+# An emulated testbed board (measure/testbed writes it into the board's rootfs) says so here.
+TESTBED_MARKER = "/etc/edgeio-testbed.json"
+
+
+def target_slug(name: str) -> str:
+    """A short form of a target name safe in file and container names ([A-Za-z0-9_.-]):
+    'local', 'pi_pi1', 'root_127.0.0.1_2222', 'raspberrypi'."""
+    text = name[len("ssh://"):] if name.startswith("ssh://") else name
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_") or "target"
+
+
+def emulation_facts(target) -> dict:
+    """An emulated testbed board says so in its marker file: record it (else nothing)."""
+    import json
+    try:
+        marker = json.loads(target.read_text(TESTBED_MARKER) or "null")
+    except ValueError:
+        return {}
+    if not isinstance(marker, dict) or not marker.get("emulated"):
+        return {}
+    return {"emulated": True, "testbed": {k: marker[k] for k in ("board", "cpu", "missing") if k in marker}}
+
+
 class Target:
     """Interface shared by LocalTarget and SshTarget."""
 

@@ -24,6 +24,15 @@ def docker_running() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+@pytest.fixture(autouse=True)
+def _empty_ssh_config(monkeypatch, tmp_path_factory):
+    """The runner's ~/.ssh/config plays no part in tests: SSH targets read an empty
+    ssh_config ($EDGEIO_SSH_CONFIG) unless a test points it at its own."""
+    empty = tmp_path_factory.getbasetemp() / "empty_ssh_config"
+    empty.touch()
+    monkeypatch.setenv("EDGEIO_SSH_CONFIG", str(empty))
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real sshd on loopback (own host key, own authorized key, a free port), one per run."""

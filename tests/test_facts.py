@@ -82,7 +82,7 @@ def test_facts_follow_the_directory(tmp_path):
 
 
 def test_facts_over_ssh_equal_local(sshd):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     t = parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
     try:
         remote = t.facts()

@@ -4,7 +4,7 @@ here, shipped with put, booted there, and its serial log read back."""
 import pytest
 
 from measure.environments.qemu import QemuEnvironment
-from measure.ssh import parse_target
+from measure.reach import parse_target
 from tests.conftest import HOST_ARCH
 
 

@@ -12,7 +12,7 @@ import struct
 import pytest
 
 from measure.environments.linux import LinuxEnvironment
-from measure.ssh import parse_target
+from measure.reach import parse_target
 from sshd import Sshd
 from tests.conftest import ELF_MACHINE, FOREIGN_ARCH, HOST_ARCH, needs_cross_gcc
 

@@ -77,6 +77,9 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
         raise UserError("--max-size goes with --protocol calibrate")
     cap = parse_size(max_size, "--max-size") if max_size else None
     target_objs = [_target(t) for t in (targets or ["local"])]
+    if any(not isinstance(t, LocalTarget) for t in target_objs):
+        from measure.ssh import open_fleet
+        open_fleet(target_objs)     # every SSH host at once: a key problem stops us here, before any cell
     names = _env_names(env)
     if not names:
         raise UserError(f"--env {env!r}: no environment named")
@@ -261,15 +264,9 @@ def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
 
 
 def _target(spec: str):
-    if spec in ("local", "", None):
-        return LocalTarget()
-    if spec.startswith(("ssh://", "testbed:")):
-        try:
-            from measure.ssh import parse_target
-        except ImportError:
-            raise UserError("ssh targets are not available in this version") from None
-        return parse_target(spec)
-    raise UserError(f"unknown target {spec!r}: local, ssh://user@host[:port] or testbed:BOARD")
+    """'local', ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD."""
+    from measure.reach import parse_target
+    return parse_target(spec)
 
 
 def _env_names(env: str, what: str = "--env") -> list[str]:
@@ -296,7 +293,7 @@ def _reps_arg(reps):
 
 def _renumber(cells):
     """One index across every target's cells; remote cells carry their target's slug."""
-    from measure.ssh import target_slug
+    from measure.targets import target_slug
     for i, cell in enumerate(cells):
         cell["index"] = i
         suffix = cell["cell_id"].split("-", 1)[1]
