@@ -349,6 +349,15 @@ def test_report_recomputes_a_few_batch_verify_and_refuses_a_forged_comparison(ca
     proc = _report_cli("--verify", str(path), "--out", str(tmp_path / "r2"), env=env)
     assert proc.returncode == 2 and "measured_s is" in proc.stderr and "refusing" in proc.stderr, proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1 and "Traceback" not in proc.stderr
+    # found by itself beside a measurement campaign, not asked for: left out with a warning
+    # naming why, the rest reported (alone under results/, it was the report's source: refused above)
+    import shutil
+    shutil.copytree(calibrated["campaign"], results / Path(calibrated["campaign"]).name)
+    proc = _report_cli("--out", str(tmp_path / "r3"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "verify campaign left out" in proc.stderr and "measured_s is" in proc.stderr
+    md = next((tmp_path / "r3").rglob("report.md")).read_text()
+    assert path.name not in md
 
 
 @needs_kvm

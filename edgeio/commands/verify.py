@@ -301,6 +301,8 @@ def _resume(path: Path, quiet, on_start, fmt=None) -> Path:
     campaign, cells, records = engine.resume(path)
     vcampaign.open_campaign(path)     # predictions as written, and the plan they were made for
     targets = {name: _target(name) for name in engine.target_names(cells)}
+    # the predictions were made for the machine the campaign recorded: no override here
+    engine.check_same_machine(campaign, engine.target_metadata(targets))
     environments = _environments(cells, targets)
     _check(environments, [c for c in cells if c["cell_id"] not in records],
            campaign.metadata()["verify"].get("scenario"), ", ".join(targets))
