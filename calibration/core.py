@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from edgeio.errors import UserError
+from edgeio.identity import differences
 from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_list, check_number, check_str
 from model.params import FITTED, SPECS
 
@@ -263,26 +264,13 @@ def _clamp(k: str, v: float) -> float:
     return v
 
 
-# Facts that identify a machine, with how far they may differ (memory: what the kernel
-# reports moves a little between boots and kernels).
-IDENTITY = ("host", "arch", "cpu_model", "cpus", "kvm")
-
-
 def matches(cal: "Calibration", facts: dict) -> str | None:
     """None if `cal` was fitted for the machine of `facts`; else why not, one line."""
     try:
         mine = cal.machine
     except UserError as e:
         return str(e)
-    diffs = []
-    for k in IDENTITY:
-        a, b = mine.get(k), (facts or {}).get(k)
-        if a not in (None, "") and b not in (None, "") and str(a) != str(b):
-            diffs.append(f"{k} {a} vs {b}")
-    ma, mb = mine.get("memory_bytes"), (facts or {}).get("memory_bytes")
-    if isinstance(ma, (int, float)) and isinstance(mb, (int, float)) and ma > 0 and mb > 0 \
-            and abs(ma / mb - 1) > 0.05:
-        diffs.append(f"memory {ma / 2 ** 30:.1f} GiB vs {mb / 2 ** 30:.1f} GiB")
+    diffs = differences(mine, facts)
     if diffs:
         return (f"calibration {cal.source} was fitted for another machine ({'; '.join(diffs)}; "
                 "calibration vs this target)")

@@ -153,3 +153,29 @@ def test_fleet_opens_every_host_and_names_each_untrusted_one(sshd, jump, tmp_pat
     assert f"[127.0.0.1]:{jump.port} is not in {empty}" in str(e.value) and "\n" not in str(e.value)
     assert good._alive() and good.connects == 1 and not bad._alive()
     good.close()
+
+
+def test_testbed_names_resolve_to_the_boards_sshd(sshd, tmp_path, monkeypatch):
+    """testbed:pi and the URL `invoke testbed up pi` prints reach the board with its own key
+    and host key (resolved in measure/reach.py). The board is a stand-in, named as such: a
+    process whose command line names the state directory, and the loopback sshd as its
+    sshd (booting the emulated Pi takes minutes; tests/test_testbed_pi.py does that)."""
+    import json
+    monkeypatch.setenv("EDGEIO_CACHE", str(tmp_path / "cache"))
+    from measure.testbed import state_dir
+    directory = state_dir("pi")
+    board = subprocess.Popen(["sh", "-c", "read line", "sh", str(directory / "qemu.stand-in")],
+                             stdin=subprocess.PIPE)
+    try:
+        (directory / "state.json").write_text(json.dumps({
+            "pid": board.pid, "port": sshd.port, "identity": str(sshd.identity),
+            "known_hosts": str(sshd.known_hosts), "url": f"ssh://root@127.0.0.1:{sshd.port}"}))
+        for spec in ("testbed:pi", f"ssh://root@127.0.0.1:{sshd.port}"):
+            t = parse_target(spec)
+            try:
+                assert (t.identity, t.known_hosts) == (str(sshd.identity), str(sshd.known_hosts))
+                assert t.run(["echo", "board"]).stdout == b"board\n"
+            finally:
+                t.close()
+    finally:
+        board.communicate(b"\n", timeout=30)
