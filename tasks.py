@@ -152,17 +152,19 @@ def setup(c):
     "op": "write_sync,write,read or all (default: the calibration's)",
     "reps": "repetitions per cell (default: the calibration campaign's)",
     "out": "parent directory of the verify campaign (default: results/verify/)",
-    "resume": "continue a killed verify campaign directory"})
+    "resume": "continue a killed verify campaign directory",
+    "quiet": "print no progress line per cell",
+    "format": "print the comparison as json, csv or md on stdout (the rest on stderr)"})
 @_user_errors
 def verify(c, scenario=None, param=None, calibration=None, target=None, size=None, op=None,
-           reps=None, out=None, resume=None, quiet=False):
+           reps=None, out=None, resume=None, quiet=False, format=None):
     """Predict a fix, write the prediction down, then build it, measure it and compare."""
     from edgeio.commands import verify as command
     if not scenario and not resume:
         from edgeio.errors import UserError
         raise UserError("give --scenario NAME (invoke predict --scenario list) or --resume DIR")
     command.run(scenario=scenario, params=param or [], calibration=calibration, target=target,
-                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet)
+                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet, fmt=format)
 
 
 @task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign"})
