@@ -166,6 +166,7 @@ MEASURE = [
     ("--env linux --reps -1", "expected 1 to"),
     ("--env linux --batches -1", "--batches -1: must be at least 1"),
     ("--env linux --batches 1.5", "--batches '1.5': expected a whole number"),
+    ("--env linux --batches 100000000000", "--batches 100000000000: expected 1 to 100000000"),
     ("--env linux --seed -1", "--seed -1: must be at least 0"),
     ("--env linux --seed 0x10", "expected a whole number"),
     ("--env linux --cell-timeout -5", "--cell-timeout '-5'"),
