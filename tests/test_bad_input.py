@@ -164,7 +164,7 @@ MEASURE = [
     ("--env linux --reps 1e3", "expected a whole number"),
     ("--env linux --reps 100000000000", "--reps 100000000000: expected 1 to 100000000"),
     ("--env linux --reps -1", "expected 1 to"),
-    ("--env linux --batches -1", "--batches -1: must be at least 1"),
+    ("--env linux --batches -1", "--batches -1: expected 1 to 100000000"),
     ("--env linux --batches 1.5", "--batches '1.5': expected a whole number"),
     ("--env linux --batches 100000000000", "--batches 100000000000: expected 1 to 100000000"),
     ("--env linux --seed -1", "--seed -1: must be at least 0"),
