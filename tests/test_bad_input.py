@@ -485,6 +485,21 @@ def test_file_readers_give_a_value_or_one_line_on_any_text(tmp_path_factory, tex
     _value_or_one_line(load, path)
 
 
+CSV_CELL = st.sampled_from(["linux", "hvt", "xen", "write", "read", "4096", "-1", "0", "nan", "inf", "1e-6", "",
+                            "1e400", "x", '"', "{}", '{"mem": "x"}', '{"flush": 1}']) | st.text(max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CSV_CELL, min_size=1, max_size=6), max_size=4),
+       header=st.sampled_from(["env,size_bytes,op,mean_per_op_s", "env,size_bytes,op,mean_per_op_s,config",
+                               "env,size_bytes,op,mean_per_op_s,reps,ci95_low_s,ci95_high_s", "env,op"]))
+def test_results_csv_reader_gives_a_results_set_or_one_line(tmp_path_factory, header, rows):
+    from calibration.results import load_results
+    path = tmp_path_factory.mktemp("r") / "results.csv"
+    path.write_text("\n".join([header] + [",".join(r) for r in rows]) + "\n")
+    _value_or_one_line(load_results, str(path), str(PI4_PROFILE))
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.lists(st.sampled_from(["params", "fit", "metadata", "machine", "workloads", "covariance",
                                       "joint", "matrix", "syscall_s", "value", 0, 1, "env", "op"]),
