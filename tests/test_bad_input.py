@@ -348,7 +348,18 @@ TESTBED = [
     ("frobnicate pi", "testbed: action 'frobnicate': use up, down, status"),
     ("up pi --arch sparc", "--arch 'sparc'"),
 ]
-MAIN = []
+MAIN = [   # each refused before the protocol starts (a case that slipped through would measure for minutes)
+    ("--target ftp://host", "unknown target 'ftp://host'"),
+    ("--target ssh://", "ssh://"),
+    ("--pi --target ssh://user@host", "give one of them"),
+    ("--budget abc", "--budget 'abc': expected a duration"),
+    ("--budget inf", "--budget 'inf'"),
+    ("--budget 0", "--budget '0': a duration must be positive"),
+    ("--budget -5m", "--budget '-5m'"),
+    ("--exclude linux,linux", "--exclude 'linux,linux': 'linux' given twice"),
+    ("--exclude vmware", "--exclude 'vmware': unknown"),
+    ("--out {f}/a_file", "not a directory"),
+]
 # Options invoke's parser cannot take (unknown, a value missing, a flag given a value): the
 # `edgeio` command makes them one line and exit 2 too (`invoke` itself exits 1 for them).
 UNPARSABLE = [
