@@ -20,7 +20,7 @@ from calibration.core import FIT_COLUMNS, Calibration, load, matches
 from calibration.fit import Fitter, cells_from
 from calibration.results import load_results
 from calibration.validate import validate as _validate
-from model.params import SPECS, priors
+from model.params import SPECS, prior_sds, priors
 
 __all__ = ["Calibration", "fit", "load", "load_results", "results_set", "matches", "validate"]
 
@@ -47,8 +47,8 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     results = _check(results, source)
     cells = cells_from(results, machine)
     t0 = time.perf_counter()
-    prior = priors(machine)
-    fitter = Fitter(cells, prior=prior)
+    prior, prior_sd = priors(machine), prior_sds(machine)
+    fitter = Fitter(cells, prior=prior, prior_sd=prior_sd)
     fr = fitter.fit(start=dict(prior))
     modelled = [r.per_op_s for r in fitter.model(fr.values)]
     table = pd.DataFrame({
@@ -69,6 +69,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "profile": attrs.get("profile"),
         "statistic": attrs.get("statistic", "mean_per_op_s"),
         "prior": {k: prior[k] for k in SPECS if k in prior},
+        "prior_sd": prior_sd,
         "environments": {f"{c.env} {c.config}": _cfg_dict(c.cfg) for c in cells},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
                        "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se} for c in cells],
@@ -90,9 +91,10 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                                         "leave-one-cell-out, linearised (PRESS residuals e/(1-h) "
                                         "of the joint Gauss-Newton fit)"),
     }
-    cal = Calibration(_param_table(fr, prior), table, source, metadata)
+    cal = Calibration(_param_table(fr, prior, prior_sd), table, source, metadata)
     if validate:
-        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior)
+        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior,
+                                   prior_sd=prior_sd)
         _record_validation(cal)
     return cal
 
@@ -123,7 +125,7 @@ def validate(cal: Calibration, results: pd.DataFrame, progress=None, workers: in
     (refits in `workers` processes; default one per usable core)."""
     machine = results.attrs.get("machine") or cal.machine
     cal.validation = _validate(cells_from(results, machine), cal.values(), progress=progress, workers=workers,
-                               prior=priors(machine))
+                               prior=priors(machine), prior_sd=prior_sds(machine))
     _record_validation(cal)
     return cal.validation
 
@@ -142,7 +144,7 @@ def _cfg_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _param_table(fr, prior) -> dict:
+def _param_table(fr, prior, prior_sd) -> dict:
     """value, stderr and 95% interval per parameter: from the joint covariance (so the
     intervals carry the confounding between costs), Student t; times symmetric and cut
     at zero, the others log-symmetric; unidentified ones get their prior's spread."""
@@ -165,7 +167,7 @@ def _param_table(fr, prior) -> dict:
             else:
                 lo, hi = val * math.exp(-t * rel), val * math.exp(t * rel)
         else:
-            sd = spec.sd
+            sd = prior_sd.get(name, spec.sd)
             se = val * sd
             if Fitter.additive(name):
                 lo, hi = max(0.0, val - 1.96 * se), val + 1.96 * se

@@ -88,8 +88,10 @@ class Calibration:
         base = self.values()
         draws = [dict(base) for _ in range(n)]
         # parameters no cell pinned are as uncertain as their priors (log-normal)
+        widened = self.metadata.get("prior_sd") or {}
         for k in self.prior_only():
-            sd = SPECS[k].sd if SPECS[k].kind != "linear" else math.log1p(SPECS[k].sd)
+            spread = float(widened.get(k, SPECS[k].sd))
+            sd = spread if SPECS[k].kind != "linear" else math.log1p(spread)
             z = rng.normal(0.0, sd, size=n)
             for draw, zk in zip(draws, z.tolist()):
                 v = base[k] * math.exp(zk)

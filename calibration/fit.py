@@ -122,8 +122,12 @@ def fit_residuals(t: np.ndarray, measured: np.ndarray, sigma: np.ndarray | float
 
 
 class Fitter:
-    def __init__(self, cells: list[Cell], simulator: Simulator | None = None, prior: dict | None = None):
+    def __init__(self, cells: list[Cell], simulator: Simulator | None = None, prior: dict | None = None,
+                 prior_sd: dict | None = None):
         self.cells = cells
+        # each parameter's prior spread (model.params.prior_sds(machine): the machine widens some)
+        self.sd = {n: SPECS[n].sd for n in SPECS if SPECS[n].kind != "fixed"}
+        self.sd.update(prior_sd or {})
         self.sim = simulator or Simulator()
         self.measured = np.array([c.measured_s for c in cells])
         self.sigma = np.array([c.sigma for c in cells])
@@ -160,7 +164,7 @@ class Fitter:
                 row[j] = 1.0
                 X.append(row)
                 y.append(self.prior[n])
-                w.append(1.0 / (SPECS[n].sd * self.prior[n]) ** 2)
+                w.append(1.0 / (self.sd[n] * self.prior[n]) ** 2)
             res = sm.WLS(np.array(y), np.array(X), weights=np.array(w)).fit()
             beta = np.asarray(res.params)
             if (beta > 0).all():
@@ -175,7 +179,7 @@ class Fitter:
     # -- stage 2 -------------------------------------------------------------------------
     def nonlinear_stage(self, values: dict, names: list, max_nfev: int | None = None):
         pri = np.log([self.prior[n] for n in names])
-        sd = np.array([SPECS[n].sd for n in names])
+        sd = np.array([self.sd[n] for n in names])
         lo = np.array([math.log(BOUNDS.get(n, (self.prior[n] / 1e3,))[0]) for n in names])
         hi = np.array([math.log(BOUNDS.get(n, (0, self.prior[n] * 1e3))[1]) for n in names])
         x0 = np.clip(np.log([values[n] for n in names]), lo + 1e-9, hi - 1e-9)
@@ -242,8 +246,8 @@ class Fitter:
     def _residuals(self, values: dict, names: list) -> np.ndarray:
         t = np.array([r.per_op_s for r in self.model(values)])
         data = np.log(t / self.measured) / self.sigma
-        prior = [((values[n] - self.prior[n]) / (SPECS[n].sd * self.prior[n])) if SPECS[n].kind == "linear"
-                 else (math.log(values[n] / self.prior[n]) / SPECS[n].sd) for n in names]
+        prior = [((values[n] - self.prior[n]) / (self.sd[n] * self.prior[n])) if SPECS[n].kind == "linear"
+                 else (math.log(values[n] / self.prior[n]) / self.sd[n]) for n in names]
         return np.concatenate([data, prior])
 
     def joint_covariance(self, values: dict, names: list, step: float = 1e-2):

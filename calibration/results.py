@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from edgeio.errors import UserError
+from edgeio.records import PRIMITIVES
 from model.environments import ENVS, OPS, effective_config
 from model.machine import check as check_machine, load_profile, pi4_profile_path
 
@@ -189,9 +190,14 @@ def _check(df: pd.DataFrame, where: str) -> pd.DataFrame:
     unknown = sorted(set(df["env"]) - set(ENVS))
     if unknown:
         raise UserError(f"{where}: the model has no environment {', '.join(unknown)} (known: {', '.join(ENVS)})")
-    badops = sorted(set(df["op"]) - set(OPS))
+    badops = sorted(set(df["op"]) - set(OPS) - set(PRIMITIVES))
     if badops:
-        raise UserError(f"{where}: unknown op {', '.join(badops)} (known: {', '.join(OPS)})")
+        raise UserError(f"{where}: unknown op {', '.join(badops)} (known: {', '.join(OPS)}; "
+                        f"hvt primitives {', '.join(PRIMITIVES)})")
+    prim = df[df["op"].isin(PRIMITIVES) & (df["env"] != "hvt")]
+    if len(prim):
+        raise UserError(f"{where}: row {prim.index[0] + 2}: the primitive {prim['op'].iloc[0]!r} is an hvt "
+                        f"micro-probe, not of {prim['env'].iloc[0]}")
     df["size_bytes"] = df["size_bytes"].astype("int64")
     df = df.reset_index(drop=True)
     df.attrs.update(attrs)

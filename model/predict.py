@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from edgeio.errors import UserError
-from model.environments import config_for, effective_config, validate
+from model.environments import assumes, config_for, effective_config, validate
 from model.params import Params
 from model.scenarios import get
 from model.simulate import Simulator, Workload
@@ -26,7 +26,7 @@ from model.simulate import Simulator, Workload
 N_DRAWS = 24   # parameter draws per prediction interval (a few seconds for the hvt cells)
 
 COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s",
-           "pi95_low_s", "pi95_high_s", "speedup"]
+           "pi95_low_s", "pi95_high_s", "speedup", "assumes"]
 CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
 
 
@@ -73,9 +73,11 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
             raise UserError(f"cell {i + 1}: needs env, size_bytes and op, got {c!r}") from None
         if size <= 0:
             raise UserError(f"cell {i + 1}: size_bytes must be positive, got {size}")
+        from edgeio.records import PRIMITIVES
         from model.environments import OPS
-        if op not in OPS:
-            raise UserError(f"cell {i + 1}: unknown op {op!r} (known: {', '.join(OPS)})")
+        if op not in OPS and not (env == "hvt" and op in PRIMITIVES):
+            raise UserError(f"cell {i + 1}: unknown op {op!r} (known: {', '.join(OPS)}; "
+                            f"hvt primitives {', '.join(PRIMITIVES)})")
         config = c.get("config")
         if isinstance(config, str):
             try:
@@ -127,7 +129,7 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
         lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q) if samples or sd else (pred, pred)
         rows.append({"scenario": sc.name, "env": w["env"], "size_bytes": wl.size_bytes, "op": wl.op,
                      "baseline_s": base, "predicted_s": pred, "pi95_low_s": lo,
-                     "pi95_high_s": hi, "speedup": base / pred, **p})
+                     "pi95_high_s": hi, "speedup": base / pred, "assumes": assumes(cfg), **p})
     return pd.DataFrame(rows, columns=COLUMNS + list(p))
 
 

@@ -85,6 +85,8 @@ def print_prediction(df, sc, cal) -> None:
         pi = f"[{format_time(r.pi95_low_s)}, {format_time(r.pi95_high_s)}]"
         print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.baseline_s):>10s} "
               f"{format_time(r.predicted_s):>10s} {pi:>23s} {r.speedup:8.2f}x")
+    for env, g in df.groupby("env", sort=False):
+        print(f"  assumes ({env}): {'; '.join(dict.fromkeys(g['assumes']))}")
     slower = df[df["speedup"] < 1]
     for r in slower.itertuples(index=False):
         why = sc.explain or "the scenario removes something the baseline benefited from"
