@@ -18,6 +18,7 @@ from scipy import stats as _st
 
 from calibration.core import FIT_COLUMNS, Calibration, load, matches
 from calibration.fit import Fitter, cells_from
+from model.intervals import POOLED, regime, regime_spreads
 from calibration.results import load_results
 from calibration.validate import validate as _validate
 from model.params import SPECS, prior_sds, priors
@@ -50,7 +51,9 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     prior, prior_sd = priors(machine), prior_sds(machine)
     fitter = Fitter(cells, prior=prior, prior_sd=prior_sd)
     fr = fitter.fit(start=dict(prior))
-    modelled = [r.per_op_s for r in fitter.model(fr.values)]
+    final = fitter.model(fr.values)
+    modelled = [r.per_op_s for r in final]
+    regimes = [regime_of(c, r) for c, r in zip(cells, final)]
     table = pd.DataFrame({
         "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
         "op": [c.op for c in cells], "measured_s": [c.measured_s for c in cells],
@@ -72,7 +75,8 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "prior_sd": prior_sd,
         "environments": {f"{c.env} {c.config}": _cfg_dict(c.cfg) for c in cells},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
-                       "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se} for c in cells],
+                       "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se, "regime": g}
+                      for c, g in zip(cells, regimes)],
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
@@ -87,7 +91,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                     "note": "statsmodels WLS covariance of the per-call costs, nonlinear parameters held"},
         },
         "residual_log_sd": float(np.sqrt(np.mean(np.log1p(table["rel_error"].to_numpy()) ** 2))),
-        "structural_error": _structural(loo, table, len(fr.names or []),
+        "structural_error": _structural(loo, table, len(fr.names or []), regimes,
                                         "leave-one-cell-out, linearised (PRESS residuals e/(1-h) "
                                         "of the joint Gauss-Newton fit)"),
     }
@@ -99,24 +103,34 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     return cal
 
 
-def _structural(loo, table, p, method) -> dict:
-    """The model's structural error (sd of log time) measured out of sample."""
+def regime_of(cell, result) -> str:
+    """The cell's regime (model/intervals.py) from its simulated ledger."""
+    led = result.ledger
+    share = (led.device_s + led.wait_s) / result.per_op_s if result.per_op_s > 0 else 0.0
+    return regime(cell.env, cell.op, share)
+
+
+def _structural(loo, table, p, regimes, method) -> dict:
+    """The model's structural error (sd of log time) measured out of sample, per regime."""
     n = len(table)
     if loo is None or not len(loo):
         e = np.log1p(table["rel_error"].to_numpy(float))
         loo = e * math.sqrt(n / max(1, n - p))
         method = "in-sample residuals inflated by n/(n-p) (no Jacobian)"
-    return {"log_sd": float(np.sqrt(np.mean(np.asarray(loo) ** 2))) if n else 0.0,
-            "df": int(max(1, n - 1)), "method": method}
+    spreads = regime_spreads(loo, regimes)
+    return {"log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "method": method,
+            "regimes": spreads}
 
 
 def _record_validation(cal) -> None:
     cal.metadata["validation"] = summarize_validation(cal.validation)
     loo = cal.validation[cal.validation["kind"] == "leave-one-cell-out"]
-    if len(loo):
+    regimes = [w.get("regime") or POOLED for w in cal.workloads()]
+    if len(loo) and len(loo) == len(regimes):
         e = np.log1p(loo["rel_error"].to_numpy(float))
+        spreads = regime_spreads(e, regimes)
         cal.metadata["structural_error"] = {
-            "log_sd": float(np.sqrt(np.mean(e ** 2))), "df": int(max(1, len(e) - 1)),
+            "log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "regimes": spreads,
             "method": "leave-one-cell-out refits (invoke calibrate --validate)"}
 
 

@@ -61,18 +61,25 @@ class Calibration:
         e = np.log1p(self.fit_table["rel_error"].to_numpy(float))
         return float(np.sqrt(np.mean(e ** 2))) if e.size else 0.0
 
-    def structural_log_sd(self) -> float:
+    def structural_log_sd(self, regime: str | None = None) -> float:
         """The model's structural error (sd of log time per op) measured out of sample:
-        leave-one-cell-out residuals (refits when validated, else linearised)."""
+        leave-one-cell-out residuals (refits when validated, else linearised); of the
+        cell's regime (model/intervals.py) when given and measured."""
         s = self.metadata.get("structural_error") or {}
+        per = (s.get("regimes") or {}).get(regime) if regime else None
+        if per and isinstance(per.get("log_sd"), (int, float)) and math.isfinite(per["log_sd"]):
+            return float(per["log_sd"])
         v = s.get("log_sd")
         if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
             return float(v)
         n = len(self.fit_table)
         return self.residual_log_sd() * math.sqrt(n / max(1, n - 1)) if n else 0.0
 
-    def structural_df(self) -> int:
+    def structural_df(self, regime: str | None = None) -> int:
         s = self.metadata.get("structural_error") or {}
+        per = (s.get("regimes") or {}).get(regime) if regime else None
+        if per and per.get("df"):
+            return int(per["df"])
         return int(s.get("df") or max(1, len(self.fit_table) - 1))
 
     def prior_only(self) -> list[str]:

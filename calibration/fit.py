@@ -28,6 +28,9 @@ from model.params import LINEAR, NONLINEAR, SPECS, priors
 from model.simulate import Simulator, Workload
 
 SIG_DATA = 0.10      # nominal relative error of the model on a cell (its structural error)
+# ... of a primitive (a micro-probe): the model of one is the parameter it isolates, so
+# only its measurement errs; it pins its parameter, priors barely pull
+SIG_PRIMITIVE = 0.03
 # Bounds of the nonlinear parameters (log scale elsewhere: 1e-3..1e3 times the prior).
 # An ext4 fsync asks its disk for a flush before and after the journal commit (and one
 # for the data): a handful, never dozens.
@@ -58,7 +61,9 @@ class Cell:
     def sigma(self) -> float:
         """Relative error a cell is weighed by: the model's nominal error and the cell's
         own measurement uncertainty, in quadrature."""
-        return math.sqrt(SIG_DATA ** 2 + self.rel_se ** 2)
+        from edgeio.records import PRIMITIVES
+        nominal = SIG_PRIMITIVE if self.op in PRIMITIVES else SIG_DATA
+        return math.sqrt(nominal ** 2 + self.rel_se ** 2)
 
 
 def cells_from(results: pd.DataFrame, machine: dict | None = None) -> list[Cell]:

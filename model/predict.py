@@ -6,16 +6,16 @@ Intervals: log time per op is modelled as the model's value plus two independent
 errors, (1) parameter uncertainty: parameter sets drawn from the calibration's joint
 covariance, parameters no cell pinned drawn from their priors (Calibration.sample), and
 (2) the model's structural error, measured out of sample on the calibration's own cells
-(Calibration.structural_log_sd: leave-one-cell-out residuals). The 95% interval is
-exp(log t +- q * sqrt(var_params + sd_struct^2)), q Student t's 97.5% point with the
-structural estimate's degrees of freedom.
+(Calibration.structural_log_sd: leave-one-cell-out residuals) in the predicted cell's
+regime (model/intervals.py: environment x primitive / device-bound / CPU). The 95%
+interval is exp(log t +- q * sqrt(var_params + sd_struct^2)), q Student t's 97.5% point
+with the regime's degrees of freedom.
 """
 
 import json
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from edgeio.errors import UserError
 from model.environments import assumes, config_for, effective_config, validate
@@ -30,20 +30,19 @@ COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s",
 CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
 
 
-def _interval(sim, samples, cfg, wl, pred, sd_struct, q):
-    """(low, high) of the 95% prediction interval around `pred`."""
+def _interval(sim, samples, cfg, wl, res, calibration):
+    """(low, high) of the 95% prediction interval around the simulated `res`: parameter
+    draws plus the structural error of the cell's regime (model/intervals.py)."""
+    from model.intervals import interval, regime
     var = 0.0
     if samples:
         t = np.log([sim(s, cfg, wl).per_op_s for s in samples])
         var = float(np.var(t, ddof=1)) if len(t) > 1 else 0.0
-    half = q * float(np.sqrt(var + sd_struct ** 2))
-    return float(pred * np.exp(-half)), float(pred * np.exp(half))
-
-
-def _spread(calibration):
-    sd = calibration.structural_log_sd()
-    df = calibration.structural_df()
-    return sd, float(_st.t.ppf(0.975, max(df, 1)))
+    led = res.ledger
+    share = (led.device_s + led.wait_s) / res.per_op_s if res.per_op_s > 0 else 0.0
+    name = regime(cfg.name, wl.op, share)
+    lo, hi = interval(res.per_op_s, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+    return float(lo), float(hi)
 
 
 def _default_reps(size: int) -> int:
@@ -64,7 +63,6 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
     Params(values)                          # impossible calibrated values -> UserError
     sim = Simulator()
     samples = calibration.sample(draws) if draws else []
-    sd, q = _spread(calibration)
     rows = []
     for i, c in enumerate(cells):
         try:
@@ -88,8 +86,9 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
         io = (config or {}).get("io_size_bytes") if isinstance(config, dict) else None
         io = int(io) if io else None
         wl = Workload(size, op, int(c.get("reps") or _default_reps(size)), io)
-        pred = sim(values, cfg, wl).per_op_s
-        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q)
+        res = sim(values, cfg, wl)
+        pred = res.per_op_s
+        lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
         rows.append({"env": env, "size_bytes": size, "op": op,
                      "config": json.dumps(config or {}, sort_keys=True, default=str),
                      "predicted_s": pred, "low_s": lo, "high_s": hi})
@@ -111,7 +110,6 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
     machine = calibration.machine
     sim = Simulator()
     samples = calibration.sample(draws) if draws else []
-    sd, q = _spread(calibration)
     rows = []
     cfgs = {}
     for w in wls:
@@ -125,8 +123,9 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
         base_cfg, cfg = cfgs[(w["env"], _key(w.get("config")))]
         wl = Workload(int(w["size_bytes"]), w["op"], int(w["reps"]), w.get("io_size"))
         base = sim(values, base_cfg, wl).per_op_s
-        pred = sim(values, cfg, wl).per_op_s
-        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q) if samples or sd else (pred, pred)
+        res = sim(values, cfg, wl)
+        pred = res.per_op_s
+        lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
         rows.append({"scenario": sc.name, "env": w["env"], "size_bytes": wl.size_bytes, "op": wl.op,
                      "baseline_s": base, "predicted_s": pred, "pi95_low_s": lo,
                      "pi95_high_s": hi, "speedup": base / pred, "assumes": assumes(cfg), **p})

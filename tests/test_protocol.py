@@ -65,6 +65,20 @@ def test_calibrate_covers_every_regime_it_can(facts, accel):
     assert plan(facts, accel, budget_s=600, free_bytes=50 * GIB) == (specs, notes)   # reproducible
 
 
+@pytest.mark.parametrize("facts,accel", [(PI, "kvm"), (HERE, "tcg")], ids=["pi4", "this-vm"])
+def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
+    specs, _ = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
+    prim = [s for s in specs if s["kind"] == "primitive"]
+    assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "exit"),
+                                                          ("hvt", "ring")]
+    assert all(s["kind"] == "file" for s in specs if s not in prim)
+    ring = next(s for s in prim if s["op"] == "ring")
+    assert ring["reps"] % (64 * ring["batches"]) == 0           # whole notifications in every batch
+    assert next(s for s in prim if s["op"] == "copy")["size_bytes"] == P.COPY_PRIMITIVE
+    # short: seconds each, by the estimate
+    assert all(s["estimate_s"] < 5 for s in prim)
+
+
 def test_pi_and_this_machine_get_different_plans():
     pi, _ = plan(PI, "kvm", budget_s=600)
     here, _ = plan(HERE, "tcg", budget_s=600)
@@ -154,6 +168,11 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     assert any("qemu: no file beyond" in n for n in meta["options"]["protocol_info"]["notes"])
     records = store.Campaign.open(path).records()
     assert len(records) == len(cells) and all(r["status"] == "ok" for r in records.values())
+    # the hvt primitives ran (whatever --op said), recorded with their kind
+    prim = {r["cell"]["op"]: r for r in records.values() if r["cell"].get("kind") == "primitive"}
+    assert set(prim) == {"call", "exit", "copy", "ring"}
+    assert all(r["config"]["kind"] == "primitive" for r in prim.values())
+    assert prim["ring"]["config"]["transport"] == "ring" and prim["exit"]["config"]["transport"] == "hvt"
     for rec in records.values():
         assert rec["config"]["env"] == rec["cell"]["env"]
         if rec["cell"]["env"] == "qemu":
