@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from calibration.core import FIT_COLUMNS, Calibration, load, matches
+from calibration.coverage import whatif_needs
 from calibration.fit import Fitter, cells_from
 from model.intervals import POOLED, regime, regime_spreads
 from calibration.results import load_results
@@ -82,6 +83,8 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
                           "on relative errors, worst cells weighed more (nonlinear parameters), weak priors"},
         "unidentified": fr.unidentified,
+        # what a buildable what-if needs and no cell pins: its intervals carry the prior
+        "whatif_unpinned": whatif_needs(cells, machine),
         "covariance": {
             "joint": {"names": fr.names, "matrix": np.asarray(fr.cov).tolist(), "df": fr.df,
                       "additive": [n for n in fr.names if Fitter.additive(n)],

@@ -18,9 +18,11 @@ CELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 ENV_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 OPS = ("write_sync", "write", "read")
 # The calibration protocol's micro-probes ("primitive" cells, docs/formats.md): each
-# repetition is one guest-side block call refused before its exit (call), one bare exit
-# (exit), a copy of size_bytes in guest memory (copy), one ring request without I/O (ring).
-PRIMITIVES = ("call", "exit", "copy", "ring")
+# repetition is, in hvt, one guest-side block call refused before its exit (call), one
+# bare exit (exit), a copy of size_bytes in guest memory (copy), one ring request without
+# I/O (ring); in a qemu guest, one trapped register access (trap).
+PRIMITIVE_ENV = {"call": "hvt", "exit": "hvt", "copy": "hvt", "ring": "hvt", "trap": "qemu"}
+PRIMITIVES = tuple(PRIMITIVE_ENV)
 KINDS = ("file", "primitive")
 STATUSES = ("ok", "failed")
 

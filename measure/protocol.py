@@ -48,8 +48,11 @@ PRIORS = {
     "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
     # the hvt primitives (probe.c) on a software / hardware KVM: the guest's block call
     # refused before its exit, a bare exit, a ring request without I/O, a guest copy per byte
-    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "copy_per_byte": 600e-9},
-    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "copy_per_byte": 0.3e-9},
+    # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device model)
+    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "copy_per_byte": 600e-9,
+                             "trap": 10e-6},
+    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "copy_per_byte": 0.3e-9,
+                             "trap": 5e-6},
 }
 
 
@@ -62,7 +65,8 @@ def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software") -> flo
     whose effective configuration is cfg (Environment.effective_config)."""
     env = cfg.get("env")
     if op in PRIMITIVES:
-        prim = PRIORS["primitive_s_hardware" if kvm == "hardware" else "primitive_s_software"]
+        hardware = kvm == "hardware" and (env != "qemu" or cfg.get("accel") == "kvm")
+        prim = PRIORS["primitive_s_hardware" if hardware else "primitive_s_software"]
         return size * prim["copy_per_byte"] if op == "copy" else prim[op]
     if env == "hvt":
         per_call = PRIORS["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
@@ -143,10 +147,11 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
       beyond-mem   a file 1.5x the environment's memory: reads miss its page cache, and
                    writes outrun its dirty limit (a guest with little memory makes this
                    affordable: qemu gets mem=256 MiB unless told otherwise);
-      primitives   hvt: the micro-probes (kind "primitive", edgeio.records.PRIMITIVES) that
-                   pin the guest-side costs the what-ifs are composed of, a few seconds each:
-                   a block call refused before its exit, a bare exit, a ring request
-                   without I/O, a 64 KiB copy in guest memory. No fix (more blocks per
+      primitives   the micro-probes (kind "primitive", edgeio.records.PRIMITIVES) that
+                   pin the costs the what-ifs are composed of, a few seconds each: hvt's
+                   block call refused before its exit, a bare exit, a ring request
+                   without I/O, a 64 KiB copy in guest memory; an x86_64 qemu guest's
+                   trapped register access (a port read QEMU's device model answers). No fix (more blocks per
                    call, a ring with data, a mapped disk, another disk) is ever measured
                    here: the model is checked on what it has not seen.
     Native reads from the device (a cold cache) are left out: summaries and the model tell
@@ -195,6 +200,12 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             add(env, max(sector, COPY_PRIMITIVE), ("copy",), "primitive: a copy in guest memory",
                 kind="primitive")
             continue
+        if env == "qemu" and (cfg.get("arch") or facts.get("arch")) == "x86_64":
+            add(env, SMALL, ("trap",), "primitive: one trapped register access per repetition",
+                kind="primitive")
+        elif env == "qemu":
+            notes.append("qemu: no trapped-access primitive (port I/O: x86_64 guests only); "
+                         "ide and ahci requests keep trap_s at its prior")
         in_cache = _pow2_floor(l2 // 2)
         add(env, in_cache, ("write", "read"), f"in-cache: {_approx(in_cache)} fits half the "
             f"{_approx(l2)} L2 cache")

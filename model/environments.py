@@ -370,6 +370,9 @@ class LinuxEnv:
             self.host_file.cache.open(size)
 
     def rep(self, ctx, op, size, io):
+        if op == "trap":             # the qemu primitive: one register access QEMU answers
+            yield from self.kernel.sim.cpu(ctx, {"trap_s": 1})
+            return
         self.cache.seek(0)
         if op == "read":
             if self.cfg.cold:
@@ -505,10 +508,12 @@ class HvtEnv:
     def _primitive(self, ctx, op, size):
         """The calibration protocol's micro-probes (unikernel/probe/probe.c), one per
         repetition: a block call the guest refuses before its exit, a bare exit, a copy in
-        guest memory, a ring request without I/O (one notification per ring batch)."""
+        guest memory, a one-block ring read at offset 0 (one notification per ring batch,
+        one small host pread of the cached block per request: nothing to merge)."""
         terms = {"call": {"guest_call_s": 1}, "exit": {"hypercall_s": 1},
                  "copy": {"guest_copy_s_per_byte": size},
-                 "ring": {"ring_post_s": 1, "hypercall_s": 1 / self.cfg.batch}}[op]
+                 "ring": {"ring_post_s": 1, "hypercall_s": 1 / self.cfg.batch, "syscall_s": 1,
+                          "cache_copy_s_per_byte": size}}[op]
         yield from self.sim.cpu(ctx, terms)
 
 

@@ -71,11 +71,11 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
             raise UserError(f"cell {i + 1}: needs env, size_bytes and op, got {c!r}") from None
         if size <= 0:
             raise UserError(f"cell {i + 1}: size_bytes must be positive, got {size}")
-        from edgeio.records import PRIMITIVES
+        from edgeio.records import PRIMITIVE_ENV
         from model.environments import OPS
-        if op not in OPS and not (env == "hvt" and op in PRIMITIVES):
-            raise UserError(f"cell {i + 1}: unknown op {op!r} (known: {', '.join(OPS)}; "
-                            f"hvt primitives {', '.join(PRIMITIVES)})")
+        if op not in OPS and PRIMITIVE_ENV.get(op) != env:
+            raise UserError(f"cell {i + 1}: unknown op {op!r} for {env} (known: {', '.join(OPS)}; "
+                            f"primitives {', '.join(f'{o} ({e})' for o, e in PRIMITIVE_ENV.items())})")
         config = c.get("config")
         if isinstance(config, str):
             try:
@@ -93,6 +93,51 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
                      "config": json.dumps(config or {}, sort_keys=True, default=str),
                      "predicted_s": pred, "low_s": lo, "high_s": hi})
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+SPEEDUP_COLUMNS = ["env", "size_bytes", "op", "predicted_speedup", "low", "high"]
+
+
+def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
+    """The speed-up a user sees, baseline time / fix time, of each pair of cells as they
+    will run (pairs: [(baseline_cell, fix_cell)], cells as predict_cells takes them), with
+    its 95% interval: parameter draws give both cells at once (a cost they share cancels
+    in the ratio), plus the structural error of the fix's regime (model/intervals.py):
+    the baseline is a configuration the calibration measured, and a level error common
+    to both (the machine's load that day) cancels in a ratio measured in one run, so
+    what remains is how well the model predicts a configuration it has not seen."""
+    from model.intervals import interval, regime
+    machine = calibration.machine
+    values = calibration.values()
+    Params(values)
+    sim = Simulator()
+    samples = calibration.sample(draws) if draws else []
+    rows = []
+    for base, fix in pairs:
+        built = []
+        for c in (base, fix):
+            config = c.get("config")
+            if isinstance(config, str):
+                config = json.loads(config) if config.strip() else {}
+            io = (config or {}).get("io_size_bytes")
+            size = int(c["size_bytes"])
+            built.append((config_for(str(c["env"]), config, machine),
+                          Workload(size, str(c["op"]), int(c.get("reps") or _default_reps(size)),
+                                   int(io) if io else None)))
+        (bc, bw), (fc, fw) = built
+        b, f = sim(values, bc, bw), sim(values, fc, fw)
+        ratio = b.per_op_s / f.per_op_s
+        var = 0.0
+        if len(samples) > 1:
+            r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
+            var = float(np.var(r, ddof=1))
+        led = f.ledger
+        share = (led.device_s + led.wait_s) / f.per_op_s if f.per_op_s > 0 else 0.0
+        name = regime(fc.name, fw.op, share)
+        lo, hi = interval(ratio, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+        rows.append({"env": fc.name, "size_bytes": fw.size_bytes, "op": fw.op,
+                     "predicted_speedup": ratio, "low": lo, "high": hi})
+    return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
 
 
 def predict(calibration, scenario: str, params: dict | None = None, draws: int = N_DRAWS) -> pd.DataFrame:
@@ -138,4 +183,4 @@ def _key(config) -> str:
     return str(config or "")
 
 
-__all__ = ["predict", "predict_cells", "effective_config"]
+__all__ = ["predict", "predict_cells", "predict_speedups", "effective_config"]

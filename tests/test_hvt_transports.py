@@ -67,6 +67,7 @@ def test_primitive_probes_count_exactly_and_cost_something(env_factory, op, size
     assert exits["walltime"] == (reps if op == "exit" else 0)       # one bare exit per repetition
     if op == "ring":                      # 128 per batch, 64 per notification: 2 notifications each
         assert c["notifications"] == reps // 64 and c["ring_requests"] == reps and c.get("fsyncs", 0) == 0
+        assert c["host_io_calls"] == reps  # one offset: nothing merges
     else:
         assert exits["ring_notify"] == 0
     config = env.effective_config(cell(size=size, op=op, reps=reps), probe, result.metadata)

@@ -57,7 +57,15 @@ def test_each_primitive_charges_exactly_the_cost_it_isolates():
     assert {k: v for k, v in led["call"].items() if v} == {"guest_call_s": 1}
     assert {k: v for k, v in led["exit"].items() if v} == {"hypercall_s": 1}
     assert {k: v for k, v in led["copy"].items() if v} == {"guest_copy_s_per_byte": 64 * KIB}
-    assert {k: v for k, v in led["ring"].items() if v} == {"ring_post_s": 1, "hypercall_s": 1 / 64}
+    assert {k: v for k, v in led["ring"].items() if v} == {"ring_post_s": 1, "hypercall_s": 1 / 64, "syscall_s": 1,
+                                                           "cache_copy_s_per_byte": 512}
+    trap = simulate(p, config_for("qemu", "", HERE), Workload(4 * KIB, "trap", 10)).ledger.coef
+    assert {k: v for k, v in trap.items() if v} == {"trap_s": 1}
+    # an ide request: QEMU's dispatch and completion as virtio's, plus its trapped accesses
+    led = {d: simulate(p, config_for("qemu", {"disk": d}, HERE), Workload(64 * KIB, "write_sync", 3)).ledger.coef
+           for d in ("virtio", "ide")}
+    assert led["ide"]["virtio_exit_s"] == led["virtio"]["virtio_exit_s"] > 0
+    assert led["ide"]["trap_s"] == pytest.approx(p["ide_exits_per_request"] * led["ide"]["virtio_exit_s"])
 
 
 def test_primitives_pin_what_the_fixes_need_and_calibrate_names_what_is_not():

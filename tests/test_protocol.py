@@ -69,8 +69,9 @@ def test_calibrate_covers_every_regime_it_can(facts, accel):
 def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
     specs, _ = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
     prim = [s for s in specs if s["kind"] == "primitive"]
+    trap = [("qemu", "trap")] if facts["arch"] == "x86_64" else []      # port I/O: x86 guests only
     assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "exit"),
-                                                          ("hvt", "ring")]
+                                                          ("hvt", "ring")] + trap
     assert all(s["kind"] == "file" for s in specs if s not in prim)
     ring = next(s for s in prim if s["op"] == "ring")
     assert ring["reps"] % (64 * ring["batches"]) == 0           # whole notifications in every batch
@@ -168,9 +169,10 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     assert any("qemu: no file beyond" in n for n in meta["options"]["protocol_info"]["notes"])
     records = store.Campaign.open(path).records()
     assert len(records) == len(cells) and all(r["status"] == "ok" for r in records.values())
-    # the hvt primitives ran (whatever --op said), recorded with their kind
+    # the primitives ran (whatever --op said), recorded with their kind
     prim = {r["cell"]["op"]: r for r in records.values() if r["cell"].get("kind") == "primitive"}
-    assert set(prim) == {"call", "exit", "copy", "ring"}
+    assert set(prim) == {"call", "exit", "copy", "ring", "trap"}
+    assert prim["trap"]["cell"]["env"] == "qemu" and prim["trap"]["probe"]["op"] == "trap"
     assert all(r["config"]["kind"] == "primitive" for r in prim.values())
     assert prim["ring"]["config"]["transport"] == "ring" and prim["exit"]["config"]["transport"] == "hvt"
     for rec in records.values():

@@ -21,7 +21,6 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     results = calibration.load_results(source, machine=machine)
     if not allow_priors:
         _require_coverage(results)
-    whatifs = _whatif_coverage(results)
     m = results.attrs["machine"]
     print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells, "
           f"{results.attrs.get('statistic', 'mean_per_op_s')}) for {m.get('host') or 'a machine'} "
@@ -31,11 +30,11 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     status = StatusLine("  validation: ")       # quiet off a terminal: no '\r' in logs
     cal = calibration.fit(results, validate=validate, progress=status if validate else None)
     status.clear()
-    cal.metadata["whatif_unpinned"] = whatifs
     print_parameters(cal)
     print_fit(cal)
     if cal.validation is not None:
         print_validation(cal.validation)
+    whatifs = cal.metadata.get("whatif_unpinned") or {}
     if whatifs:
         print("\nWhat-ifs that need a parameter no cell pins (their intervals carry its prior's width): "
               + "; ".join(f"{n} ({', '.join(s)})" for n, s in whatifs.items()))
@@ -53,12 +52,6 @@ def _require_coverage(results) -> None:
         raise UserError(f"{where} lacks cells that pin {len(missing)} parameter(s) of its environments: "
                         f"{describe(missing)}; measure them, or pass --allow-priors to keep those "
                         "parameters at their priors")
-
-
-def _whatif_coverage(results) -> dict:
-    from calibration.coverage import whatif_needs
-    from calibration.fit import cells_from
-    return whatif_needs(cells_from(results), results.attrs["machine"])
 
 
 def _output_path(out: str | None) -> Path:

@@ -15,7 +15,6 @@ solo5_result_t edgeio_block_ring_post(int w, solo5_off_t o, uint8_t *p, size_t n
 { (void)w, (void)o, (void)p, (void)n; return SOLO5_R_EUNSPEC; }
 solo5_result_t edgeio_block_ring_submit(void) { return SOLO5_R_EUNSPEC; }
 solo5_result_t edgeio_block_ring_flush(void) { return SOLO5_R_EUNSPEC; }
-solo5_result_t edgeio_block_ring_post_nop(void) { return SOLO5_R_EUNSPEC; }
 bool edgeio_block_mapped_supported(void) { return false; }
 solo5_result_t edgeio_block_map(solo5_handle_t h) { (void)h; return SOLO5_R_EUNSPEC; }
 uint8_t *edgeio_block_window(solo5_handle_t h) { (void)h; return 0; }

@@ -24,8 +24,11 @@
  *         and return;
  *   copy  edgeio_copy of size bytes from guest RAM to guest RAM (the mapped
  *         transport's data path);
- *   ring  post one FLUSH request, which moves no data, on the ring
- *         (transport=ring), notifying once per batch: post and complete.
+ *   ring  post one read of one block at offset 0 on the ring (transport=ring),
+ *         notifying once per batch: a request's post and complete, through the
+ *         same call a file op makes; the tender serves each with its own small
+ *         pread (requests at one offset are not contiguous: nothing merges),
+ *         from the host's page cache.
  */
 #include "solo5.h"
 #include "edgeio_ext.h"
@@ -142,7 +145,7 @@ static int primitive(struct run *r, const struct solo5_start_info *si, solo5_han
             break;
         default:
             for (uint64_t i = 0; i < n; i++)
-                if (edgeio_block_ring_post_nop() != SOLO5_R_OK)
+                if (edgeio_block_ring_post(0, 0, a, info->block_size) != SOLO5_R_OK)
                     return fail(r, 5, "ring notification failed", UINT64_MAX, 1);
             if (edgeio_block_ring_submit() != SOLO5_R_OK)
                 return fail(r, 5, "ring notification failed", UINT64_MAX, 1);

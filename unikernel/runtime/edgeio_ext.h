@@ -26,9 +26,6 @@ solo5_result_t edgeio_block_ring_setup(solo5_handle_t handle, uint32_t batch);
 solo5_result_t edgeio_block_ring_post(int write, solo5_off_t offset, uint8_t *buf, size_t size);
 solo5_result_t edgeio_block_ring_submit(void);
 solo5_result_t edgeio_block_ring_flush(void);
-/* post_nop() queues one FLUSH request, which moves no data (the tender syncs
- * only under --flush=on-request): the ring's own cost, for the calibration. */
-solo5_result_t edgeio_block_ring_post_nop(void);
 
 /* Mapped disks (tender --transport=mapped): after map(), block reads and
  * writes on the handle are memory copies (no exit); flush sends one exit. */

@@ -93,13 +93,6 @@ solo5_result_t edgeio_block_ring_post(int write, solo5_off_t offset, uint8_t *bu
     return post(write ? EDGEIO_RING_WRITE : EDGEIO_RING_READ, offset, (uintptr_t)buf, (uint32_t)size);
 }
 
-solo5_result_t edgeio_block_ring_post_nop(void)
-{
-    if (!rg.r)
-        return SOLO5_R_EINVAL;
-    return post(EDGEIO_RING_FLUSH, 0, 0, 0);
-}
-
 solo5_result_t edgeio_block_ring_flush(void)
 {
     solo5_result_t rc = edgeio_block_ring_submit();
