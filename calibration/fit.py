@@ -276,9 +276,14 @@ class Fitter:
             J[:, j] = (self._residuals(v, names) - r0) / (h / values[n])   # per relative change
         n_data = len(self.cells)
         df = float(max(1, n_data - len(names)))
-        s2 = max(float(np.sum(r0[:n_data] ** 2)) / df, 1e-4)
+        # Not scaled by the misfit (s^2 = sum r^2 / df): each cell's weight already is its
+        # measurement error with the model's nominal error, and the error the model makes
+        # beyond it is measured out of sample and added to every interval on its own
+        # (model/intervals.py); scaling by the misfit too would count it twice (on this
+        # shared machine a primitive measured while a neighbour ran made every parameter,
+        # and so a ring's speed-up, uncertain by 100x)
         self.last_jacobian = (J, r0)
-        return np.linalg.pinv(J.T @ J) * s2, df      # relative units: well conditioned
+        return np.linalg.pinv(J.T @ J), df      # relative units: well conditioned
 
     def loo_log_residuals(self) -> np.ndarray | None:
         """Leave-one-cell-out log errors, linearised (PRESS): e_i / (1 - h_ii), h the hat

@@ -5,7 +5,10 @@ environment and whether it is a primitive (a micro-probe), waits mostly for its
 device, or is CPU work (model.simulate's ledger tells). The structural error (sd of
 log time that no parameter explains) is measured out of sample on the calibration's
 own cells (leave-one-cell-out), per regime: pooled over every cell, the worst regime
-(a docker write outrunning its dirty limit) would set every interval's width. A regime
+(a docker write outrunning its dirty limit) would set every interval's width. Within a
+regime the scale is robust (1.4826 x the median |error|, the sd for normal errors): on a
+shared machine one cell measured while a neighbour ran a benchmark is off by 3x, and a
+root-mean-square would let that one cell set every interval of its regime. A regime
 with few cells is shrunk towards the pooled estimate, as SHRINK pseudo-cells would
 (empirical Bayes in its simplest form), so that one lucky cell cannot make an interval
 narrow; a regime no cell measured takes the pooled value.
@@ -33,17 +36,26 @@ def regime(env: str, op: str, device_share: float) -> str:
     return f"{env} {'device' if device_share >= DEVICE_BOUND else 'cpu'}"
 
 
+MAD_SD = 1.4826
+
+
+def robust_sd(e) -> float:
+    """1.4826 x median |e|: the sd of normal errors centred on zero, robust to outliers."""
+    e = np.abs(np.asarray(e, float))
+    return float(MAD_SD * np.median(e)) if e.size else 0.0
+
+
 def regime_spreads(residuals, regimes) -> dict:
-    """Per-regime sd of out-of-sample log errors, shrunk towards the pooled sd."""
+    """Per-regime robust sd of out-of-sample log errors, shrunk towards the pooled one."""
     e = np.asarray(residuals, float)
     regimes = list(regimes)
     n = len(e)
-    pooled = float(np.sqrt(np.mean(e ** 2))) if n else 0.0
+    pooled = robust_sd(e)
     out = {POOLED: {"log_sd": pooled, "n": n, "df": max(1, n - 1)}}
     for r in dict.fromkeys(regimes):
         mine = e[[i for i, x in enumerate(regimes) if x == r]]
         k = len(mine)
-        var = (float(np.sum(mine ** 2)) + SHRINK * pooled ** 2) / (k + SHRINK)
+        var = (k * robust_sd(mine) ** 2 + SHRINK * pooled ** 2) / (k + SHRINK)
         out[r] = {"log_sd": math.sqrt(var), "n": k, "df": max(1, int(round(k + SHRINK)) - 1)}
     return out
 
