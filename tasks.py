@@ -7,9 +7,14 @@ import functools
 import os
 import sys
 
-from invoke import Exit, task
+import invoke
+from invoke import Exit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# No automatic short flags: invoke derives them per task from the first letter, so -o was
+# --op in measure but --out in predict. Long options only, the same in every task.
+task = functools.partial(invoke.task, auto_shortflags=False)
 
 
 def _user_errors(fn):
@@ -28,27 +33,28 @@ def _user_errors(fn):
 @task(iterable=["param", "target"], help={
     "env": "linux,docker,qemu,hvt,xen or all (default: all this machine supports)",
     "exclude": "environments to leave out of --env all, e.g. qemu,hvt",
-    "size": "sizes, e.g. 4KiB,1GiB (default: a quick protocol)",
+    "size": "sizes, e.g. 4KiB,1GiB; k, kb and KiB all mean 1024 bytes (as fio reads them), each size "
+            "once (default: a quick protocol)",
     "op": "write_sync,write,read or all",
     "reps": "repetitions: a number, 'paper' (4 KiB x 100000, 1 GiB x 10) or 'auto'",
     "out": "parent directory of the campaign (default: results/)",
     "param": "environment parameter key=value (repeatable), e.g. blocks_per_call=8",
-    "target": "local, ssh://user@host[:port] or testbed:BOARD (repeatable)",
+    "target": "local, ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
     "cell_timeout": "how long a cell may run before it is abandoned and marked failed: a duration "
                     "(600, 90s, 2h), 'none', or 'auto' (default: 10x its expected time, at least 15 min)",
     "seed": "seed of the random cell order (default 0)",
-    "batches": "timed batches per cell (default 100)",
     "order": "random (default) or interleaved",
-    "io_size": "bytes per call (default: whole file up to 1 MiB, else 1 MiB)",
+    "io_size": "bytes per call, e.g. 64k (= 64 KiB; default: whole file up to 1 MiB, else 1 MiB)",
     "sync": "fsync (default) or fdatasync for write_sync",
     "direct": "O_DIRECT",
     "cold": "drop caches before each read repetition",
-    "ci": "with --reps auto: target 95%% CI half-width, e.g. 2%%",
+    "ci": "with --reps auto: target 95% CI half-width, e.g. 2%",
     "budget": "with --reps auto: time budget per cell, e.g. 10m; with --protocol calibrate: for the campaign",
     "protocol": "quick (default: 4 KiB and 1 MiB, or --size) or calibrate (sizes from the target's facts)",
-    "max_size": "with --protocol calibrate: cap every size (a quick try)",
+    "max_size": "with --protocol calibrate: cap every size, e.g. 1m (= 1 MiB; a quick try)",
+    "quiet": "print no progress line per cell",
     "batches": "timed batches per cell (default: chosen so each batch lasts >= 20 ms)",
 })
 @_user_errors
@@ -83,12 +89,14 @@ def calibrate(c, source=None, out=None, validate=False, allow_priors=False, mach
 @task(iterable=["param"], help={"scenario": "what-if scenario ('list' to list them)",
                                 "param": "scenario parameter key=value (repeatable)",
                                 "calibration": "parameter set JSON (default: the newest)",
-                                "out": "CSV file for the predictions"})
+                                "out": "file for the predictions: .json, .csv or .md (the extension "
+                                       "gives the format; a --format that contradicts it is refused)",
+                                "format": "print json, csv or md instead of the table (docs/formats.md)"})
 @_user_errors
-def predict(c, scenario="list", param=None, calibration=None, out=None):
+def predict(c, scenario="list", param=None, calibration=None, out=None, format=None):
     """Predict what a proposed fix would do, with prediction intervals."""
     from edgeio.commands import predict as command
-    command.run(scenario=scenario, params=param or [], calibration=calibration, out=out)
+    command.run(scenario=scenario, params=param or [], calibration=calibration, out=out, fmt=format)
 
 
 @task(iterable=["campaign", "compare", "verify"], help={
@@ -97,24 +105,26 @@ def predict(c, scenario="list", param=None, calibration=None, out=None):
     "out": "output directory",
     "reference": "report the bundled study figures",
     "compare": "two campaign directories or envs to compare (repeatable)",
-    "verify": "verify campaign directory (repeatable; default: those of the calibration)"})
+    "verify": "verify campaign directory (repeatable; default: those of the calibration)",
+    "format": "with --compare: print the comparison as json, csv or md instead of writing a report"})
 @_user_errors
-def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None):
+def report(c, campaign=None, calibration=None, out=None, reference=False, compare=None, verify=None,
+           format=None):
     """Write the HTML and Markdown report: measured vs modelled vs what-if."""
     from edgeio.commands import report as command
     command.run(campaigns=campaign or [], calibration=calibration, out=out, reference=reference,
-                compare=compare or None, verify=verify or None)
+                compare=compare or None, verify=verify or None, fmt=format)
 
 
 @task(positional=["action", "board"], help={"action": "up, down or status",
             "board": "pi (emulated arm64 Cortex-A72 with KVM) or xen",
             "arch": "the board's arch, where it has several (xen: aarch64 or x86_64)",
-            "timeout": "seconds to wait for the board's sshd (default: the board's)"})
+            "timeout": "how long to wait for the board's sshd: a duration (600, 90s, 15m; default: the board's)"})
 @_user_errors
 def testbed(c, action, board, arch=None, timeout=None):
     """Emulated boards on loopback as SSH targets: up prints the ssh:// URL for --target."""
     from edgeio.commands import testbed as command
-    command.run(action, board=board, arch=arch, timeout=float(timeout) if timeout else None)
+    command.run(action, board=board, arch=arch, timeout=timeout)
 
 
 @task(help={"fast": "skip tests marked slow"})
@@ -134,8 +144,8 @@ def setup(c):
     "scenario": "what-if scenario to build and measure (see invoke predict --scenario list)",
     "param": "scenario parameter key=value (repeatable), e.g. blocks=8",
     "calibration": "parameter set JSON (default: the newest fitted for this target)",
-    "target": "local or ssh://user@host[:port]",
-    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB",
+    "target": "local, ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD",
+    "size": "sizes to measure (default: the calibration's), e.g. 4KiB,1MiB; k, kb, KiB = 1024 bytes (as fio)",
     "op": "write_sync,write,read or all (default: the calibration's)",
     "reps": "repetitions per cell (default: the calibration campaign's)",
     "out": "parent directory of the verify campaign (default: results/verify/)",

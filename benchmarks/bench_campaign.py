@@ -21,7 +21,7 @@ from edgeio import store  # noqa: E402
 from measure import campaign as engine  # noqa: E402
 from measure import plan as planning  # noqa: E402
 from measure.progress import Progress  # noqa: E402
-from measure.ssh import parse_target  # noqa: E402
+from measure.reach import parse_target  # noqa: E402
 from measure.targets import LocalTarget  # noqa: E402
 from sshd import Sshd  # noqa: E402
 

@@ -39,10 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeio.units import format_size  # noqa: E402
+from edgeio.units import KIB, MIB, format_size  # noqa: E402
 from measure.probe_build import parse_probe_output, probe_binary  # noqa: E402
 
-KIB, MIB = 1 << 10, 1 << 20
 CASES = [  # op, size, io_size
     ("write_sync", 4 * KIB, 4 * KIB),
     ("write", 4 * KIB, 4 * KIB),

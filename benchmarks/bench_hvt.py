@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeio.paths import cache_dir                          # noqa: E402
-from edgeio.units import parse_size                         # noqa: E402
+from edgeio.parse import parse_size                         # noqa: E402
+from edgeio.units import GIB                                # noqa: E402
 from measure.environments.hvt import HvtEnvironment         # noqa: E402
 from measure.hvt_build import UNIKERNEL_DIR, build          # noqa: E402
 from measure.targets import LocalTarget, machine_facts      # noqa: E402
@@ -141,7 +142,6 @@ def throughput(size: int, reps: int, directory: str) -> list[dict]:
 
 
 EXIT_KS = (1, 8, 64, 2048)
-GIB = 1 << 30
 
 
 def _hvt_cell(target, params: dict, name: str, size: int, op: str, reps: int, directory: str):

@@ -13,7 +13,7 @@
    4096, qemu-disk ide, guest-memory 512 MiB.
 Judged on the speed-up, baseline time / fix time (model.predict.predict_speedups: the
 ratio with its 95% interval; measured: the ratio of the cells' medians with a CI from
-their distribution-free median intervals). Targets: speed-up error median <= 15% and
+the batches, bootstrapped). Targets: speed-up error median <= 15% and
 largest <= 40%; no wrong direction where the measured change exceeds 10%; intervals
 cover 80-99% of cells with a median width (high/low) <= 2x.
 Timings on a shared 2-core machine are noisy; every figure names its campaign.
@@ -57,31 +57,31 @@ def protocol_campaign(out: Path) -> Path:
     return measure.run(env="linux,docker,qemu,hvt", protocol="calibrate", out=str(out), quiet=True)
 
 
-def speedup_table(cal, verify_dir: Path, name: str) -> pd.DataFrame:
-    """One row per (env, size, op) of a verify: predicted speed-up and its 95% interval,
-    measured speed-up and its CI."""
+def speedup_table(cal, path: Path, name: str) -> pd.DataFrame:
+    """One row per (env, size, op) of a verify: the predicted speed-up and its 95% interval
+    (model.predict_speedups: a function of the calibration alone, which existed before the
+    verify measured anything), the measured one with its bootstrap CI (verification's
+    comparison, recomputed from the cell records)."""
     from model.predict import predict_speedups
-    pred = pd.read_csv(verify_dir / "predictions.csv", keep_default_na=False, dtype={"config": str})
-    comp = pd.read_csv(verify_dir / "comparison.csv", keep_default_na=False, dtype={"config": str})
+    from verification import campaign as verification_campaign
+    v = verification_campaign.load(path)
+    pred, comp = v.predictions, v.comparison
     keys = ["env", "size_bytes", "op"]
     rows, pairs = [], []
-    for key, g in comp.groupby(keys, sort=False):
-        roles = {r["role"]: r for _, r in g.iterrows()}
-        if set(roles) != {"baseline", "fix"}:
-            continue
+    for r in comp[comp["role"] == "fix"].itertuples(index=False):
         cells = []
         for role in ("baseline", "fix"):
-            p = pred[(pred["env"] == key[0]) & (pred["size_bytes"] == key[1]) & (pred["op"] == key[2])
-                     & (pred["role"] == role)].iloc[0]
-            cells.append({"env": key[0], "size_bytes": int(key[1]), "op": key[2],
-                          "config": json.loads(p["model_config"])})
+            p = pred[(pred["env"] == r.env) & (pred["size_bytes"].astype(int) == int(r.size_bytes))
+                     & (pred["op"] == r.op) & (pred["role"] == role)]
+            if not len(p):
+                break
+            cells.append({"env": r.env, "size_bytes": int(r.size_bytes), "op": r.op,
+                          "reps": int(p["reps"].iloc[0]), "config": json.loads(p["model_config"].iloc[0])})
+        if len(cells) != 2 or not float(r.measured_speedup) > 0:
+            continue
         pairs.append(tuple(cells))
-        b, f = roles["baseline"], roles["fix"]
-        measured = float(b["measured_s"]) / float(f["measured_s"])
-        half = math.sqrt(sum(_log_half(r) ** 2 for r in (b, f)))
-        rows.append({"whatif": name, "env": key[0], "size_bytes": int(key[1]), "op": key[2],
-                     "measured": measured, "m_low": measured * math.exp(-half),
-                     "m_high": measured * math.exp(half)})
+        rows.append({"whatif": name, **{k: getattr(r, k) for k in keys}, "measured": float(r.measured_speedup),
+                     "m_low": float(r.measured_speedup_ci95_low), "m_high": float(r.measured_speedup_ci95_high)})
     sp = predict_speedups(cal, pairs)
     out = pd.DataFrame(rows)
     out["predicted"], out["p_low"], out["p_high"] = sp["predicted_speedup"], sp["low"], sp["high"]
@@ -92,13 +92,6 @@ def speedup_table(cal, verify_dir: Path, name: str) -> pd.DataFrame:
     same_side = (out["predicted"] > 1) == (out["measured"] > 1)
     out["wrong_direction"] = change & ~same_side
     return out
-
-
-def _log_half(r) -> float:
-    lo, hi = float(r["ci95_low_s"]), float(r["ci95_high_s"])
-    if not (lo > 0 and hi > 0):
-        return 0.0
-    return (math.log(hi) - math.log(lo)) / 2
 
 
 def _direction(r) -> str:
@@ -151,13 +144,14 @@ def main() -> int:
     sp = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
     measured = "reused" if t_measure is None else f"measured in {t_measure:.0f} s"
-    prims = results[results["op"].isin(["call", "exit", "copy", "ring"])]
+    from edgeio.records import PRIMITIVES
+    prims = results[results["op"].isin(PRIMITIVES)]
     print(f"\nbench_verify: campaign {campaign} ({len(results)} cells, {len(prims)} primitives; {measured}), "
           f"calibration {cal_path} (fit + validation {t_cal:.0f} s)")
     for r in prims.itertuples(index=False):
         per = r.measured_s / r.size_bytes * 1e9 if r.op == "copy" else r.measured_s * 1e6
         unit = "ns/B" if r.op == "copy" else "us"
-        print(f"  primitive {r.op:5s} {per:9.1f} {unit}")
+        print(f"  primitive {r.env} {r.op:5s} {per:9.3f} {unit}")
     fit = cal.fit_table["rel_error"].abs()
     print(f"  in-sample fit: median |error| {fit.median():.1%}, largest {fit.max():.1%}")
     left = cal.metadata.get("whatif_unpinned") or {}

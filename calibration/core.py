@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from edgeio.errors import UserError
+from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_list, check_number, check_str
 from model.params import FITTED, SPECS
 
 FORMAT = "edgeio-calibration/1"
@@ -156,6 +157,13 @@ def load(path) -> Calibration:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not an {FORMAT} calibration file")
     try:
+        check_file(data)
+    except Invalid as e:
+        raise UserError(f"{path}: {e.field}: {e.why}") from None
+    if data.get("machine") is not None:
+        from model.machine import check as check_machine
+        check_machine(data["machine"], str(path), "machine.")
+    try:
         params = data["params"]
         missing = [k for k in FITTED if k not in params]
         if missing and len(missing) < len(FITTED):
@@ -186,6 +194,74 @@ def load(path) -> Calibration:
     except UserError as e:
         raise UserError(f"{path}: corrupt calibration file ({e})") from None
     return cal
+
+
+def check_file(data: dict) -> None:
+    """The fields of a calibration file (what `to_json` writes), each of the right type and
+    finite; raises Invalid(field, why). The machine facts are model.machine.check's."""
+    from model.environments import ENVS, OPS
+    check_str(data.get("source"), "source", optional=False)
+    for key in ("created", "target", "host"):
+        check_str(data.get(key), key)
+    check_dict(data.get("machine"), "machine")
+    params = data.get("params")
+    check_dict(params, "params", optional=False)
+    for name, p in params.items():
+        check_choice(name, f"params.{name}", tuple(SPECS))
+        check_dict(p, f"params.{name}", optional=False)
+        for key in ("value", "stderr", "ci95_low", "ci95_high"):
+            check_number(p.get(key), f"params.{name}.{key}", optional=key != "value")
+        check_str(p.get("unit"), f"params.{name}.unit")
+        check_str(p.get("description"), f"params.{name}.description")
+    for table, columns in (("fit", FIT_COLUMNS), ("validation", VALIDATION_COLUMNS)):
+        rows = data.get(table)
+        check_list(rows, table, optional=table == "validation")
+        for i, row in enumerate(rows or []):
+            where = f"{table}[{i}]"
+            check_dict(row, where, optional=False)
+            check_choice(row.get("env"), f"{where}.env", ENVS, optional=False)
+            check_int(row.get("size_bytes"), f"{where}.size_bytes", lo=1)
+            check_choice(row.get("op"), f"{where}.op", OPS, optional=False)
+            check_str(row.get("kind"), f"{where}.kind", optional=table == "fit")
+            for key in columns[3:] if table == "fit" else columns[4:]:
+                check_number(row.get(key), f"{where}.{key}", optional=True)
+    meta = data.get("metadata")
+    check_dict(meta, "metadata")
+    meta = meta or {}
+    workloads = meta.get("workloads")
+    check_list(workloads, "metadata.workloads")
+    for i, w in enumerate(workloads or []):
+        where = f"metadata.workloads[{i}]"
+        check_dict(w, where, optional=False)
+        check_choice(w.get("env"), f"{where}.env", ENVS, optional=False)
+        check_int(w.get("size_bytes"), f"{where}.size_bytes", lo=1)
+        check_choice(w.get("op"), f"{where}.op", OPS, optional=False)
+        check_int(w.get("reps"), f"{where}.reps", lo=0, optional=True)
+        check_int(w.get("io_size"), f"{where}.io_size", lo=1, optional=True)
+    s = meta.get("structural_error")
+    check_dict(s, "metadata.structural_error")
+    check_number((s or {}).get("log_sd"), "metadata.structural_error.log_sd", lo=0, optional=True)
+    check_int((s or {}).get("df"), "metadata.structural_error.df", lo=0, optional=True)
+    cov = meta.get("covariance")
+    check_dict(cov, "metadata.covariance")
+    for kind in ("joint", "wls"):
+        c = (cov or {}).get(kind)
+        check_dict(c, f"metadata.covariance.{kind}")
+        if not c:
+            continue
+        names, matrix = c.get("names") or [], c.get("matrix") or []
+        check_list(names, f"metadata.covariance.{kind}.names")
+        for j, n in enumerate(names):
+            check_choice(n, f"metadata.covariance.{kind}.names[{j}]", tuple(SPECS))
+        check_list(c.get("additive"), f"metadata.covariance.{kind}.additive")
+        check_list(matrix, f"metadata.covariance.{kind}.matrix")
+        if len(matrix) != len(names):
+            raise Invalid(f"metadata.covariance.{kind}.matrix", f"{len(matrix)} rows for {len(names)} names")
+        for j, row in enumerate(matrix):
+            if not isinstance(row, list) or len(row) != len(names):
+                raise Invalid(f"metadata.covariance.{kind}.matrix[{j}]", f"expected a row of {len(names)} numbers")
+            for k, x in enumerate(row):
+                check_number(x, f"metadata.covariance.{kind}.matrix[{j}][{k}]")
 
 
 def _clamp(k: str, v: float) -> float:

@@ -21,7 +21,7 @@ import pandas as pd
 from edgeio.errors import UserError
 from edgeio.records import PRIMITIVE_ENV, PRIMITIVES
 from model.environments import ENVS, OPS, effective_config
-from model.machine import check as check_machine, load_profile, pi4_profile_path
+from model.machine import campaign_cache_fallback, check as check_machine, load_profile, pi4_profile_path
 
 REQUIRED = ["env", "size_bytes", "op", "mean_per_op_s"]
 OPTIONAL = ["reps", "config", "io_size_bytes", "median_per_op_s", "ci95_low_s", "ci95_high_s"]
@@ -108,6 +108,10 @@ def _from_campaign(path: Path, profile) -> pd.DataFrame:
     target = targets[0]
     meta = camp.metadata()
     facts = dict(profile["machine"]) if profile else campaign_facts(meta, target)
+    notes = []
+    if not profile:
+        facts, note = campaign_cache_fallback(facts)
+        notes += [note] if note else []
     check_machine(facts, f"{path} (target {target})")
     records = [r for r in camp.records().values() if r.get("status") == "ok"]
     df = summary.rename(columns={"repetitions": "reps"}).copy()
@@ -120,7 +124,7 @@ def _from_campaign(path: Path, profile) -> pd.DataFrame:
                                sort_keys=True, default=str) for r in df.itertuples()]
     df.attrs["source"] = f"campaign: {path.resolve()}"
     df = _check(df, str(path))
-    df.attrs.update(machine=facts, profile=(profile or {}).get("profile"), target=target,
+    df.attrs.update(machine=facts, profile=(profile or {}).get("profile"), target=target, notes=notes,
                     host=facts.get("host") or meta.get("host", ""), statistic="median_per_op_s")
     return df
 

@@ -112,17 +112,16 @@ def stability_warnings(values) -> list[str]:
     return out
 
 
-def speedups(comparison):
-    """Each fix row of a verify comparison (edgeio/commands/verify.py) against the baseline
-    row measured beside it (same env, size_bytes, op): predicted and measured speed-up
-    (baseline / fix) and the relative error of the predicted one. A ratio measured in one
-    run is immune to what drifted on the machine since the calibration campaign (the load
-    of a shared host); absolute levels are not."""
-    keys = ["env", "size_bytes", "op"]
-    base = comparison[comparison["role"] == "baseline"]
-    m = comparison[comparison["role"] == "fix"].merge(base, on=keys, suffixes=("", "_base"))
-    out = m[keys + ["config"]].copy()
-    out["predicted_speedup"] = m["predicted_s_base"] / m["predicted_s"]
-    out["measured_speedup"] = m["measured_s_base"] / m["measured_s"]
-    out["rel_error"] = out["predicted_speedup"] / out["measured_speedup"] - 1
-    return out.reset_index(drop=True)
+def ratio_of_medians_ci95(numerator, denominator, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of median(numerator) / median(denominator), two
+    independent samples (e.g. a baseline's and a fix's per-op times over their batches),
+    each resampled on its own. Fewer than 6 values on either side: (nan, nan), as
+    median_ci95 (an interval from so few batches means nothing)."""
+    a, b = np.asarray(numerator, float), np.asarray(denominator, float)
+    if a.size < 6 or b.size < 6:
+        return math.nan, math.nan
+    rng = np.random.default_rng(0)
+    ma = np.median(a[rng.integers(0, a.size, size=(resamples, a.size))], axis=1)
+    mb = np.median(b[rng.integers(0, b.size, size=(resamples, b.size))], axis=1)
+    low, high = np.percentile(ma / mb, [2.5, 97.5])
+    return float(low), float(high)

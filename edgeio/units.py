@@ -1,39 +1,35 @@
-"""Sizes and times: bytes and seconds inside, KiB/GiB and µs/ms/s for humans."""
+"""Sizes and times: bytes and seconds inside, KiB/GiB and µs/ms/s for humans.
+
+The one home of the binary units; edgeio/parse.py reads sizes with SIZE_UNITS.
+"""
 
 import math
-import re
 
-from edgeio.errors import UserError
+KIB, MIB, GIB, TIB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
-_BINARY = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
-           "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-_DECIMAL = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+# Size suffixes as fio reads them (its default kb_base=1024): k, kb and KiB all mean 1024.
+SIZE_UNITS = {"": 1, "b": 1,
+              "k": KIB, "kb": KIB, "kib": KIB,
+              "m": MIB, "mb": MIB, "mib": MIB,
+              "g": GIB, "gb": GIB, "gib": GIB,
+              "t": TIB, "tb": TIB, "tib": TIB}
 
 
 def parse_size(text) -> int:
-    """'4KiB' -> 4096. K/M/G and KiB/MiB/GiB are binary, KB/MB/GB decimal (as fio)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        m = _SIZE_RE.match(str(text))
-        unit = m.group(2).lower() if m else None
-        factor = _BINARY.get(unit) or _DECIMAL.get(unit) if m else None
-        if not factor:
-            raise UserError(f"malformed size {text!r}: use e.g. 512, 4KiB, 64MiB, 1GiB")
-        value = int(m.group(1)) * factor
-    if value <= 0:
-        raise UserError(f"size must be positive, got {text!r}")
-    return value
+    """edgeio.parse.parse_size, for callers that import it from here."""
+    from edgeio.parse import parse_size as parse
+    return parse(text)
 
 
 def parse_sizes(text) -> list[int]:
-    return [parse_size(part) for part in str(text).split(",") if part.strip()]
+    """edgeio.parse.parse_sizes, for callers that import it from here."""
+    from edgeio.parse import parse_sizes as parse
+    return parse(text)
 
 
 def format_size(n: int) -> str:
     """4096 -> '4 KiB'; exact binary units only, else bytes."""
-    for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, factor in (("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if n >= factor and n % factor == 0:
             return f"{n // factor} {unit}"
     return f"{n} B"

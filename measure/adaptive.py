@@ -13,11 +13,10 @@ the rounds.
 """
 
 import math
-import re
 from dataclasses import dataclass
 
 from edgeio import stats
-from edgeio.errors import UserError
+from edgeio.parse import parse_duration as _parse_duration, parse_percent
 
 DEFAULT_CI = 0.02          # 2% of the mean
 DEFAULT_BUDGET_S = 600.0   # 10 minutes per cell
@@ -35,30 +34,12 @@ ROUND_TIMEOUT_FACTOR = 2.0
 
 def parse_ci(text) -> float:
     """'2%' or '0.02' -> 0.02 (relative half-width of the 95% interval)."""
-    s = str(text).strip()
-    try:
-        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
-    except ValueError:
-        raise UserError(f"malformed --ci {text!r}: use e.g. 2% or 0.02") from None
-    if not 0 < value < 1:
-        raise UserError(f"--ci must be between 0% and 100%, got {text!r}")
-    return value
+    return parse_percent(text, "--ci")
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|hr)?\s*$")
-_DURATION_UNITS = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0,
-                   "hr": 3600.0}
-
-
-def parse_duration(text) -> float:
+def parse_duration(text, what: str = "--budget") -> float:
     """'10m' -> 600.0, '90s' -> 90.0, '1.5h' -> 5400.0, '45' -> 45.0 seconds."""
-    m = _DURATION_RE.match(str(text).lower())
-    if not m:
-        raise UserError(f"malformed duration {text!r}: use e.g. 90s, 10m, 2h")
-    value = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    if value <= 0:
-        raise UserError(f"duration must be positive, got {text!r}")
-    return value
+    return _parse_duration(text, what)
 
 
 def mark_plan(plan: list[dict], ci: float = DEFAULT_CI, budget_s: float = DEFAULT_BUDGET_S) -> list[dict]:

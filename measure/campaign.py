@@ -48,7 +48,7 @@ def fleet_plan(plan: list[dict], targets: list[str]) -> list[dict]:
     With one target the plan keeps its cell ids; with several, each id gets the
     target's slug ('0003-linux-4KiB-read-pi_pi1'), safe in file and container names.
     """
-    from measure.ssh import target_slug
+    from measure.targets import target_slug
     targets = list(dict.fromkeys(targets or ["local"]))
     if len(targets) == 1:
         return [dict(cell, target=targets[0]) for cell in plan]

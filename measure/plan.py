@@ -3,27 +3,22 @@
 import random
 
 from edgeio.errors import UserError
-from edgeio.options import parse_params
-from edgeio.units import format_size, parse_size, parse_sizes
+from edgeio.parse import parse_choices, parse_int, parse_params, parse_size, parse_sizes  # noqa: F401  (commands use planning.parse_*)
+from edgeio.units import GIB, KIB, format_size
 
 OPS = ("write_sync", "write", "read")
-KIB, GIB = 1 << 10, 1 << 30
 
 # The study's protocol (DESIGN.md §1): 4 KiB x 100000 and 1 GiB x 10.
 PAPER = {4 * KIB: 100_000, 1 * GIB: 10}
 # `invoke measure` with no arguments: small sizes, a few minutes on a laptop.
 QUICK_SIZES = (4 * KIB, 1 << 20)
 QUICK_REPS = {4 * KIB: 1000, 1 << 20: 50}
+MAX_REPS = 100_000_000      # the study's largest is 100000; past this a cell never ends
 
 
-def parse_ops(text: str) -> list[str]:
-    if text in (None, "", "all"):
-        return list(OPS)
-    ops = [o.strip() for o in text.split(",") if o.strip()]
-    for op in ops:
-        if op not in OPS:
-            raise UserError(f"unknown op {op!r}: choose from {', '.join(OPS)} or all")
-    return ops
+def parse_ops(text: str, what: str = "--op") -> list[str]:
+    """'write,read' -> ops; 'all' = every one; an op twice is refused (measured once)."""
+    return parse_choices(what, text, OPS)
 
 
 def reps_for(size: int, reps: str | int | None, quick: bool) -> int:
@@ -36,12 +31,9 @@ def reps_for(size: int, reps: str | int | None, quick: bool) -> int:
         # The study only ran 4 KiB and 1 GiB; other sizes scale between its two points.
         return max(10, min(100_000, (4 << 30) // (size * 10) * 10 // 10))
     try:
-        n = int(reps)
-    except (TypeError, ValueError):
-        raise UserError(f"repetitions must be a positive integer, 'paper' or 'auto', got {reps!r}") from None
-    if n <= 0:
-        raise UserError(f"repetitions must be positive, got {n}")
-    return n
+        return parse_int("--reps", reps, lo=1, hi=MAX_REPS)
+    except UserError as e:
+        raise UserError(f"{e} (repetitions: a whole number, 'paper' or 'auto')") from None
 
 
 def make_plan(envs: list[str], sizes: list[int], ops: list[str], reps, target: str = "local",

@@ -19,17 +19,17 @@ within a time budget; see calibrate_specs.
 import math
 
 from edgeio.records import PRIMITIVES
-from edgeio.units import format_size, format_time
+from edgeio.units import GIB, KIB, MIB, format_size, format_time
 
 MIN_BATCH_S = 0.02          # shortest timed batch (see above)
 QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MAD and a CI
 LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
 LARGE_OP_S = 0.5
-KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 SMALL = 4 * KIB             # per-call costs: one call moves one page
 COPY_PRIMITIVE = 64 * KIB   # the guest copy primitive: per-byte cost dominates its call
 QEMU_CALIBRATE_MIB = 256    # the calibration protocol's small qemu guest (unless --param mem=)
 DEFAULT_BUDGET_S = 600.0
+FALLBACK_LLC_BYTES = MIB    # = model.machine.FALLBACK_LLC_BYTES, when a target gives no cache size
 
 # Seconds (per call, per byte, per flush) for sizing only; the model fits the real ones.
 PRIORS = {
@@ -159,12 +159,17 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
     max_size caps every size (a quick try, a test); free_bytes bounds the largest file.
     """
     caches = facts.get("cpu_caches") or {}
-    llc = caches.get("l3_bytes") or caches.get("l2_bytes") or MIB
+    llc = caches.get("l3_bytes") or caches.get("l2_bytes")
+    specs, notes = [], []
+    if not llc:       # the facts say what was tried (measure/facts.cache_facts); said, not silent
+        llc = FALLBACK_LLC_BYTES
+        tried = (caches.get("source") or {}).get("l2_bytes") if isinstance(caches.get("source"), dict) else None
+        notes.append(f"no last-level cache size ({tried or 'not recorded'}): the cache regimes are planned "
+                     f"for {_approx(llc)}, the size calibrate assumes then (model/machine.py)")
     l2 = caches.get("l2_bytes") or llc
     kvm = facts.get("kvm") or "absent"
     vm = facts.get("vm") or {}
     cap = max_size or (1 << 62)
-    specs, notes = [], []
 
     def add(env, size, ops, why, cache="warm", kind="file"):
         if size > cap:

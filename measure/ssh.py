@@ -1,32 +1,43 @@
-"""A remote machine (a Raspberry Pi on the desk) as a target, over SSH with paramiko.
+"""A remote machine (a Raspberry Pi on the desk) as a target, over SSH with Fabric.
 
-Key authentication only; the host key must already be in known_hosts (never accepted
-silently). Commands travel as argv: every element is quoted with shlex.quote, and the
-only shell text is a constant wrapper, so no user input is ever parsed by a shell.
-A dropped connection raises ConnectionLost (a CellFailed: the campaign goes on); the
-next call reconnects.
+The connection is a fabric.Connection, so the user's ssh_config applies as with `ssh`:
+a Host alias, its HostName, User, Port, IdentityFile and ProxyJump (each jump host a
+gateway Connection). The file is $EDGEIO_SSH_CONFIG if set (like `ssh -F`), else
+~/.ssh/config and /etc/ssh/ssh_config. Several targets are opened at once as a
+Fabric ThreadingGroup (open_fleet).
+
+Key authentication only; every host key, the jump hosts' too, must already be in
+known_hosts (never accepted silently, whatever StrictHostKeyChecking says). Commands
+travel as argv: every element is quoted with shlex.quote, and the only shell text is a
+constant wrapper, so no user input is ever parsed by a shell. A dropped connection
+raises ConnectionLost (a CellFailed: the campaign goes on); the next call reconnects.
+
+Target names ('ssh://...', an alias, 'testbed:pi') are resolved in measure/reach.py.
 """
 
 import getpass
+import glob
+import io
+import logging
 import os
+import re
 import select
 import shlex
 import socket
 import subprocess
 import threading
 import time
-from urllib.parse import urlsplit
 
-import logging
-
+import fabric
 import paramiko
 
 from edgeio.errors import UserError
 from measure.environments.base import CellFailed
-from measure.targets import LocalTarget, Target, _check, machine_facts
+from measure.targets import Target, _check, emulation_facts, machine_facts
 
 ENV_KEY = "EDGEIO_SSH_KEY"
 ENV_KNOWN_HOSTS = "EDGEIO_SSH_KNOWN_HOSTS"
+ENV_SSH_CONFIG = "EDGEIO_SSH_CONFIG"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # Constant wrapper: report the pid (so a timed-out command can be killed), then exec argv.
 _WRAPPER = 'echo "edgeio-pid $$" >&2; exec "$@"'
@@ -54,58 +65,83 @@ class ConnectionLost(CellFailed):
     """The SSH connection dropped (or could not be re-established) during a command."""
 
 
-def parse_target(url: str, identity: str | None = None, known_hosts: str | None = None) -> Target:
-    """'local' -> LocalTarget; 'ssh://user@host[:port]' -> SshTarget (connects on first use).
+class _UnknownHostKey(paramiko.SSHException):
+    """A host (the target or a jump host) whose key is not in known_hosts."""
 
-    identity / known_hosts default to $EDGEIO_SSH_KEY / $EDGEIO_SSH_KNOWN_HOSTS, then to
-    ssh's own defaults (~/.ssh/id_*, the agent, ~/.ssh/known_hosts).
-    """
-    text = (url or "").strip()
-    if text in ("", "local"):
-        return LocalTarget()
-    if text.startswith("testbed:"):            # an emulated board (measure/testbed), by name
-        from measure.testbed import resolve_target
-        state = resolve_target(text[len("testbed:"):])
-        return SshTarget("127.0.0.1", port=state["port"], user="root", identity=state["identity"],
-                         known_hosts=state["known_hosts"])
-    if not text.startswith("ssh://"):
-        raise UserError(f"unknown target {url!r}: use 'local', ssh://user@host[:port] or testbed:BOARD")
-    parts = urlsplit(text)
-    try:
-        port = parts.port or 22
-    except ValueError:
-        raise UserError(f"target {url!r}: malformed port") from None
-    if parts.password is not None:
-        raise UserError(f"target {url!r}: passwords are not accepted, use key authentication")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UserError(f"malformed target {url!r}: use ssh://user@host[:port]")
-    if parts.hostname in ("127.0.0.1", "localhost") and identity is None and known_hosts is None:
-        from measure.testbed import credentials
-        found = credentials(port)       # the URL `invoke testbed up` printed: its key and host key
-        if found:
-            identity, known_hosts = found
-    return SshTarget(parts.hostname, port=port, user=parts.username or getpass.getuser(),
-                     identity=identity, known_hosts=known_hosts)
+    def __init__(self, known_name: str):
+        super().__init__(f"{known_name} not found in known_hosts")
+        self.known_name = known_name
 
 
-def target_slug(name: str) -> str:
-    """A short form of a target name safe in file and container names ([A-Za-z0-9_.-]):
-    'local', 'pi_pi1', 'root_127.0.0.1_2222'."""
-    text = name[len("ssh://"):] if name.startswith("ssh://") else name
-    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_") or "target"
+class _Refuse(paramiko.MissingHostKeyPolicy):
+    """Never accept an unknown host key (Fabric's own default adds it)."""
+
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownHostKey(hostname)
 
 
-def _testbed_facts(target) -> dict:
-    """An emulated testbed board (measure/testbed) says so in a marker file: record it."""
-    import json
-    from measure.testbed.rootfs import MARKER
-    try:
-        marker = json.loads(target.read_text("/" + MARKER) or "null")
-    except ValueError:
-        return {}
-    if not isinstance(marker, dict) or not marker.get("emulated"):
-        return {}
-    return {"emulated": True, "testbed": {k: marker[k] for k in ("board", "cpu", "missing") if k in marker}}
+def ssh_config() -> fabric.Config:
+    """Fabric's config holding the ssh_config rules: $EDGEIO_SSH_CONFIG if set (alone, like
+    `ssh -F`), else ~/.ssh/config and /etc/ssh/ssh_config, Include lines expanded."""
+    path = os.environ.get(ENV_SSH_CONFIG)
+    if path:
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise UserError(f"{ENV_SSH_CONFIG}={path}: no such file")
+    files = [path] if path else [os.path.expanduser("~/.ssh/config"), "/etc/ssh/ssh_config"]
+    rules = paramiko.SSHConfig()
+    for name in files:
+        if os.path.isfile(name):
+            try:
+                rules.parse(io.StringIO(_expand_includes(name)))
+            except (OSError, UnicodeDecodeError, paramiko.SSHException) as e:
+                raise UserError(f"cannot read ssh_config {name}: {e}") from None
+    # The rules given as an object: Fabric then never reads the files again (its clone()
+    # for each ProxyJump hop would otherwise parse them once more per connection).
+    return fabric.Config(ssh_config=rules, lazy=True)
+
+
+def _expand_includes(name: str, depth: int = 0) -> str:
+    """The file's text with each `Include PATTERN...` replaced by the files it names
+    (paramiko ignores Include; relative patterns are under ~/.ssh, as ssh reads them)."""
+    lines = []
+    with open(name) as f:
+        for line in f:
+            words = line.split()
+            if words and words[0].lower() == "include" and depth < 16:
+                for pattern in words[1:]:
+                    pattern = os.path.expanduser(pattern)
+                    if not os.path.isabs(pattern):
+                        pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
+                    for included in sorted(glob.glob(pattern)):
+                        if os.path.isfile(included):
+                            lines.append(_expand_includes(included, depth + 1))
+                continue
+            lines.append(line if line.endswith("\n") else line + "\n")
+    return "".join(lines)
+
+
+def config_aliases(config: fabric.Config) -> set[str]:
+    """The Host names of the ssh_config that are plain aliases (no wildcard, no negation)."""
+    return {h for h in config.base_ssh_config.get_hostnames() if not re.search(r"[*?!]", h)}
+
+
+def _known_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _keyscan(known_name: str, known_hosts: str) -> str:
+    m = re.fullmatch(r"\[(.+)\]:(\d+)", known_name)
+    host, port = (m.group(1), f"-p {m.group(2)} ") if m else (known_name, "")
+    return (f"check the host's fingerprint, then add it: ssh-keyscan {port}{shlex.quote(host)}"
+            f" >> {shlex.quote(known_hosts)}")
+
+
+def _hops(conn):
+    """conn and its ProxyJump gateways, outermost last."""
+    while isinstance(conn, fabric.Connection):
+        yield conn
+        conn = conn.gateway
 
 
 def _drain(chan, out: bytearray, err: bytearray) -> None:
@@ -117,23 +153,39 @@ def _drain(chan, out: bytearray, err: bytearray) -> None:
 
 
 class SshTarget(Target):
-    """Run argv, copy files and read facts on a remote Linux machine."""
+    """Run argv, copy files and read facts on a remote Linux machine.
+
+    host may be an ssh_config alias: HostName, User, Port, IdentityFile and ProxyJump come
+    from its Host block unless given here. name: how records and reports call it (an
+    alias is named by itself).
+    """
 
     reconnect_delays = (1.0, 2.0, 4.0)   # seconds between reconnection attempts
-    connect_timeout = 15.0
+    connect_timeout = 15
     keepalive_s = 15
 
-    def __init__(self, host: str, port: int = 22, user: str | None = None,
-                 identity: str | None = None, known_hosts: str | None = None):
-        self.host, self.port = host, int(port)
-        self.user = user or getpass.getuser()
+    def __init__(self, host: str, port: int | None = None, user: str | None = None,
+                 identity: str | None = None, known_hosts: str | None = None, name: str | None = None,
+                 config: fabric.Config | None = None):
+        self._config = config or ssh_config()
+        self.alias = host
+        rules = self._config.base_ssh_config.lookup(host)
+        self.host = rules.get("hostname", host)
+        self.user = user or rules.get("user") or getpass.getuser()
+        try:
+            self.port = int(port or rules.get("port") or 22)
+        except ValueError:
+            raise UserError(f"ssh_config Host {host}: Port {rules.get('port')!r} is not a number") from None
         self.identity = identity or os.environ.get(ENV_KEY) or None
+        listed = (rules.get("userknownhostsfile") or "").split()
         self.known_hosts = os.path.expanduser(
-            known_hosts or os.environ.get(ENV_KNOWN_HOSTS) or DEFAULT_KNOWN_HOSTS)
+            known_hosts or os.environ.get(ENV_KNOWN_HOSTS) or (listed[0] if listed else DEFAULT_KNOWN_HOSTS))
+        self._system_keys = not (known_hosts or os.environ.get(ENV_KNOWN_HOSTS) or listed)
+        if rules.get("serveraliveinterval", "").isdigit():
+            self.keepalive_s = int(rules["serveraliveinterval"])
         bracket = f"[{host}]" if ":" in host else host
-        self.name = f"ssh://{self.user}@{bracket}" + (f":{self.port}" if self.port != 22 else "")
-        self._client = None
-        self._sftp = None
+        self.name = name or f"ssh://{self.user}@{bracket}" + (f":{self.port}" if self.port != 22 else "")
+        self._conn = None
         self._lock = threading.RLock()
         self._facts = None
         self._orphans = []         # pids of commands cut off by a dropped connection
@@ -143,62 +195,77 @@ class SshTarget(Target):
         return f"SshTarget({self.name})"
 
     # -- connection --------------------------------------------------------------
-    def _known_name(self) -> str:
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-
-    def _keyscan_hint(self) -> str:
-        port = f"-p {self.port} " if self.port != 22 else ""
-        return (f"check the host's fingerprint, then add it: ssh-keyscan {port}{shlex.quote(self.host)}"
-                f" >> {shlex.quote(self.known_hosts)}")
-
-    def _connect_once(self) -> paramiko.SSHClient:
-        client = paramiko.SSHClient()
-        if os.path.isfile(self.known_hosts):
-            try:
-                client.load_host_keys(self.known_hosts)
-            except (OSError, paramiko.SSHException, ValueError) as e:
-                raise UserError(f"cannot read known_hosts {self.known_hosts}: {e}") from None
-        if not os.environ.get(ENV_KNOWN_HOSTS):
-            try:
-                client.load_system_host_keys()
-            except (OSError, paramiko.SSHException):
-                pass
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    def connection(self) -> fabric.Connection:
+        """A new, unopened fabric.Connection (with its jump hosts) that trusts only known hosts."""
         if self.identity and not os.path.isfile(os.path.expanduser(self.identity)):
             raise UserError(f"SSH identity file {self.identity} does not exist")
+        timeouts = {"banner_timeout": self.connect_timeout, "auth_timeout": self.connect_timeout}
+        kwargs = dict(timeouts, password=None, allow_agent=True, look_for_keys=self.identity is None)
+        if self.identity:
+            kwargs["key_filename"] = [os.path.expanduser(self.identity)]
         try:
-            client.connect(
-                self.host, port=self.port, username=self.user, password=None,
-                key_filename=os.path.expanduser(self.identity) if self.identity else None,
-                look_for_keys=self.identity is None, allow_agent=True,
-                timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                auth_timeout=self.connect_timeout)
-        except paramiko.BadHostKeyException:
-            client.close()
-            raise UserError(
-                f"host key of {self._known_name()} does NOT match {self.known_hosts} (a reinstalled host, or "
-                f"someone in the middle); if you trust the change: ssh-keygen -R {shlex.quote(self._known_name())}"
-                f" -f {shlex.quote(self.known_hosts)}, then {self._keyscan_hint()}") from None
-        except paramiko.PasswordRequiredException:
-            client.close()
-            raise UserError(f"SSH key for {self.name} is encrypted: load it into ssh-agent (ssh-add)") from None
-        except paramiko.AuthenticationException as e:
-            client.close()
-            raise UserError(f"{self.name}: key authentication failed ({e}); pass --ssh-key or set "
-                            f"{ENV_KEY}, and add the public key to the remote authorized_keys") from None
-        except paramiko.SSHException as e:
-            client.close()
-            if "not found in known_hosts" in str(e):
-                raise UserError(f"host {self._known_name()} is not in {self.known_hosts}: "
-                                f"{self._keyscan_hint()}") from None
-            raise ConnectionError(str(e)) from None
-        except (OSError, EOFError) as e:
-            client.close()
-            raise ConnectionError(f"{self.name}: {getattr(e, 'strerror', None) or e}") from None
-        transport = client.get_transport()
-        transport.set_keepalive(self.keepalive_s)
+            conn = fabric.Connection(self.alias, user=self.user, port=self.port, config=self._config,
+                                     connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+        except (ValueError, paramiko.SSHException) as e:
+            raise UserError(f"{self.name}: ssh_config: {e}") from None
+        for hop in _hops(conn):
+            hop.client.set_missing_host_key_policy(_Refuse())
+            if os.path.isfile(self.known_hosts):
+                try:
+                    hop.client.load_host_keys(self.known_hosts)
+                except (OSError, paramiko.SSHException, ValueError) as e:
+                    raise UserError(f"cannot read known_hosts {self.known_hosts}: {e}") from None
+            if self._system_keys:
+                try:
+                    hop.client.load_system_host_keys()
+                except (OSError, paramiko.SSHException):
+                    pass
+            if hop is not conn:       # a jump host: its own ssh_config block, our timeouts
+                hop.connect_timeout = self.connect_timeout
+                hop.connect_kwargs = {**timeouts, **hop.connect_kwargs}
+        return conn
+
+    def _trust_error(self, e: Exception) -> UserError | None:
+        """The one-line UserError for a host key or authentication problem, else None."""
+        kh = self.known_hosts
+        if isinstance(e, _UnknownHostKey):
+            which = "" if e.known_name == _known_name(self.host, self.port) else f" (a jump host to {self.name})"
+            return UserError(f"host {e.known_name}{which} is not in {kh}: {_keyscan(e.known_name, kh)}")
+        if isinstance(e, paramiko.BadHostKeyException):
+            known = e.hostname
+            return UserError(
+                f"host key of {known} does NOT match {kh} (a reinstalled host, or someone in the "
+                f"middle); if you trust the change: ssh-keygen -R {shlex.quote(known)} -f {shlex.quote(kh)}, "
+                f"then {_keyscan(known, kh)}")
+        if isinstance(e, paramiko.PasswordRequiredException):
+            return UserError(f"SSH key for {self.name} is encrypted: load it into ssh-agent (ssh-add)")
+        if isinstance(e, paramiko.AuthenticationException):
+            return UserError(f"{self.name}: key authentication failed ({e}); set {ENV_KEY} or the "
+                             f"Host's IdentityFile in ssh_config, and add the public key to the remote "
+                             f"authorized_keys")
+        return None
+
+    def _opened(self, conn: fabric.Connection) -> fabric.Connection:
+        for hop in _hops(conn):
+            hop.transport.set_keepalive(self.keepalive_s)
         self.connects += 1
-        return client
+        return conn
+
+    def _connect_once(self) -> fabric.Connection:
+        conn = self.connection()
+        try:
+            conn.open()
+        except (paramiko.SSHException, OSError, EOFError) as e:   # the jump hosts' too: sorted below
+            _close(conn)
+            raise self._failure(e) from None
+        return self._opened(conn)
+
+    def _failure(self, e: Exception) -> Exception:
+        """What a failed open raises: a UserError (trust, keys) or a ConnectionError (network)."""
+        trust = self._trust_error(e)
+        if trust:
+            return trust
+        return ConnectionError(f"{self.name}: {getattr(e, 'strerror', None) or e}")
 
     def connect(self) -> None:
         """(Re)connect now; network errors are retried a few times, trust errors are not."""
@@ -210,7 +277,7 @@ class SshTarget(Target):
             for delay in (0.0, *self.reconnect_delays):
                 time.sleep(delay)
                 try:
-                    self._client = self._connect_once()
+                    self._conn = self._connect_once()
                 except ConnectionError as e:
                     last = e
                     continue
@@ -231,17 +298,12 @@ class SshTarget(Target):
                 pass
 
     def _alive(self) -> bool:
-        t = self._client.get_transport() if self._client else None
-        return bool(t and t.is_active())
+        return bool(self._conn and self._conn.is_connected)
 
     def _drop(self):
-        for obj in (self._sftp, self._client):
-            try:
-                if obj:
-                    obj.close()
-            except Exception:   # closing a dead connection may fail in any way
-                pass
-        self._sftp = self._client = None
+        if self._conn is not None:
+            _close(self._conn)
+        self._conn = None
 
     def reconnect(self) -> None:
         with self._lock:
@@ -255,22 +317,19 @@ class SshTarget(Target):
     def _transport(self) -> paramiko.Transport:
         with self._lock:
             self.connect()
-            client = self._client       # connect() may have lost it again (killing orphans)
-            transport = client.get_transport() if client else None
-            if transport is None or not transport.is_active():
+            conn = self._conn       # connect() may have lost it again (killing orphans)
+            if conn is None or not conn.is_connected:
                 raise ConnectionLost(f"{self.name}: connection lost right after connecting")
-            return transport
+            return conn.transport
 
     def sftp(self) -> paramiko.SFTPClient:
         with self._lock:
-            if self._sftp is None or not self._alive():
-                transport = self._transport()
-                try:
-                    self._sftp = paramiko.SFTPClient.from_transport(transport)
-                except (paramiko.SSHException, OSError, EOFError) as e:
-                    self._drop()
-                    raise ConnectionLost(f"{self.name}: SFTP failed: {e}") from None
-            return self._sftp
+            self._transport()
+            try:
+                return self._conn.sftp()        # Fabric keeps one per connection
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                self._drop()
+                raise ConnectionLost(f"{self.name}: SFTP failed: {e}") from None
 
     # -- commands ----------------------------------------------------------------
     def run(self, argv, timeout=None, input=None, check=False):
@@ -386,9 +445,61 @@ class SshTarget(Target):
     def facts(self):
         if self._facts is None:
             self._facts = dict(machine_facts(self), target=self.name)
-            self._facts.update(_testbed_facts(self))
+            self._facts.update(emulation_facts(self))
         return dict(self._facts)
 
     def arch(self) -> str:
         """uname -m of the remote machine (aarch64 on a Pi 4): selects the probe binary."""
         return self.facts()["arch"]
+
+
+def _close(conn: fabric.Connection) -> None:
+    """Close a connection and its jump hosts (Fabric's close leaves gateways open)."""
+    for hop in _hops(conn):
+        try:
+            hop.close()
+        except Exception:   # closing a dead connection may fail in any way
+            pass
+
+
+class _Fleet(fabric.ThreadingGroup):
+    """Fabric's ThreadingGroup, opening its connections at once."""
+
+    def open(self):
+        return self._do("open")     # Fabric's hook for group subclasses
+
+
+def open_fleet(targets) -> None:
+    """Open every SSH target of `targets` at once, as one Fabric ThreadingGroup, before a
+    campaign: a host key or key problem on any host is a UserError naming each such host
+    (one line); hosts that are only unreachable are left to the campaign's reconnects."""
+    ssh, seen = [], set()
+    for t in targets:
+        # a group holds each user@host:port once (results are keyed so); a second target
+        # to the same one connects on first use
+        if isinstance(t, SshTarget) and not t._alive() and (t.host, t.user, t.port) not in seen:
+            seen.add((t.host, t.user, t.port))
+            ssh.append(t)
+    if not ssh:
+        return
+    conns = [t.connection() for t in ssh]
+    group = _Fleet.from_connections(conns)
+    try:
+        group.open()
+        results = {}
+    except fabric.exceptions.GroupException as e:
+        results = e.result
+    problems = []
+    for target, conn in zip(ssh, conns):
+        failure = results.get(conn) if results else None
+        if isinstance(failure, Exception):
+            _close(conn)
+            error = target._failure(failure)
+            if isinstance(error, UserError):
+                problems.append(str(error))
+            continue
+        with target._lock:
+            target._drop()
+            target._conn = target._opened(conn)
+    if problems:
+        raise UserError("; ".join(problems))

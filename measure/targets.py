@@ -15,6 +15,29 @@ from pathlib import Path
 from edgeio.errors import UserError
 
 
+# An emulated testbed board (measure/testbed writes it into the board's rootfs) says so here.
+TESTBED_MARKER = "/etc/edgeio-testbed.json"
+
+
+def target_slug(name: str) -> str:
+    """A short form of a target name safe in file and container names ([A-Za-z0-9_.-]):
+    'local', 'pi_pi1', 'root_127.0.0.1_2222', 'raspberrypi'."""
+    text = name[len("ssh://"):] if name.startswith("ssh://") else name
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text).strip("_") or "target"
+
+
+def emulation_facts(target) -> dict:
+    """An emulated testbed board says so in its marker file: record it (else nothing)."""
+    import json
+    try:
+        marker = json.loads(target.read_text(TESTBED_MARKER) or "null")
+    except ValueError:
+        return {}
+    if not isinstance(marker, dict) or not marker.get("emulated"):
+        return {}
+    return {"emulated": True, "testbed": {k: marker[k] for k in ("board", "cpu", "missing") if k in marker}}
+
+
 class Target:
     """Interface shared by LocalTarget and SshTarget."""
 
@@ -135,10 +158,11 @@ def _cpus(nproc: str, cpuinfo: str) -> int:
     return sum(1 for line in cpuinfo.splitlines() if line.split(":")[0].strip() == "processor")
 
 
-def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
+def machine_facts(target: Target, path: str = PROBE_DIR, sys_root: str = "") -> dict:
     """Facts gathered through the target's own interface (so it works over SSH too).
 
     path: the directory the probe writes in (its filesystem and block device are recorded).
+    sys_root: a prefix for the /sys and /proc files read (a test's fake sysfs).
     Keys: docs/formats.md, "Machine facts".
     """
     from measure.facts import gather
@@ -168,5 +192,5 @@ def machine_facts(target: Target, path: str = PROBE_DIR) -> dict:
         "cpus": _cpus(out(["nproc"]), cpuinfo or ""),
         "memory_bytes": _meminfo_total(target.read_text("/proc/meminfo")),
         "kvm": kvm_kind(cpuinfo, arch, kvm_present),
-        **gather(target, path, out, cpuinfo or ""),
+        **gather(target, path, out, cpuinfo or "", arch or platform.machine(), sys_root),
     }

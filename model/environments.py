@@ -29,10 +29,12 @@ import math
 from dataclasses import dataclass
 
 from edgeio.errors import UserError
+from edgeio.records import PRIMITIVES
+from edgeio.limits import default_io_size  # noqa: F401  (model.simulate imports it from here)
 from model.engine import Ctx
+from model.machine import guest_code
 from model.stages import BlockDevice, GuestBlockCache, HostFile, PageCache, Transport, requests
 from model.params import MIB
-from edgeio.records import PRIMITIVES
 
 OPS = ("write_sync", "write", "read")      # file ops; PRIMITIVES (hvt's micro-probes) besides
 ENVS = ("linux", "docker", "qemu", "hvt", "xen")
@@ -153,7 +155,7 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         raise UserError(f"{env}: unknown sync {sync!r} in config (known: {', '.join(SYNCS)})")
     common = {"sync": sync, "direct": _bool(c.get("direct", False)),
               "cold": str(c.get("cache") or "warm") == "cold"}
-    emulated = (machine or {}).get("kvm") == "software"
+    emulated = guest_code(machine or {}) == "emulated"     # a KVM on an emulated board too
     if env in ("linux", "docker"):
         host = (machine or {}).get("memory_bytes") or mem
         if env == "docker" and host:
@@ -171,7 +173,7 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
         cfg = EnvConfig(env, "guest", mem, transport=disk, cpu_factor=factor, **common)
     elif env == "xen":
         cfg = EnvConfig(env, "guest", mem, transport="xen", host_cache=False, xen_kernel=True,
-                        cpu_factor="emulated_cpu_factor" if (machine or {}).get("emulated") else "vm_cpu_factor",
+                        cpu_factor="emulated_cpu_factor" if emulated else "vm_cpu_factor",
                         **common)
     else:
         flush = str(c.get("flush") or "none")
@@ -201,11 +203,6 @@ def assumes(cfg: EnvConfig) -> str:
     if cfg.kind == "guest":
         return f"disk={cfg.transport}, mem={cfg.memory_bytes // MIB} MiB"
     return "as measured"
-
-
-def default_io_size(size: int) -> int:
-    """The file probe's default bytes per call (probes/args.c): the file, at most 1 MiB."""
-    return min(size, MIB)
 
 
 def study_reps(size: int) -> int:

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 
 from edgeio.errors import UserError
-
-KIB, MIB = 1 << 10, 1 << 20
+from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_number, check_str
+from edgeio.units import KIB, MIB  # noqa: F401
 
 # Generic Linux defaults, used when a fact is absent (null). Sources: Linux
 # mm/page-writeback.c (vm_dirty_ratio 20, dirty_background_ratio 10),
@@ -52,7 +52,7 @@ def load_profile(path) -> dict:
         raise UserError(f"{path}: not a machine profile ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("machine"), dict):
         raise UserError(f"{path}: not a machine profile (needs a \"machine\" object of facts)")
-    check(data["machine"], str(path))
+    check_profile(data, str(path))
     data.setdefault("profile", path.stem)
     data.setdefault("source", str(path))
     return data
@@ -63,10 +63,80 @@ def pi4() -> dict:
     return load_profile(pi4_profile_path())
 
 
-def check(facts: dict, where: str = "machine facts") -> None:
-    """A fact the model needs and has no generic default for is a UserError, one line."""
+def check_profile(data, where: str = "machine profile") -> None:
+    """A machine profile file (calibration/data/pi4_machine.json's format): every field of
+    the right type, else one line naming the file and the field; never a default in place
+    of a wrong value."""
+    from model.environments import ENVS
+    try:
+        check_dict(data, "(top level)", optional=False)
+        for key in ("profile", "source", "environments_source"):
+            check_str(data.get(key), key)
+        check_dict(data.get("sources"), "sources")
+        envs = data.get("environments")
+        check_dict(envs, "environments")
+        for env, config in (envs or {}).items():
+            check_choice(env, f"environments.{env}", ENVS)
+            check_dict(config, f"environments.{env}", optional=False)
+            for key, value in config.items():
+                field = f"environments.{env}.{key}"
+                if key in ENV_INTS:
+                    check_int(value, field, lo=ENV_INTS[key], optional=True)
+                elif isinstance(value, (dict, list)):
+                    raise Invalid(field, f"expected a string, number or true/false, got {type(value).__name__}")
+                elif isinstance(value, float):
+                    check_number(value, field)          # nan and inf are no setting
+    except Invalid as e:
+        raise UserError(f"{where}: {e.field}: {e.why}") from None
+    check(data.get("machine"), where, "machine.")
+
+
+# Environment settings a profile gives as whole numbers, with their least value.
+ENV_INTS = {"memory_bytes": 1, "block_size": 512, "blocks_per_call": 1, "batch": 1}
+
+
+def _check_types(facts: dict, prefix: str) -> None:
+    """The facts' types and ranges (docs/formats.md, "Machine facts"); None = not known."""
+    for key in ("host", "arch", "kernel", "os", "cpu_model"):
+        check_str(facts.get(key), prefix + key)
+    check_int(facts.get("cpus"), prefix + "cpus", lo=0, hi=1 << 20, optional=True)
+    check_number(facts.get("memory_bytes"), prefix + "memory_bytes", above=0, optional=True)
+    check_int(facts.get("page_bytes"), prefix + "page_bytes", lo=512, hi=1 << 30, optional=True)
+    check_choice(facts.get("kvm"), prefix + "kvm", ("hardware", "software", "absent"))
+    check_choice(facts.get("emulated"), prefix + "emulated", (True, False))
+    caches = facts.get("cpu_caches")
+    check_dict(caches, prefix + "cpu_caches")
+    for key in ("l1d_bytes", "l2_bytes", "l3_bytes"):
+        check_int((caches or {}).get(key), f"{prefix}cpu_caches.{key}", lo=1, optional=True)
+    dev = facts.get("block_device")
+    check_dict(dev, prefix + "block_device")
+    dev = dev or {}
+    for key in ("name", "model", "scheduler"):
+        check_str(dev.get(key), f"{prefix}block_device.{key}")
+    check_choice(dev.get("kind"), f"{prefix}block_device.kind", tuple(DEVICE_PRIORS))
+    check_choice(dev.get("rotational"), f"{prefix}block_device.rotational", (True, False))
+    check_int(dev.get("readahead_bytes"), f"{prefix}block_device.readahead_bytes", lo=0, optional=True)
+    check_int(dev.get("max_request_bytes"), f"{prefix}block_device.max_request_bytes", lo=512, optional=True)
+    fs = facts.get("filesystem")
+    check_dict(fs, prefix + "filesystem")
+    for key in ("type", "mount", "path"):
+        check_str((fs or {}).get(key), f"{prefix}filesystem.{key}")
+    vm = facts.get("vm")
+    check_dict(vm, prefix + "vm")
+    for key, value in (vm or {}).items():
+        hi = 100 if key.endswith("_ratio") else None
+        check_int(value, f"{prefix}vm.{key}", lo=0, hi=hi, optional=True)
+
+
+def check(facts: dict, where: str = "machine facts", prefix: str = "") -> None:
+    """Facts of the wrong type, or a fact the model needs and has no generic default for,
+    are a UserError, one line naming the field."""
     if not isinstance(facts, dict):
-        raise UserError(f"{where}: machine facts must be a JSON object")
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'machine facts'}: expected an object of machine facts")
+    try:
+        _check_types(facts, prefix)
+    except Invalid as e:
+        raise UserError(f"{where}: {e.field}: {e.why}") from None
     missing = [k for k in REQUIRED if not facts.get(k)]
     caches = facts.get("cpu_caches") or {}
     if "cpu_caches" not in missing and not (_pos(caches.get("l3_bytes")) or _pos(caches.get("l2_bytes"))):
@@ -76,6 +146,29 @@ def check(facts: dict, where: str = "machine facts") -> None:
                         "(record them, or name a machine profile with --machine PROFILE.json)")
     if not _pos(facts.get("memory_bytes")):
         raise UserError(f"{where}: memory_bytes must be a positive number, got {facts.get('memory_bytes')!r}")
+
+
+# The last-level cache a campaign's facts fall back to when its target gave none (no sysfs
+# size, no device-tree one, and the pointer-chase sweep failed): the Raspberry Pi 4's
+# 1 MiB L2 (the study's board). Used only with its source said (campaign_cache_fallback).
+FALLBACK_LLC_BYTES = MIB
+
+
+def campaign_cache_fallback(facts: dict) -> tuple[dict, str | None]:
+    """(facts, note): a campaign's facts with a last-level cache the model can use. When
+    the target gave none, FALLBACK_LLC_BYTES with its source recorded in
+    cpu_caches.source and a note saying so (a campaign measure made is never refused
+    for a fact measure could not get)."""
+    caches = dict(facts.get("cpu_caches") or {})
+    if _pos(caches.get("l3_bytes")) or _pos(caches.get("l2_bytes")):
+        return facts, None
+    tried = ((caches.get("source") or {}).get("l2_bytes") or "the campaign recorded no cache sizes") \
+        if isinstance(caches.get("source"), dict) else "the campaign recorded no cache sizes"
+    why = f"assumed: {FALLBACK_LLC_BYTES >> 20} MiB, a Raspberry Pi 4's L2 ({tried})"
+    caches["l2_bytes"] = FALLBACK_LLC_BYTES
+    caches["source"] = {**(caches.get("source") if isinstance(caches.get("source"), dict) else {}),
+                        "l2_bytes": why}
+    return {**facts, "cpu_caches": caches}, f"last-level cache {why}"
 
 
 def _pos(v) -> bool:
@@ -150,14 +243,24 @@ def kvm_kind(facts: dict) -> str:
     return k if k in ("hardware", "software", "absent") else "absent"
 
 
+def guest_code(facts: dict) -> str:
+    """How fast a guest's kernel-mode code runs here: "emulated" (instruction by
+    instruction: a software KVM, or any KVM on a machine that is itself emulated, such as
+    an emulated Pi board whose EL2 is QEMU's though its `kvm` fact reads "hardware"),
+    "hardware" (the CPU virtualises) or "none" (no KVM). The emulated fact wins."""
+    if facts.get("emulated") is True or kvm_kind(facts) == "software":
+        return "emulated"
+    return "hardware" if kvm_kind(facts) == "hardware" else "none"
+
+
 def machine_priors(facts: dict) -> dict:
     """Every prior that depends on the machine: the device's, the dirty limit's, and
-    what guest code costs where the CPU does not virtualise (software KVM: guest
-    kernel-mode code, which is all of a unikernel, is emulated instruction by
-    instruction, ~1 µs each: /work/shared/notes/emulated-targets.md)."""
+    what guest code costs where it is emulated (guest_code: guest kernel-mode code, which
+    is all of a unikernel, is emulated instruction by instruction, ~1 µs each:
+    /work/shared/notes/emulated-targets.md)."""
     out = device_priors(facts)
     out["dirty_ratio"] = dirty_ratio_prior(facts)
-    if guest_code_emulated(facts):
+    if guest_code(facts) == "emulated":
         # ~100x the hardware priors: the geometric middle of 10-1000x (machine_prior_sds)
         for name, hardware in HARDWARE_GUEST_CODE.items():
             out[name] = 100 * hardware
@@ -173,15 +276,11 @@ HARDWARE_GUEST_CODE = {"guest_call_s": 0.3e-6, "ring_post_s": 0.5e-6, "guest_cop
 EMULATED_SLOWDOWN = (10.0, 1000.0)
 
 
-def guest_code_emulated(facts: dict) -> bool:
-    return kvm_kind(facts) == "software" or bool(facts.get("emulated"))
-
-
 def machine_prior_sds(facts: dict) -> dict:
     """Prior spreads the machine widens: where guest code is emulated, its costs are
     known only to within the 10-1000x slow-down, so their priors' 95% range spans it
     (log sd = ln(1000/10) / (2 x 1.96); a linear cost's sd is relative, exp(sd_log) - 1)."""
-    if not guest_code_emulated(facts):
+    if guest_code(facts) != "emulated":
         return {}
     lo, hi = EMULATED_SLOWDOWN
     sd_log = math.log(hi / lo) / (2 * 1.96)

@@ -26,7 +26,7 @@ from model.simulate import Simulator, Workload
 N_DRAWS = 24   # parameter draws per prediction interval (a few seconds for the hvt cells)
 
 COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s",
-           "pi95_low_s", "pi95_high_s", "speedup", "assumes"]
+           "pi95_low_s", "pi95_high_s", "speedup", "speedup_low", "speedup_high", "assumes"]
 CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
 
 
@@ -98,6 +98,24 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
 SPEEDUP_COLUMNS = ["env", "size_bytes", "op", "predicted_speedup", "low", "high"]
 
 
+def _ratio_interval(sim, samples, base, fix, fix_res, calibration, ratio=None):
+    """95% interval of baseline / fix time: the ratio in every parameter draw (both cells
+    at once) and the fix regime's structural error (see predict_speedups)."""
+    from model.intervals import interval, regime
+    (bc, bw), (fc, fw) = base, fix
+    if ratio is None:
+        ratio = sim(calibration.values(), bc, bw).per_op_s / fix_res.per_op_s
+    var = 0.0
+    if len(samples) > 1:
+        r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
+        var = float(np.var(r, ddof=1))
+    led = fix_res.ledger
+    share = (led.device_s + led.wait_s) / fix_res.per_op_s if fix_res.per_op_s > 0 else 0.0
+    name = regime(fc.name, fw.op, share)
+    lo, hi = interval(ratio, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+    return float(lo), float(hi)
+
+
 def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
     """The speed-up a user sees, baseline time / fix time, of each pair of cells as they
     will run (pairs: [(baseline_cell, fix_cell)], cells as predict_cells takes them), with
@@ -106,7 +124,6 @@ def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
     the baseline is a configuration the calibration measured, and a level error common
     to both (the machine's load that day) cancels in a ratio measured in one run, so
     what remains is how well the model predicts a configuration it has not seen."""
-    from model.intervals import interval, regime
     machine = calibration.machine
     values = calibration.values()
     Params(values)
@@ -127,14 +144,7 @@ def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
         (bc, bw), (fc, fw) = built
         b, f = sim(values, bc, bw), sim(values, fc, fw)
         ratio = b.per_op_s / f.per_op_s
-        var = 0.0
-        if len(samples) > 1:
-            r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
-            var = float(np.var(r, ddof=1))
-        led = f.ledger
-        share = (led.device_s + led.wait_s) / f.per_op_s if f.per_op_s > 0 else 0.0
-        name = regime(fc.name, fw.op, share)
-        lo, hi = interval(ratio, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+        lo, hi = _ratio_interval(sim, samples, (bc, bw), (fc, fw), f, calibration, ratio)
         rows.append({"env": fc.name, "size_bytes": fw.size_bytes, "op": fw.op,
                      "predicted_speedup": ratio, "low": lo, "high": hi})
     return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
@@ -173,7 +183,11 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
         lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
         rows.append({"scenario": sc.name, "env": w["env"], "size_bytes": wl.size_bytes, "op": wl.op,
                      "baseline_s": base, "predicted_s": pred, "pi95_low_s": lo,
-                     "pi95_high_s": hi, "speedup": base / pred, "assumes": assumes(cfg), **p})
+                     "pi95_high_s": hi, "speedup": base / pred,
+                     # the speed-up's own interval (predict_speedups: joint draws, the fix's regime)
+                     **dict(zip(("speedup_low", "speedup_high"),
+                                _ratio_interval(sim, samples, (base_cfg, wl), (cfg, wl), res, calibration))),
+                     "assumes": assumes(cfg), **p})
     return pd.DataFrame(rows, columns=COLUMNS + list(p))
 
 

@@ -10,47 +10,41 @@ Adding one is adding an entry to SCENARIOS.
 from dataclasses import dataclass, field
 from typing import Callable
 
+from edgeio import limits
 from edgeio.errors import UserError
-from edgeio.units import parse_size
+from edgeio.parse import parse_choice, parse_float, parse_int, parse_size
+from edgeio.units import GIB, MIB, TIB
 from model.environments import DISKS, ENVS, FLUSH_ALIASES, FLUSH_POLICIES, EnvConfig
-from model.params import GIB, MIB
+
+# A parameter's type: parse(what, value) -> value, `what` naming it ("hvt-multiblock:
+# --param blocks="). The bounds of a parameter that builds an environment parameter are
+# that parameter's (edgeio/limits.py), so predict refuses what measure would.
 
 
-def _int(name):
-    def parse(v):
-        try:
-            x = int(str(v), 0) if not isinstance(v, (int, float)) else int(v)
-        except ValueError:
-            raise UserError(f"{name} must be an integer, got {v!r}") from None
-        if isinstance(v, float) and v != int(v):
-            raise UserError(f"{name} must be an integer, got {v!r}")
-        return x
+def _int(bounds, power_of_two=False):
+    def parse(what, v):
+        n = parse_int(what, v, *bounds)
+        if power_of_two and n & (n - 1):
+            raise UserError(f"{what}{n}: must be a power of two")
+        return n
     return parse
 
 
-def _float(name):
-    def parse(v):
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            raise UserError(f"{name} must be a number, got {v!r}") from None
-    return parse
+def _float(lo, hi):
+    return lambda what, v: parse_float(what, v, lo, hi)
 
 
-def _choice(name, choices):
-    def parse(v):
-        if str(v) not in choices:
-            raise UserError(f"{name} must be one of {', '.join(choices)}, got {v!r}")
-        return str(v)
-    return parse
+def _choice(choices):
+    return lambda what, v: parse_choice(what, v, choices)
 
 
-def _size(name):
-    def parse(v):
-        if isinstance(v, str) and v.strip().startswith("-"):
-            raise UserError(f"{name} must be positive, got {v!r}")
-        return parse_size(v)
-    return parse
+def _size(lo, hi):
+    return lambda what, v: parse_size(v, what, lo, hi)
+
+
+# Model-only parameters (nothing builds them): finite, and within what could exist.
+MAX_EXITS_PER_REQUEST = 1000
+BLOCKS = _int(limits.HVT_BLOCKS_PER_CALL)
 
 
 @dataclass(frozen=True)
@@ -86,17 +80,8 @@ class Scenario:
             raise UserError(f"scenario {self.name}: unknown parameter {', '.join(unknown)} (known: {known})")
         out = dict(self.defaults)
         for k, v in params.items():
-            out[k] = self.types[k](v)
+            out[k] = self.types[k](f"{self.name}: --param {k}=", v)
         return out
-
-
-def _nonneg(name):
-    def parse(v):
-        x = _float(name)(v)
-        if x < 0:
-            raise UserError(f"{name} must not be negative, got {v!r}")
-        return x
-    return parse
 
 
 def _powers(lo, hi):
@@ -134,7 +119,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "hvt-multiblock", "Solo5 block calls carrying k blocks: one hypercall and one host "
         "pread/pwrite per call (flush policy unchanged: a tender that fsyncs, as the study's did per "
         "hypercall, fsyncs once per call of k blocks)",
-        ("hvt",), {"blocks": 8}, {"blocks": _powers(1, 2048)}, {"blocks": _int("blocks")},
+        ("hvt",), {"blocks": 8}, {"blocks": _powers(1, 2048)}, {"blocks": BLOCKS},
         lambda cfg, p: cfg.replace(blocks_per_call=p["blocks"]),
         "fewer exits only save time; a slower row comes from the host page cache's writeback "
         "timing (dirty throttling) shifting with the call size",
@@ -145,7 +130,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "(fsync at the guest's flush request), each-block (the study's tender: an fsync per hypercall, "
         "so per call of `blocks` blocks; alias block)",
         ("hvt",), {"flush": "each-write", "blocks": 8}, {"flush": list(FLUSH_POLICIES)},
-        {"flush": _choice("flush", FLUSH_CHOICES), "blocks": _int("blocks")},
+        {"flush": _choice(FLUSH_CHOICES), "blocks": BLOCKS},
         _flush_apply,
         "a flush per call of several blocks writes more per fsync; slower only if the host's "
         "writeback timing shifts against it",
@@ -153,7 +138,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario(
         "hvt-blocksize", "a larger Solo5 block size (power of two, 512..32768): fewer blocks per file",
         ("hvt",), {"block_size": 4096}, {"block_size": _powers(512, 32768)},
-        {"block_size": _int("block_size")},
+        {"block_size": _int(limits.HVT_SECTOR_SIZE, power_of_two=True)},
         lambda cfg, p: cfg.replace(block_size=p["block_size"]),
         "bigger blocks mean fewer calls but more bytes per block fsync and per host copy; a slower row "
         "is where those per-byte costs outweigh the calls saved",
@@ -162,7 +147,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "hvt-ring", "a paravirtual transport for hvt: requests on a shared ring, one notification "
         "(hypercall) per batch; the tender still does one host call per request",
         ("hvt",), {"batch": 32, "blocks": 1}, {"batch": _powers(1, 256)},
-        {"batch": _int("batch"), "blocks": _int("blocks")},
+        {"batch": _int(limits.HVT_RING_BATCH), "blocks": BLOCKS},
         lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"]),
         "a ring still costs one host call per request; with batch=1 it saves nothing, and a slower "
         "row comes from the host's writeback timing",
@@ -174,8 +159,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "`exits_per_request` traps remain per request; `blocks` per hvt call",
         ("qemu", "xen", "hvt"), {"exits_per_request": 1.0, "blocks": 1, "guest_cache_mib": 0},
         {"exits_per_request": [0, 0.5, 1, 2, 4]},
-        {"exits_per_request": _float("exits_per_request"), "blocks": _int("blocks"),
-         "guest_cache_mib": _nonneg("guest_cache_mib")},
+        {"exits_per_request": _float(0, MAX_EXITS_PER_REQUEST), "blocks": BLOCKS,
+         "guest_cache_mib": _float(0, limits.HVT_MEM_MIB[1])},
         lambda cfg, p: cfg.replace(
             transport="passthrough", exits_per_request=p["exits_per_request"],
             **({"blocks_per_call": p["blocks"], "guest_cache_bytes": int(p["guest_cache_mib"] * MIB)}
@@ -187,7 +172,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
         "guest-memory", "memory given to the qemu and xen guests (the guest page cache grows; "
         "qemu's host page cache shrinks by as much)",
         ("qemu", "xen"), {"memory": 3 * GIB},
-        {"memory": [512 * MIB, 1 * GIB, 2 * GIB, 3 * GIB, int(3.5 * GIB)]}, {"memory": _size("memory")},
+        {"memory": [512 * MIB, 1 * GIB, 2 * GIB, 3 * GIB, int(3.5 * GIB)]}, {"memory": _size(limits.QEMU_MIN_MEM_MIB * MIB, TIB)},
         lambda cfg, p: cfg.replace(memory_bytes=p["memory"]),
         "a bigger guest leaves qemu's host page cache smaller (and a smaller guest caches less), "
         "so more of the file goes to the device",
@@ -203,7 +188,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario(
         "qemu-disk", "QEMU's disk transport: virtio (paravirtual: one exit per request), ide or ahci "
         "(emulated controllers: several trapped register accesses per request)",
-        ("qemu",), {"disk": "ide"}, {"disk": list(DISKS)}, {"disk": _choice("disk", DISKS)},
+        ("qemu",), {"disk": "ide"}, {"disk": list(DISKS)}, {"disk": _choice(DISKS)},
         lambda cfg, p: cfg.replace(transport=p["disk"]),
         "an emulated controller costs more exits per request; virtio is never slower",
         build=lambda p: {"qemu": {"disk": p["disk"]}}),

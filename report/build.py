@@ -1,6 +1,5 @@
 """Assembling the report document from sources, a calibration and the model's scenarios."""
 
-import json
 import math
 
 import pandas as pd
@@ -10,11 +9,6 @@ from report import caveats, compare as cmp, data, plots, whatif
 from report.document import Cell, Document, Figure, Paragraph, Section, Table, Warnings
 
 _UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9))
-# Metadata keys shown first, in this order; the rest follow as stored.
-_META_FIRST = ("campaign", "source", "host", "arch", "cpu_model", "cpus", "memory_bytes", "os",
-               "kernel", "kvm", "block_device", "filesystem", "probe_version", "git_commit",
-               "start_time", "end_time")
-
 
 # -- formatting --------------------------------------------------------------------
 
@@ -45,18 +39,6 @@ def _num(x) -> str:
     return repr(float(x)) if x is not None and not (isinstance(x, float) and math.isnan(x)) else ""
 
 
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, str]]:
-    out = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and len(json.dumps(v, default=str)) > 80:
-            out += _flatten(v, key + ".")
-        else:
-            text = v if isinstance(v, str) else json.dumps(v, default=str)
-            out.append((key, text if len(text) <= 300 else text[:297] + "..."))
-    return out
-
-
 def _panels(df) -> list[tuple[int, str]]:
     keys = df[["size_bytes", "op"]].drop_duplicates()
     return sorted(((int(s), o) for s, o in keys.itertuples(index=False)),
@@ -71,15 +53,8 @@ def warnings_section(warnings: list[str]) -> Section:
 
 
 def sources_section(sources) -> Section:
-    sec = Section("sources", "Sources and their metadata")
-    for s in sources:
-        meta = dict(s.metadata)
-        ordered = {k: meta.pop(k) for k in _META_FIRST if k in meta}
-        rows = [[Cell(k, header=True), Cell(v)] for k, v in _flatten({**ordered, **meta})]
-        where = f" ({s.path})" if s.path else ""
-        sec.add(Table(f"{s.name}{where}", ["key", "value"], rows, kind="metadata",
-                      attrs={"source": s.name}))
-    return sec
+    from report import sources as _sources
+    return _sources.section(sources)
 
 
 def measured_section(df, samples, series) -> Section:
@@ -126,15 +101,22 @@ def measured_section(df, samples, series) -> Section:
 def model_section(cal) -> Section:
     sec = Section("model", "Calibration: measured vs modelled")
     sec.add(Paragraph(f"Calibration fitted on: {cal.source}."))
+    prior = set(cal.prior_only()) if hasattr(cal, "prior_only") else set()
     rows = []
     for name, p in (cal.params or {}).items():
         value, unit = p.get("value"), str(p.get("unit", ""))
-        ci = (f"[{param_value(p.get('ci95_low', math.nan), unit)}, "
-              f"{param_value(p.get('ci95_high', math.nan), unit)}]")
+        status = _param_status(name, p, prior)
+        low, high = p.get("ci95_low", math.nan), p.get("ci95_high", math.nan)
+        ci = ("—" if status.startswith("fixed") else
+              f"[{param_value(low, unit)}, {param_value(high, unit)}]")
+        meaning = str(p.get("description", "")).split(" [")[0]
         rows.append([Cell(name, {"param": name}, header=True),
-                     Cell(param_value(value, unit), {"value": _num(value)}),
-                     Cell(ci), Cell(str(p.get("unit", ""))), Cell(str(p.get("description", "")))])
-    sec.add(Table("Model parameters (95% CI)", ["parameter", "value", "95% CI", "unit", "meaning"],
+                     Cell(param_value(value, unit), {"value": _num(value), "unit": unit}),
+                     Cell(ci), Cell(status, {"status": status.split(" ")[0]}), Cell(meaning)])
+    sec.add(Paragraph("Values in the units a person reads; the interval is the fit's 95% interval, or the "
+                      "prior's where no cell of the results set pins the parameter ('not pinned (prior)': "
+                      "the data say nothing about it, and predictions that need it carry the prior's width)."))
+    sec.add(Table("Model parameters (95% interval)", ["parameter", "value", "95% interval", "status", "meaning"],
                   rows, kind="params"))
     fit = cal.fit_table
     if fit is not None and len(fit):
@@ -166,8 +148,24 @@ def model_section(cal) -> Section:
     return sec
 
 
+def _param_status(name: str, p: dict, prior: set) -> str:
+    desc = str(p.get("description", ""))
+    if desc.endswith("[fixed]") or (p.get("stderr") == 0 and p.get("ci95_low") == p.get("ci95_high")):
+        return "fixed (machine fact or Linux default)"
+    if name in prior or "[prior" in desc:
+        return "not pinned (prior)"
+    return "fitted"
+
+
+def _sig(x: float, digits: int = 3) -> str:
+    """Three significant digits, no exponent: 0.0275, 27.5, 388, 1990."""
+    from report.verdict import _num
+    return _num(x, digits)
+
+
 def param_value(value, unit: str) -> str:
-    """A model parameter in the unit a person reads: 1.5 µs, 0.9 ns/B, 45 MB/s, 1 MiB."""
+    """A model parameter in the unit a person reads: 1.5 µs, 28.8 µs/MiB, 388 MB/s, 1.99 GB/s,
+    32 MiB, 20%, 1.5×."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -176,13 +174,25 @@ def param_value(value, unit: str) -> str:
         return "n/a"
     if unit == "s":
         return format_time(v) if v > 0 else "0 s"
-    if unit == "s/B":
-        return f"{v * 1e9:.3g} ns/B"
+    if unit == "s/B":           # per MiB: 2.75e-11 s/B reads as 28.8 µs/MiB
+        return (format_time(v * (1 << 20)) if v > 0 else "0 s") + "/MiB"
     if unit == "B/s":
-        return f"{v / 1e6:.3g} MB/s"
+        for name, f in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+            if v >= f:
+                return f"{_sig(v / f)} {name}"
+        return f"{_sig(v)} B/s"
     if unit == "B":
-        return format_size(int(v)) if v >= 1 and v == int(v) else f"{v:.4g} B"
-    return f"{v:.4g}"
+        if v >= 1 and v == int(v) and int(v) & (int(v) - 1) == 0:
+            return format_size(int(v))
+        for name, f in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if v >= f:
+                return f"{_sig(v / f)} {name}"
+        return f"{_sig(v)} B"
+    if unit == "fraction":
+        return f"{_sig(v * 100)}%"
+    if unit == "x":
+        return f"{_sig(v)}×"
+    return _sig(v)
 
 
 def _fmt_any(col: str, v) -> str:
@@ -197,16 +207,55 @@ def _fmt_any(col: str, v) -> str:
     return str(v)
 
 
+def speedup_text(r) -> str:
+    """'7.2× [3.1, 15]': the speed-up over the calibrated baseline with its 95% interval."""
+    from report.verdict import _interval, format_ratio
+    low, high = getattr(r, "speedup_low", None), getattr(r, "speedup_high", None)
+    return format_ratio(r.speedup) + (_interval(low, high) if low is not None else "")
+
+
+def _held(scenario, param: str) -> str:
+    held = {k: v for k, v in scenario.defaults.items() if k != param}
+    return ", ".join(f"{k}={v}" for k, v in held.items())
+
+
+def _baseline_config(cal, envs) -> str:
+    """The calibrated configuration of each environment a scenario changes (what 1× means)."""
+    import json
+    boring = {"env", "cache", "direct", "io_size_bytes", "memory_bytes", "sync", "tender"}
+    parts = []
+    for env in envs:
+        for w in cal.workloads():
+            if w["env"] != env:
+                continue
+            try:
+                cfg = json.loads(w.get("config") or "{}") if isinstance(w.get("config"), str) else dict(w.get("config") or {})
+            except ValueError:
+                cfg = {}
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()) if k not in boring)
+            parts.append(f"{env}" + (f" ({shown})" if shown else ""))
+            break
+    return "; ".join(parts)
+
+
+def _values_text(param, values, all_values) -> str:
+    texts = [whatif.format_value(param, v, all_values) for v in values]
+    return texts[0] if len(texts) == 1 else f"{texts[0]} … {texts[-1]}"
+
+
 def whatif_section(cal, scenarios: dict) -> Section:
     sec = Section("whatif", "What-if: the proposed fixes, predicted")
     if not scenarios:
         sec.add(Paragraph("The model package offers no scenarios in this checkout."))
         return sec
-    sec.add(Paragraph("Predicted time per operation under each scenario against the calibrated "
-                      "baseline (dashed), with 95% prediction intervals (shaded) that carry the "
-                      "calibration's uncertainty; the dotted black line is the linux level."))
-    predicted = whatif.sweep_all(cal, scenarios)
-    for name, scenario in scenarios.items():
+    shown = {n: sc for n, sc in scenarios.items() if n != "baseline"}
+    sec.add(Paragraph("Each scenario against the calibrated baseline (speed-up 1×): its sweep as a plot "
+                      "(baseline dashed, 95% prediction intervals shaded, the linux level dotted), and a "
+                      "table of the predictions that differ: consecutive values with the same prediction "
+                      "are one row, and values that leave a cell at its baseline are left out. Speed-ups "
+                      "carry their 95% interval. Every scenario names the parameters it holds."))
+    predicted = whatif.sweep_all(cal, shown)
+    for name, scenario in shown.items():
         sub = sec.add(Section(f"whatif-{name}", f"Scenario {name}", level=3,
                               attrs={"scenario": name}))
         desc = getattr(scenario, "description", "")
@@ -217,7 +266,12 @@ def whatif_section(cal, scenarios: dict) -> Section:
             sub.add(Warnings([f"scenario {name} cannot be predicted from this calibration: {sweeps}"],
                              title="Not predicted"))
             continue
+        base = _baseline_config(cal, scenario.envs)
         for sw in sweeps:
+            held = _held(scenario, sw.param)
+            swept = "" if sw.param == whatif.DEFAULTS else f"Sweeps {sw.param}. "
+            sub.add(Paragraph(f"{swept}Holds: {held or 'nothing else'}. Baseline (1×): "
+                              f"{base or 'the calibrated environments'}."))
             if not len(sw.rows):
                 sub.add(Paragraph(f"{sw.param}: no cell changes under this scenario."))
                 continue
@@ -228,22 +282,30 @@ def whatif_section(cal, scenarios: dict) -> Section:
                     sw.rows, sw.param, panels, levels, sw.numeric, sw.loglog, sw.values,
                     sizes=whatif.is_size_param(sw.param, sw.values)),
                     f"{name}: predicted time per op against {sw.param}"
+                    + (f", holding {held}" if held else "")
                     + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
                     attrs={"scenario": name, "param": sw.param}))
+            distinct = whatif.distinct_rows(sw.rows, sw.values)
             rows = []
-            for r in sw.rows.sort_values(["env", "size_bytes", "op"], key=_sort_key).itertuples():
+            for r in distinct.sort_values(["env", "size_bytes", "op"], key=_sort_key, kind="stable").itertuples():
+                values = r.sweep_values
                 rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
-                             Cell(whatif.format_value(sw.param, r.sweep_value, sw.values)),
+                             Cell(_values_text(sw.param, values, sw.values)),
                              Cell(format_time(r.baseline_s)),
                              Cell(time_with_ci(r.predicted_s, r.pi95_low_s, r.pi95_high_s),
                                   {"scenario": name, "env": r.env, "size": int(r.size_bytes), "op": r.op,
-                                   "param": sw.param, "value": r.sweep_value,
+                                   "param": sw.param, "value": values[0],
+                                   "values": ",".join(str(v) for v in values),
                                    "predicted": _num(r.predicted_s)}),
-                             Cell(f"{r.speedup:.3g}x")])
+                             Cell(speedup_text(r), {"speedup": _num(r.speedup)})])
             by = "" if sw.param == whatif.DEFAULTS else f" by {sw.param}"
-            sub.add(Table(f"{name}: predictions{by} (95% prediction interval)",
-                          ["env", "size", "op", sw.param, "baseline", "predicted", "speed-up"],
-                          rows, kind="whatif", attrs={"scenario": name, "param": sw.param}))
+            hold = f", holding {held}" if held else ""
+            if rows:
+                sub.add(Table(f"{name}: predictions{by}{hold} (95% prediction interval)",
+                              ["env", "size", "op", sw.param, "baseline", "predicted", "speed-up [95%]"],
+                              rows, kind="whatif", attrs={"scenario": name, "param": sw.param}))
+            else:
+                sub.add(Paragraph(f"{sw.param}: every prediction stays within {whatif.SAME:.1%} of its baseline."))
     return sec
 
 
@@ -339,6 +401,14 @@ def document(sources, cal=None, scenarios=None, comparison=None, verified=None) 
     if any(s.kind == "reference" for s in sources):
         warnings.append("study: published means only (no batches): no intervals, distributions or tests.")
 
+    from report import verdict
+    note = verdict.machine_note(sources)
+    with plots.noted(note):
+        return _document(sources, cal, scenarios, comparison, verified, df, series, samples, warnings)
+
+
+def _document(sources, cal, scenarios, comparison, verified, df, series, samples, warnings) -> Document:
+    from report import verdict
     names = ", ".join(s.name for s in sources)
     cal_path = getattr(cal, "report_path", None)
     doc = Document(f"edgeio report: {names}", [
@@ -347,6 +417,9 @@ def document(sources, cal=None, scenarios=None, comparison=None, verified=None) 
                                      "for the model sections)."),
         "Times are per operation (one whole-file write, write+fsync or read).",
     ])
+    first = verdict.section(sources, df, samples, cal, scenarios, verified, plots=plots.verdict)
+    if first is not None:
+        doc.sections.append(first)
     if warnings:
         doc.sections.append(warnings_section(warnings))
     if len(df):

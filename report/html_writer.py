@@ -18,6 +18,10 @@ figcaption{font-size:0.9em;color:#555}
 .warnings{border:2px solid #c80;background:#fff6e0;padding:0.5em 1em;margin:1em 0}
 .warnings h3{margin:0.2em 0;color:#a60}
 td.not-significant{background:#fdecea}
+table.metadata td,table.campaign td,table.environments td,table.notes td,table.failed td,
+table.params td:last-child,table.params td:nth-child(4){text-align:left}
+table.verdict{font-size:0.85em}
+table.verdict tr:last-child th,table.verdict tr:last-child td{border-top:2px solid #888;font-weight:600}
 """
 
 

@@ -4,7 +4,7 @@ from report.document import Document, Figure, Paragraph, Section, Table, Warning
 
 
 # Tables of words, not numbers: left-aligned throughout.
-_TEXT_TABLES = {"metadata", "notes", "params", "failed"}
+_TEXT_TABLES = {"metadata", "notes", "params", "failed", "campaign", "environments"}
 
 
 def _esc(text: str) -> str:

@@ -1,5 +1,7 @@
 """The report's plots, as PNG bytes (matplotlib's Agg canvas, no pyplot global state)."""
 
+import contextlib
+import contextvars
 import io
 import math
 
@@ -11,6 +13,19 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from edgeio.units import format_size, format_time
 
 DPI = 100
+# What every plot must say about where its figures come from (the machine, and whether its
+# figures are an emulator's or a software KVM's): set for a whole report by `noted`.
+_NOTE = contextvars.ContextVar("edgeio_plot_note", default="")
+
+
+@contextlib.contextmanager
+def noted(text: str):
+    """Every PNG made inside carries `text` under its title (the machine and its caveats)."""
+    token = _NOTE.set(text)
+    try:
+        yield
+    finally:
+        _NOTE.reset(token)
 _time_axis = FuncFormatter(lambda y, _pos: format_time(y, 2) if y > 0 else "")
 
 
@@ -31,10 +46,22 @@ def _time_y(ax, axis: str = "y") -> None:
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     a.set_major_formatter(_time_axis)
     span = hi / lo if lo > 0 else math.inf
-    a.set_minor_formatter(_time_axis if span < 10 else _minor_time_axis if span < 300 else NullFormatter())
+    minor = _time_axis if span < 10 else _minor_time_axis if span < 300 else NullFormatter()
+    # Two significant digits can print one label on several ticks ("15 ms" four times):
+    # label minor ticks only where every label differs from the others and the major ones.
+    ticks = [t for t in list(a.get_majorticklocs()) + list(a.get_minorticklocs()) if lo <= t <= hi and t > 0]
+    labels = [format_time(t, 2) for t in ticks]
+    if len(set(labels)) < len(labels):
+        minor = NullFormatter()
+    a.set_minor_formatter(minor)
 
 
 def _png(fig: Figure) -> bytes:
+    note = _NOTE.get()
+    if note:
+        title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+        fig.suptitle(f"{title}\n{note}" if title else note, fontsize=9 if not title else 10,
+                     color="0.25")
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
@@ -228,3 +255,45 @@ def _figure_legend(fig, axes) -> None:
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center",
                    ncols=min(len(seen), 6), fontsize=8)
+
+
+def verdict(designs, workloads, large: dict) -> bytes:
+    """Ratio to native per design, a panel per workload, log x; 1x (native) a black line.
+
+    Environments as measured are solid bars with their 95% CI; fixes as predicted are
+    hatched bars with their 95% prediction interval; a fix measured by a verify campaign
+    is a black diamond."""
+    shown = [d for d in designs if d.kind != "native"]
+    fig, axes = _grid(len(workloads), width=4.6, height=max(2.6, 0.34 * len(shown) + 1.2))
+    for ax, wl in zip(axes, workloads):
+        labels = []
+        for y, d in enumerate(reversed(shown)):
+            labels.append(d.label if len(d.label) <= 34 else d.label[:33] + "…")
+            c = d.cells.get(wl)
+            if c is None or not np.isfinite(c.get("ratio", math.nan)):
+                if c is not None and np.isfinite(c.get("measured", math.nan)):
+                    ax.plot([c["measured"]], [y], "D", color="k", ms=5)
+                continue
+            r, lo, hi = c["ratio"], c.get("low", math.nan), c.get("high", math.nan)
+            err = None
+            if np.isfinite(lo) and np.isfinite(hi):
+                err = [[max(r - lo, 0)], [max(hi - r, 0)]]
+            color = env_color(d.env)
+            ax.barh(y, r, color=color, alpha=0.35 if d.kind == "fix" else 0.85,
+                    hatch="//" if d.kind == "fix" else None, edgecolor=color, xerr=err,
+                    error_kw={"ecolor": "0.2", "capsize": 3, "lw": 1})
+            from report.verdict import format_ratio
+            ax.annotate(format_ratio(r, 2), (hi if np.isfinite(hi) else r, y), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+            if np.isfinite(c.get("measured", math.nan)):
+                ax.plot([c["measured"]], [y], "D", color="k", ms=5)
+        ax.axvline(1.0, color="k", lw=1.2)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("ratio to native (log; 1× = native)", fontsize=8)
+        size, op = wl
+        ax.set_title(f"{op}, {format_size(int(size))}" + (" (large file)" if large.get(wl) else ""), fontsize=10)
+        ax.grid(True, axis="x", which="major", alpha=0.3)
+        ax.margins(x=0.25)
+    fig.suptitle("Ratio to native per workload", fontsize=11)
+    return _png(fig)

@@ -7,81 +7,53 @@ the error table, when the prediction was written against when measuring began, a
 how well the calibration the prediction came from fits its own campaign, per env.
 """
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from edgeio import paths, store
-from edgeio.stats import speedups
+from edgeio import paths
 from edgeio.errors import UserError
 from edgeio.units import format_size, format_time
 from report.document import Cell, Figure, Paragraph, Section, Table, Warnings
-
-COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s", "measured_s",
-           "ci95_low_s", "ci95_high_s", "rel_error", "inside"]
+from verification import campaign as _campaign
 
 
 @dataclass
 class Verified:
-    name: str
-    path: Path
-    verify: dict                 # metadata.json["verify"]
-    comparison: pd.DataFrame
-    first_started: str           # the earliest `started` of its cells ("" if none ran)
-    calibration: object = None   # the calibration the predictions came from, if it can be read
+    """A verify campaign (verification.campaign.Verification) and the calibration its
+    predictions came from, if that can still be read."""
+    verification: _campaign.Verification
+    calibration: object = None
+
+    def __getattr__(self, name):          # name, path, verify, comparison, summary, first_started...
+        if name == "verification":
+            raise AttributeError(name)
+        return getattr(self.verification, name)
 
 
 def is_verify_dir(path: Path) -> bool:
-    try:
-        return "verify" in store.Campaign.open(path).metadata()
-    except UserError:
-        return False
+    return _campaign.is_verify_dir(path)
 
 
 def find(root: Path | None = None) -> list[Path]:
     """Verify campaigns under results/verify, oldest first."""
-    folder = Path(root or paths.results_dir()) / "verify"
-    found = [p.parent for p in folder.glob("*/plan.json")] if folder.is_dir() else []
-    return sorted((p for p in found if is_verify_dir(p)), key=lambda p: (p / "plan.json").stat().st_mtime)
+    return _campaign.find(Path(root or paths.results_dir()) / "verify")
 
 
 def load(path) -> Verified:
-    """One verify campaign; a campaign without a verify record or comparison is a UserError."""
-    path = Path(path)
-    campaign = store.Campaign.open(path)
-    meta = campaign.metadata()
-    v = meta.get("verify")
-    if not isinstance(v, dict):
-        raise UserError(f"{path}: not a verify campaign (no verify record in metadata.json)")
-    files = sorted(path.glob("comparison*.csv"))
-    if not files:
-        raise UserError(f"{path}: no comparison.csv (the verify did not finish: invoke verify --resume {path})")
-    try:
-        comp = pd.read_csv(files[-1], keep_default_na=False, dtype={"config": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"{files[-1]}: corrupt comparison file ({str(e).splitlines()[0]})") from None
-    missing = [c for c in COLUMNS if c not in comp.columns]
-    if missing:
-        raise UserError(f"{files[-1]}: corrupt comparison file (no column {', '.join(missing)})")
-    comp["inside"] = comp["inside"].astype(str).str.lower().isin(("true", "1", "yes"))
-    started = sorted(r.get("started", "") for r in campaign.records().values() if r.get("started"))
+    """One verify campaign, its comparison recomputed from the cell records (a stored
+    comparison.csv that differs is refused); an unfinished one is a UserError."""
+    v = _campaign.load(path)
     cal = None
-    if v.get("calibration") and Path(v["calibration"]).is_file():
+    where = v.verify.get("calibration")
+    if where and Path(where).is_file():
         try:
             import calibration
-            cal = calibration.load(v["calibration"])
+            cal = calibration.load(where)
         except (UserError, ImportError):
             cal = None
-    return Verified(path.name, path, v, comp, started[0] if started else "", cal)
-
-
-def summary(comp: pd.DataFrame) -> dict:
-    a = comp["rel_error"].abs()
-    return {"cells": len(comp), "median": float(a.median()) if len(a) else math.nan,
-            "largest": float(a.max()) if len(a) else math.nan,
-            "inside": float(comp["inside"].mean()) if len(comp) else math.nan}
+    return Verified(v, cal)
 
 
 def env_fit(cal) -> pd.DataFrame:
@@ -96,8 +68,8 @@ def env_fit(cal) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _label(r) -> str:
-    return f"{r.env} {format_size(int(r.size_bytes))} {r.op} ({r.role if 'role' in r._fields else r.config})"
+def _x(v) -> str:
+    return f"{v:.3g}x" if v == v else "n/a"
 
 
 def section(verified: list) -> Section:
@@ -105,8 +77,10 @@ def section(verified: list) -> Section:
     sec = Section("verified", "Predicted before measured")
     sec.add(Paragraph("Each fix was predicted from a calibration, the prediction written into the "
                       "campaign directory (predictions.csv) before its first cell started, then the fix "
-                      "was built and measured beside its baseline in the same run. Error = predicted / "
-                      "measured - 1; 'inside' = the measured mean lies in the 95% prediction interval."))
+                      "was built and measured beside its baseline in the same run, and judged on the "
+                      "speed-up (baseline / fix). Error = predicted / measured - 1; 'inside' = the measured "
+                      "median lies in the 95% prediction interval. The comparison is recomputed here from "
+                      "the cell records."))
     if not verified:
         sec.add(Paragraph("No verify campaign found (run `invoke verify --scenario NAME`)."))
         return sec
@@ -123,44 +97,60 @@ def section(verified: list) -> Section:
                           f"{pred.get('written_at', '?')} (sha256 {str(pred.get('sha256', ''))[:12]}…); first "
                           f"cell started at {v.first_started or 'never'}. Calibration: "
                           f"{v.verify.get('calibration', '?')} (fitted on {v.verify.get('calibration_source', '?')})."))
-        if pred.get("written_at") and v.first_started and v.first_started < pred["written_at"]:
+        if v.predicted_late:
             sub.add(Warnings([f"{v.name}: a cell started before the predictions were written: this is "
                               "not a prediction"], title="Order"))
         comp = v.comparison
         if not len(comp):
             sub.add(Paragraph("No cell of this verify was measured."))
             continue
-        s = summary(comp)
-        sub.add(Paragraph(f"{s['cells']} cells: median |error| {s['median']:.1%}, largest {s['largest']:.1%}, "
-                          f"{s['inside']:.0%} of measured values inside their 95% intervals."))
+        s = v.summary
+        sp = s["speedup"]
+        fixes = comp[(comp["role"] == "fix") & comp["predicted_speedup"].notna()]
+        if len(fixes):
+            sub.add(Paragraph(f"Speed-up of the fix over the baseline measured beside it, {sp['cells']} fix cells: "
+                              f"median |error| {sp['median_abs_rel_error']:.1%}, largest {sp['max_abs_rel_error']:.1%}, "
+                              f"{sp['share_inside']:.0%} inside their 95% intervals, {sp['wrong_direction']} the "
+                              "wrong way (predicted faster, measured slower, or the reverse)."))
+            sub.add(Table(f"{scen}: speed-up (baseline / fix), predicted (95% PI) against measured (95% CI)",
+                          ["env", "size", "op", "config", "predicted", "measured", "error", "inside", "direction"],
+                          [[Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
+                            Cell(r.config), Cell(f"{_x(r.predicted_speedup)} [{_x(r.speedup_low)}, {_x(r.speedup_high)}]"),
+                            Cell(f"{_x(r.measured_speedup)} [{_x(r.measured_speedup_ci95_low)}, "
+                                 f"{_x(r.measured_speedup_ci95_high)}]"),
+                            Cell(f"{r.speedup_rel_error:+.1%}", {"rel-error": repr(float(r.speedup_rel_error))}),
+                            Cell("yes" if str(r.speedup_inside) == "True" else "NO"),
+                            Cell(f"{r.predicted_direction} / {r.measured_direction}"
+                                 + ("" if str(r.direction_agrees) == "True" else " (differs)"))]
+                           for r in fixes.itertuples(index=False)],
+                          kind="verified-speedup", attrs={"scenario": scen}))
+        if s["drift"]["line"]:
+            sub.add(Warnings([s["drift"]["line"]], title="Drift"))
+        sub.add(Paragraph(f"Time per op, {s['cells']} cells: median |error| {s['median_abs_rel_error']:.1%}, largest "
+                          f"{s['max_abs_rel_error']:.1%}, {s['share_inside']:.0%} of measured values inside their "
+                          "95% intervals."))
         sub.add(Figure(f"verified-{v.name}", predicted_vs_measured(comp, scen),
                        f"{scen}: predicted band (95% interval, shaded) and point (x) against the measured "
-                       "mean with its 95% CI (o, error bars); log scale where the cells span a decade.",
+                       "median with its 95% CI (o, error bars); log scale where the cells span a decade.",
                        kind="verified", attrs={"scenario": scen, "campaign": v.name}))
+        drifted = bool(s["drift"]["drifted"])
         rows = []
         for r in comp.itertuples(index=False):
-            rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
-                         Cell(str(getattr(r, "role", ""))), Cell(r.config),
-                         Cell(f"{format_time(r.predicted_s)} [{format_time(r.low_s)}, {format_time(r.high_s)}]"),
-                         Cell(f"{format_time(r.measured_s)} [{format_time(r.ci95_low_s)}, {format_time(r.ci95_high_s)}]"),
-                         Cell(f"{r.rel_error:+.1%}", {"scenario": scen, "env": r.env, "size": int(r.size_bytes),
-                                                     "op": r.op, "rel-error": repr(float(r.rel_error))}),
-                         Cell("yes" if r.inside else "NO", {"inside": "yes" if r.inside else "no"})])
+            row = [Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
+                   Cell(str(r.role)), Cell(r.config),
+                   Cell(f"{format_time(r.predicted_s)} [{format_time(r.low_s)}, {format_time(r.high_s)}]"),
+                   Cell(f"{format_time(r.measured_s)} [{format_time(r.ci95_low_s)}, {format_time(r.ci95_high_s)}]"),
+                   Cell(f"{r.rel_error:+.1%}", {"scenario": scen, "env": r.env, "size": int(r.size_bytes),
+                                               "op": r.op, "rel-error": repr(float(r.rel_error))}),
+                   Cell("yes" if r.inside else "NO", {"inside": "yes" if r.inside else "no"})]
+            if drifted:
+                row.append(Cell(f"{format_time(r.reanchored_s)} ({r.reanchored_rel_error:+.1%})"
+                                if r.role == "fix" else f"drift {r.drift_ratio:.2f}x" if r.drift_ratio == r.drift_ratio else ""))
+            rows.append(row)
         sub.add(Table(f"{scen}: predicted (95% PI) against measured (95% CI)",
-                      ["env", "size", "op", "role", "config", "predicted", "measured", "error", "inside"],
+                      ["env", "size", "op", "role", "config", "predicted", "measured", "error", "inside"]
+                      + (["re-anchored on today's baseline"] if drifted else []),
                       rows, kind="verified", attrs={"scenario": scen, "campaign": v.name}))
-        sp = speedups(comp) if "role" in comp else comp.iloc[0:0]
-        if len(sp):
-            a = sp["rel_error"].abs()
-            sub.add(Paragraph(f"Speed-up of the fix over the baseline measured beside it (one run, so "
-                              f"immune to drift of the machine between campaigns): median |error| of the "
-                              f"predicted speed-up {a.median():.1%}, largest {a.max():.1%}."))
-            sub.add(Table(f"{scen}: speed-up (baseline / fix), predicted against measured",
-                          ["env", "size", "op", "config", "predicted", "measured", "error"],
-                          [[Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
-                            Cell(r.config), Cell(f"{r.predicted_speedup:.3g}x"), Cell(f"{r.measured_speedup:.3g}x"),
-                            Cell(f"{r.rel_error:+.1%}")] for r in sp.itertuples(index=False)],
-                          kind="verified-speedup", attrs={"scenario": scen}))
         key = v.verify.get("calibration")
         if v.calibration is not None and key not in fits_shown:
             fits_shown.add(key)

@@ -63,14 +63,19 @@ def _grid(scenario) -> dict:
 
 
 def _predict_point(task):
-    """One predicted point, run in a worker process: (scenario, param, value) -> frame or error."""
+    """One predicted point, run in a worker process: (scenario, params) -> frame or error."""
     import model
-    calibration, name, param, value, draws = task
+    calibration, name, params, draws = task
     extra = {} if draws is None else {"draws": draws}
     try:
-        return model.predict(calibration, name, {} if value is None else {param: value}, **extra)
+        return model.predict(calibration, name, params, **extra)
     except UserError as e:
         return ScenarioFailed(str(e))
+
+
+def predict_many(calibration, wanted: list[tuple[str, dict]]) -> list:
+    """model.predict of each (scenario, params), on every core: frames or ScenarioFailed."""
+    return _run_points([(calibration, name, dict(params), DRAWS) for name, params in wanted])
 
 
 def _run_points(tasks: list) -> list:
@@ -92,7 +97,7 @@ def sweep_all(calibration, scenarios: dict) -> dict:
     for name, scenario in scenarios.items():
         for param, values in _grid(scenario).items():
             for v in values:
-                tasks.append((calibration, scenario.name, param, v, DRAWS))
+                tasks.append((calibration, scenario.name, {} if v is None else {param: v}, DRAWS))
                 where.append((name, param, v))
     results = _run_points(tasks)
     frames: dict = {}
@@ -141,3 +146,40 @@ def linux_levels(frame: pd.DataFrame, calibration) -> dict:
             value = r.modelled_s if np.isfinite(r.modelled_s) else r.measured_s
             levels.setdefault((int(r.size_bytes), r.op), float(value))
     return levels
+
+
+# Two predictions of a cell that differ by less than this are one row of a table.
+SAME = 0.005
+
+
+def distinct_rows(rows: pd.DataFrame, values: list) -> pd.DataFrame:
+    """Per (env, size, op), runs of consecutive swept values whose predictions (and
+    intervals) agree within SAME collapse into one row, `sweep_values` listing them; rows
+    at the baseline (speed-up 1 within SAME) are left out. The plot shows every value."""
+    order = {str(v): i for i, v in enumerate(values)}
+    out = []
+    for _, g in rows.groupby(["env", "size_bytes", "op"], sort=False):
+        g = g.assign(_pos=[order.get(str(v), len(order)) for v in g["sweep_value"]]).sort_values("_pos")
+        run = []
+        for r in g.to_dict("records"):
+            if run and all(abs(r[c] / run[0][c] - 1) <= SAME for c in ("predicted_s", "pi95_low_s", "pi95_high_s")
+                           if run[0][c]):
+                run.append(r)
+                continue
+            if run:
+                out.append(_merged(run))
+            run = [r]
+        if run:
+            out.append(_merged(run))
+    frame = pd.DataFrame(out, columns=list(rows.columns) + ["sweep_values"])
+    if not len(frame):
+        return frame
+    moved = (frame["predicted_s"] / frame["baseline_s"] - 1).abs() > SAME
+    return frame[moved].reset_index(drop=True)
+
+
+def _merged(run: list[dict]) -> dict:
+    first = dict(run[0])
+    first.pop("_pos", None)
+    first["sweep_values"] = [r["sweep_value"] for r in run]
+    return first

@@ -11,7 +11,7 @@ from measure import adaptive
 from measure import campaign as engine
 from measure import plan as planning
 from measure.environments.linux import LinuxEnvironment
-from measure.ssh import parse_target
+from measure.reach import parse_target
 from measure.targets import LocalTarget
 
 

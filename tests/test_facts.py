@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import docker_running, have_kvm
+from conftest import HOST_ARCH, docker_running, have_kvm
 from measure import facts as F
 from measure.targets import PROBE_DIR, LocalTarget, machine_facts
 
@@ -52,7 +52,8 @@ def test_local_facts_match_sys_and_proc():
     assert f["cpus"] == len(os.sched_getaffinity(0))
     caches = _expected_caches()
     assert caches, "this machine exposes its caches in sysfs"
-    assert {k: v for k, v in f["cpu_caches"].items() if v is not None} == caches
+    assert {k: v for k, v in f["cpu_caches"].items() if k != "source" and v is not None} == caches
+    assert {f["cpu_caches"]["source"][k] for k in caches} == {"sysfs"}
     for key in F.VM_KEYS:
         assert f["vm"][key] == int(_sys(f"/proc/sys/vm/{key}"))
     disk = _disk_of(PROBE_DIR)
@@ -81,7 +82,7 @@ def test_facts_follow_the_directory(tmp_path):
 
 
 def test_facts_over_ssh_equal_local(sshd):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     t = parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
     try:
         remote = t.facts()
@@ -123,6 +124,75 @@ def test_facts_with_busybox_only(tmp_path):
     assert not (bindir / "getconf").exists()          # the page size came from the smaps fallback
     for key in ("page_bytes", "cpu_caches", "block_device", "filesystem", "vm", "memory_bytes", "emulated"):
         assert f[key] == local[key], key
+
+
+def _fake_sysfs_without_cache_sizes(root: Path) -> None:
+    """cpu0's cache/index0 and index1 with level and type but no size, no L2/L3 (what the
+    emulated board's and some Pi kernels' sysfs give), and no device tree."""
+    for idx, kind in (("index0", "Data"), ("index1", "Instruction")):
+        d = root / "sys/devices/system/cpu/cpu0/cache" / idx
+        d.mkdir(parents=True)
+        (d / "level").write_text("1\n")
+        (d / "type").write_text(kind + "\n")
+
+
+def test_cache_sizes_missing_from_sysfs_are_measured(tmp_path):
+    """A target whose sysfs has no cache sizes: the last-level cache is measured on it by the
+    probe's pointer-chase sweep and recorded as measured; what nothing gave stays null with
+    what was tried; campaigns' facts carry it; nothing defaults silently."""
+    _fake_sysfs_without_cache_sizes(tmp_path / "root")
+    f = machine_facts(LocalTarget(), sys_root=str(tmp_path / "root"))
+    caches = f["cpu_caches"]
+    assert caches["source"]["l2_bytes"].startswith("measured: pointer-chase"), caches
+    # this machine's caches, as a sweep sees them: above its L1, within its memory
+    real = _expected_caches()
+    assert real["l1d_bytes"] < caches["l2_bytes"] <= 4 * max(real.values()), (caches, real)
+    assert caches["l1d_bytes"] is None and caches["source"]["l1d_bytes"].startswith("none: sysfs and the device tree")
+    assert caches["l3_bytes"] is None
+
+
+def test_cache_facts_order_and_failure_are_recorded():
+    files = {f"{F.CACHE_DIR}/index0/level": "1", f"{F.CACHE_DIR}/index0/type": "Data",
+             f"{F.CACHE_DIR}/index0/size": "48K"}
+    calls = []
+
+    def sweep():
+        calls.append(1)
+        raise RuntimeError("no C compiler for aarch64")
+    c = F.cache_facts(files, sweep)
+    assert calls and c["l1d_bytes"] == 48 << 10 and c["l2_bytes"] is None
+    assert c["source"]["l1d_bytes"] == "sysfs"
+    assert "sweep failed: no C compiler for aarch64" in c["source"]["l2_bytes"]
+    # a device tree with the L2 (a Pi 4's bcm2711: d-cache-size 32 KiB, l2-cache0 1 MiB level 2)
+    dt = {f"{F.DT}/cpus/cpu@0/d-cache-size": "00008000", f"{F.DT}/cpus/l2-cache0/cache-size": "00100000",
+          f"{F.DT}/cpus/l2-cache0/cache-level": "00000002"}
+    c = F.cache_facts(dt, sweep)
+    assert (c["l1d_bytes"], c["l2_bytes"]) == (32 << 10, 1 << 20) and len(calls) == 1   # no sweep needed
+    assert c["source"]["l2_bytes"] == "device tree"
+
+
+def _curve(levels, noise=()):
+    """A sweep's points: ns per load stepping up past each (size, ns) level."""
+    pts, size = [], 4096
+    while size <= 64 << 20:
+        for s in (size, size + size // 2):
+            ns = next((ns for top, ns in levels if s <= top), 100.0)
+            pts.append([s, ns * dict(noise).get(s, 1.0)])
+        size *= 2
+    return pts
+
+
+def test_last_level_cache_from_a_sweep():
+    # L1 32 KiB at 1 ns, L2 1 MiB at 5 ns, memory 100 ns: the last level is 1 MiB
+    assert F.last_level_from_sweep(_curve([(32 << 10, 1.0), (1 << 20, 5.0)])) == 1 << 20
+    # a neighbour's burst on one point inside the L2 does not end it early
+    assert F.last_level_from_sweep(_curve([(32 << 10, 1.0), (1 << 20, 5.0)], [(256 << 10, 30.0)])) == 1 << 20
+    # an L3 of 8 MiB at 20 ns: the step to memory is the one that counts
+    assert F.last_level_from_sweep(_curve([(32 << 10, 1.0), (1 << 20, 5.0), (8 << 20, 20.0)])) == 8 << 20
+    # emulated (every load ~5 ns of translation), host caches show through: still a last level
+    assert F.last_level_from_sweep(_curve([(2 << 20, 6.0)])) == 2 << 20
+    # a flat curve never leaves the caches: no level
+    assert F.last_level_from_sweep(_curve([(64 << 20, 3.0)])) is None
 
 
 # -- pure parsers, on a Raspberry Pi 4's files --------------------------------------------
@@ -239,7 +309,7 @@ def test_qemu_and_docker_config_defaults():
     q.check()
     cfg = q.effective_config(_cell("qemu", 2 << 20))
     assert cfg["disk"] == "virtio" and cfg["cache_mode"] == "writeback" and cfg["memory_bytes"] == 2048 << 20
-    assert cfg["accel"] == q.accel and cfg["arch"] == "x86_64" and cfg["io_size_bytes"] == 1 << 20
+    assert cfg["accel"] == q.accel and cfg["arch"] == HOST_ARCH and cfg["io_size_bytes"] == 1 << 20
     small = QemuEnvironment(LocalTarget(), {"mem": "256", "disk": "ide", "accel": "tcg"})
     cfg = small.effective_config(_cell("qemu"), {"io_size": 4096},
                                  {"transport": "ide", "cache": "writeback", "accel": "tcg", "guest_arch": "x86_64"})

@@ -99,11 +99,11 @@ def test_docker_volume_really_holds_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--env", "nosuch"], "unknown env 'nosuch'"),
+    (["--env", "nosuch"], "--env 'nosuch': unknown"),
     (["--env", "linux", "--size", "4XB"], "malformed size"),
-    (["--env", "linux", "--size", "4KiB", "--reps", "0"], "repetitions must be positive"),
-    (["--env", "linux", "--size", "4KiB", "--reps", "many"], "repetitions must be"),
-    (["--env", "linux", "--op", "erase"], "unknown op"),
+    (["--env", "linux", "--size", "4KiB", "--reps", "0"], "--reps 0: expected 1 to 100000000"),
+    (["--env", "linux", "--size", "4KiB", "--reps", "many"], "--reps 'many': expected a whole number"),
+    (["--env", "linux", "--op", "erase"], "--op 'erase': unknown"),
     (["--env", "linux", "--param", "blocks_per_call=8"], "not accepted by linux"),
     (["--env", "linux", "--size", "100TiB"], "GiB free"),
     (["--env", "xen"], "boot the Xen hypervisor"),

@@ -325,3 +325,28 @@ def test_a_profile_missing_a_fact_is_a_user_error(tmp_path, drop):
     with pytest.raises(UserError, match=f"lack {drop}") as e:
         load_profile(f)
     assert "\n" not in str(e.value)
+
+
+def test_an_emulated_board_s_guest_code_is_emulated_whatever_its_kvm_fact():
+    """The emulated Pi board says kvm: hardware (its EL2 is QEMU's): its guests' code is
+    emulated all the same, in the priors (hence the fit's bounds) and the qemu model."""
+    from model.environments import config_for
+    from model.machine import guest_code, machine_priors
+    board = dict(PI, kvm="hardware", emulated=True)
+    assert guest_code(board) == "emulated" and guest_code(dict(PI, kvm="hardware", emulated=False)) == "hardware"
+    assert guest_code(dict(PI, kvm="software")) == "emulated" and guest_code(dict(PI, kvm="absent")) == "none"
+    assert machine_priors(board)["hypercall_s"] == machine_priors(dict(PI, kvm="software"))["hypercall_s"]
+    assert "hypercall_s" not in machine_priors(dict(PI, kvm="hardware", emulated=False))
+    assert config_for("qemu", {"accel": "kvm"}, board).cpu_factor == "emulated_cpu_factor"
+    assert config_for("qemu", {"accel": "kvm"}, dict(PI, emulated=False)).cpu_factor == "vm_cpu_factor"
+
+
+def test_a_campaign_without_cache_sizes_falls_back_with_its_source_said():
+    from model.machine import FALLBACK_LLC_BYTES, campaign_cache_fallback, check
+    facts = dict(PI, cpu_caches={"l1d_bytes": None, "l2_bytes": None, "l3_bytes": None,
+                                 "source": {"l2_bytes": "none: the pointer-chase sweep failed: x"}})
+    fixed, note = campaign_cache_fallback(facts)
+    check(fixed)
+    assert fixed["cpu_caches"]["l2_bytes"] == FALLBACK_LLC_BYTES
+    assert fixed["cpu_caches"]["source"]["l2_bytes"].startswith("assumed: 1 MiB") and "sweep failed: x" in note
+    assert campaign_cache_fallback(PI) == (PI, None)

@@ -10,6 +10,7 @@ import pytest
 from edgeio.errors import UserError
 from measure import probe_build
 from measure.probe_build import parse_probe_output, probe_binary, probe_version
+from tests.conftest import FOREIGN_ARCH, HOST_ARCH, needs_cross_gcc
 
 PATTERN = bytes(ord("a") + i % 26 for i in range(1 << 20))
 
@@ -159,24 +160,26 @@ def test_io_errors_exit_1_with_errno_and_json(probe, path, op, err, call):
 
 
 def test_aarch64_build_runs_under_qemu_user(tmp_path):
+    """The Pi's probe: natively on an aarch64 host, under qemu-user elsewhere."""
     qemu = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
-    if not qemu:
+    if HOST_ARCH != "aarch64" and not qemu:
         pytest.skip("qemu-user not installed (apt-get install qemu-user)")
     binary = probe_binary("aarch64")
     assert open(binary, "rb").read(20)[18] == 183       # ELF e_machine EM_AARCH64
     path = tmp_path / "f.dat"
     rec = ok_json(run(str(binary), "--path", path, "--size", 8192, "--reps", 20, "--op", "write_sync",
-                      "--sync", "fdatasync", "--batches", 4, prefix=[qemu]))
+                      "--sync", "fdatasync", "--batches", 4,
+                      prefix=[] if HOST_ARCH == "aarch64" else [qemu]))
     assert rec["sync"] == "fdatasync" and rec["batch_reps"] == [5, 5, 5, 5]
     assert path.read_bytes() == PATTERN[:8192]
 
 
-def test_both_compilers_build_it_without_warnings(tmp_path):
-    for arch in ("x86_64", "aarch64"):
-        compiler, _ = probe_build._compiler(arch)
-        proc = subprocess.run([compiler, *probe_build.CFLAGS, "-o", str(tmp_path / arch),
-                               *map(str, probe_build._sources())], capture_output=True, text=True)
-        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+@pytest.mark.parametrize("arch", [HOST_ARCH, pytest.param(FOREIGN_ARCH, marks=needs_cross_gcc(FOREIGN_ARCH))])
+def test_both_compilers_build_it_without_warnings(tmp_path, arch):
+    compiler, _ = probe_build._compiler(arch)
+    proc = subprocess.run([compiler, *probe_build.CFLAGS, "-o", str(tmp_path / arch),
+                           *map(str, probe_build._sources())], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def test_build_is_cached_and_keyed_on_the_sources(tmp_path, monkeypatch):
@@ -193,8 +196,10 @@ def test_build_is_cached_and_keyed_on_the_sources(tmp_path, monkeypatch):
 
 def test_missing_compiler_names_the_package(monkeypatch):
     monkeypatch.setattr(probe_build.shutil, "which", lambda name: None)
-    with pytest.raises(UserError, match="gcc-aarch64-linux-gnu"):
-        probe_binary("aarch64")
+    with pytest.raises(UserError, match=f"gcc-{FOREIGN_ARCH.replace('_', '-')}-linux-gnu"):
+        probe_binary(FOREIGN_ARCH)          # the other arch: its Debian cross toolchain
+    with pytest.raises(UserError, match="apt-get install gcc libc6-dev"):
+        probe_binary(HOST_ARCH)             # this machine's own gcc
     with pytest.raises(UserError, match="unknown probe arch"):
         probe_binary("riscv64")
 

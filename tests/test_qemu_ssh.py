@@ -4,7 +4,8 @@ here, shipped with put, booted there, and its serial log read back."""
 import pytest
 
 from measure.environments.qemu import QemuEnvironment
-from measure.ssh import parse_target
+from measure.reach import parse_target
+from tests.conftest import HOST_ARCH
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def remote(sshd):
 
 @pytest.mark.slow
 def test_qemu_guest_runs_on_an_ssh_target(remote):
-    env = QemuEnvironment(remote, {"arch": "x86_64", "mem": "256"})
+    env = QemuEnvironment(remote, {"arch": HOST_ARCH, "mem": "256"})
     env.check()
     env.prepare()
     try:

@@ -1,8 +1,9 @@
 """A remote target's arch picks the probe build: an aarch64 'Pi' gets the aarch64 probe.
 
 The 'Pi' is this machine behind a second loopback sshd whose sessions see a `uname`
-that answers aarch64 (sshd's SetEnv puts a directory first on PATH). The shipped
-binary is then checked to be an aarch64 ELF on the remote side.
+that answers the other arch (sshd's SetEnv puts a directory first on PATH): aarch64 on
+an x86_64 host, x86_64 on an aarch64 one. The shipped binary is then checked to be an
+ELF of that arch on the remote side.
 """
 
 import os
@@ -11,10 +12,9 @@ import struct
 import pytest
 
 from measure.environments.linux import LinuxEnvironment
-from measure.ssh import parse_target
+from measure.reach import parse_target
 from sshd import Sshd
-
-EM_AARCH64, EM_X86_64 = 183, 62
+from tests.conftest import ELF_MACHINE, FOREIGN_ARCH, HOST_ARCH, needs_cross_gcc
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def pi(tmp_path_factory):
     root = tmp_path_factory.mktemp("pi")
     shim = root / "bin"
     shim.mkdir()
-    (shim / "uname").write_text('#!/bin/sh\n[ "$1" = -m ] && { echo aarch64; exit 0; }\nexec /usr/bin/uname "$@"\n')
+    (shim / "uname").write_text('#!/bin/sh\n[ "$1" = -m ] && { echo %s; exit 0; }\nexec /usr/bin/uname "$@"\n' % FOREIGN_ARCH)
     os.chmod(shim / "uname", 0o755)
     server = Sshd(root / "sshd", extra_config=[f"SetEnv PATH={shim}:/usr/sbin:/usr/bin:/sbin:/bin"]).start()
     target = parse_target(server.url, identity=str(server.identity), known_hosts=str(server.known_hosts))
@@ -36,27 +36,28 @@ def elf_machine(data: bytes) -> int:
     return struct.unpack_from("<H", data, 18)[0]
 
 
-def test_aarch64_target_gets_the_aarch64_probe(pi, tmp_path):
-    assert pi.facts()["arch"] == "aarch64"
+@needs_cross_gcc(FOREIGN_ARCH)
+def test_other_arch_target_gets_its_probe(pi, tmp_path):
+    assert pi.facts()["arch"] == FOREIGN_ARCH
     env = LinuxEnvironment(pi, {"dir": str(tmp_path)})
     env.check()
     env.prepare()
     try:
         local = tmp_path / "fetched"
         pi.get(env.probe, local)
-        assert elf_machine(local.read_bytes()) == EM_AARCH64
+        assert elf_machine(local.read_bytes()) == ELF_MACHINE[FOREIGN_ARCH]
     finally:
         env.teardown()
 
 
-def test_x86_target_gets_the_x86_probe(sshd, tmp_path):
+def test_same_arch_target_gets_this_hosts_probe(sshd, tmp_path):
     target = parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
     try:
         env = LinuxEnvironment(target, {"dir": str(tmp_path)})
         env.prepare()
         local = tmp_path / "fetched"
         target.get(env.probe, local)
-        assert elf_machine(local.read_bytes()) == EM_X86_64
+        assert elf_machine(local.read_bytes()) == ELF_MACHINE[HOST_ARCH]
         env.teardown()
     finally:
         target.close()

@@ -296,7 +296,7 @@ def test_full_disk_clear_error_no_partial_rows_then_resume(tiny_fs):
 
 # -- over SSH ------------------------------------------------------------------------------
 def _ssh_target(sshd):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     return parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
 
 

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from edgeio.errors import UserError
-from measure.ssh import ConnectionLost, SshTarget, parse_target, target_slug
+from measure.reach import parse_target
+from measure.ssh import ConnectionLost, SshTarget
+from measure.targets import target_slug
 from measure.targets import LocalTarget
 
 

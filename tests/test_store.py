@@ -7,7 +7,8 @@ import pytest
 
 from edgeio import stats, store
 from edgeio.errors import UserError
-from edgeio.units import format_size, format_time, parse_size
+from edgeio.parse import parse_size
+from edgeio.units import format_size, format_time
 
 CELL = {"cell_id": "0000-linux-4KiB-read", "env": "linux", "target": "local", "size_bytes": 4096,
         "op": "read", "reps": 40, "params": {}, "host": "h", "arch": "x86_64"}
@@ -71,7 +72,7 @@ def test_stats_interval_and_warnings():
 
 
 @pytest.mark.parametrize("text, value", [("4KiB", 4096), ("1GiB", 1 << 30), ("64M", 64 << 20),
-                                         ("512", 512), ("1kB", 1000)])
+                                         ("512", 512), ("1kB", 1024), ("4kb", 4096), ("1gb", 1 << 30)])  # as fio (kb_base 1024)
 def test_parse_size(text, value):
     assert parse_size(text) == value
 

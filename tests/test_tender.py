@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import have_kvm
+from tests.conftest import ELF_MACHINE, FOREIGN_ARCH, HOST_ARCH, have_kvm, needs_cross_gcc
 
 pytestmark = [pytest.mark.kvm,
               pytest.mark.skipif(not have_kvm(), reason="/dev/kvm absent or not accessible: "
@@ -292,7 +292,7 @@ ELF_CASES = {
     "truncated_segments": (lambda d: d.__delitem__(slice(3000, None)), "truncated"),
     "not_elf": (lambda d: d.__setitem__(slice(0, 4), b"#!/b"), "not an ELF file"),
     "elf32": (lambda d: d.__setitem__(4, 1), "not a 64-bit little-endian ELF"),
-    "wrong_arch": (lambda d: struct.pack_into("<H", d, 18, 183), "built for aarch64"),
+    "wrong_arch": (lambda d: struct.pack_into("<H", d, 18, ELF_MACHINE[FOREIGN_ARCH]), f"built for {FOREIGN_ARCH}"),
     "not_exec": (lambda d: struct.pack_into("<H", d, 16, 3), "not a static executable"),
     "phdrs_outside": (lambda d: struct.pack_into("<Q", d, 32, 1 << 40), "program headers"),
     "phnum_huge": (lambda d: struct.pack_into("<H", d, 56, 60000), "program headers"),
@@ -373,15 +373,15 @@ def test_sector_size_option_changes_the_block_size(hvt, tmp_path):
     assert probe_json(proc)["block_size"] == 4096 and counters(proc)["exits"]["block_write"] == 2
 
 
-# -- the aarch64 build (runs on a Pi 4; here it must at least build) -----------------------
+# -- the other arch's build (x86_64 host: the Pi 4's aarch64; here it must at least build) --
 
-@pytest.mark.skipif(not shutil.which("aarch64-linux-gnu-gcc"), reason="no aarch64 cross-compiler")
-def test_aarch64_tender_and_guests_build(hvt, tmp_path):
+@needs_cross_gcc(FOREIGN_ARCH)
+def test_other_arch_tender_and_guests_build(hvt, tmp_path):
     from measure.hvt_build import build
-    arm = build("aarch64")
-    for path in (arm.tender, arm.probe, arm.hostile):
+    other = build(FOREIGN_ARCH)
+    for path in (other.tender, other.probe, other.hostile):
         head = path.read_bytes()[:20]
-        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == 183
+        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == ELF_MACHINE[FOREIGN_ARCH]
     # and this tender refuses it cleanly
-    proc = tender(hvt, arm.probe, [], make_disk(tmp_path / "disk.img", 4096))
-    assert proc.returncode == 2 and "built for aarch64, this tender runs x86_64" in proc.stderr
+    proc = tender(hvt, other.probe, [], make_disk(tmp_path / "disk.img", 4096))
+    assert proc.returncode == 2 and f"built for {FOREIGN_ARCH}, this tender runs {HOST_ARCH}" in proc.stderr

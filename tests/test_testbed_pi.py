@@ -151,7 +151,7 @@ def test_measure_linux_hvt_qemu_on_the_pi(pi, tmp_path):
 
 @pytest.mark.slow
 def test_hvt_on_the_pi_reads_back_what_is_on_its_disk(pi, tmp_path):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     words = [(i * 2654435761) % 2**64 for i in range(512)]
     local = tmp_path / "pattern.img"
     local.write_bytes(struct.pack("<512Q", *words))

@@ -25,7 +25,7 @@ def cell(size, op, reps=3, **kw):
 # -- without a board --------------------------------------------------------------------
 
 def test_no_xl_on_an_ssh_target_names_the_packages(sshd):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     target = parse_target(sshd.url, identity=str(sshd.identity), known_hosts=str(sshd.known_hosts))
     try:
         with pytest.raises(Unavailable) as e:
@@ -70,7 +70,7 @@ def xen():
 
 @pytest.fixture
 def target(xen):
-    from measure.ssh import parse_target
+    from measure.reach import parse_target
     t = parse_target(xen)
     yield t
     t.close()

@@ -22,6 +22,8 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     if not allow_priors:
         _require_coverage(results)
     m = results.attrs["machine"]
+    for note in results.attrs.get("notes") or []:
+        print(f"note: {note}", flush=True)
     print(f"Calibrating the model on {results.attrs.get('source', source)} ({len(results)} cells, "
           f"{results.attrs.get('statistic', 'mean_per_op_s')}) for {m.get('host') or 'a machine'} "
           f"({m.get('arch') or '?'}, {m['memory_bytes'] / 2 ** 30:.1f} GiB, kvm {m.get('kvm') or '?'}, "

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from edgeio import paths, store
 from edgeio.errors import UserError
-from edgeio.options import parse_int
-from edgeio.units import format_size, format_time, parse_sizes
+from edgeio.parse import parse_choices, parse_int, parse_size, parse_sizes
+from edgeio.units import format_size, format_time
 from measure import adaptive
 from measure import campaign as engine
 from measure import plan as planning
@@ -53,7 +53,7 @@ def parse_cell_timeout(value):
     if isinstance(value, str) and value.strip().lower() in ("none", "off"):
         return None
     try:
-        return adaptive.parse_duration(value)
+        return adaptive.parse_duration(value, "--cell-timeout")
     except UserError as e:
         raise UserError(f"--cell-timeout {value!r}: expected auto, none or a duration such as 600, 90s "
                         f"or 2h ({e})") from None
@@ -72,13 +72,16 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
                         "leave out --size, --reps, --cold and --ci (cap sizes with --max-size)")
     if max_size and not calibrating:
         raise UserError("--max-size goes with --protocol calibrate")
-    cap = planning.parse_size(max_size) if max_size else None
+    cap = parse_size(max_size, "--max-size") if max_size else None
     target_objs = [_target(t) for t in (targets or ["local"])]
+    if any(not isinstance(t, LocalTarget) for t in target_objs):
+        from measure.ssh import open_fleet
+        open_fleet(target_objs)     # every SSH host at once: a key problem stops us here, before any cell
     names = _env_names(env)
     if not names:
         raise UserError(f"--env {env!r}: no environment named")
-    excluded = [n for n in _env_names(exclude) if n in names] if exclude else []
-    sizes = parse_sizes(size) if size is not None else list(planning.QUICK_SIZES)
+    excluded = [n for n in _env_names(exclude, "--exclude") if n in names] if exclude else []
+    sizes = parse_sizes(size, "--size") if size is not None else list(planning.QUICK_SIZES)
     if not sizes:
         raise UserError(f"--size {size!r}: no size given, e.g. --size 4KiB,1MiB")
     ops = planning.parse_ops(op)
@@ -92,7 +95,7 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
     explicit = env != "all"
     adaptive_opts = None
     if reps == "auto":
-        adaptive_opts = (adaptive.parse_ci(ci or "2%"), adaptive.parse_duration(budget or "10m"))
+        adaptive_opts = (adaptive.parse_ci(ci or "2%"), adaptive.parse_duration(budget or "10m", "--budget"))
     elif ci or (budget and not calibrating):
         raise UserError("--ci and --budget go with --reps auto (or --budget with --protocol calibrate)")
     budget_s = adaptive.parse_duration(budget) if calibrating and budget else protocol_mod.DEFAULT_BUDGET_S
@@ -127,7 +130,7 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
 
     facts = engine.target_metadata({t.name: t for t in target_objs})   # in parallel; unreachable = UserError
     cells, notes = [], []
-    io_bytes = planning.parse_size(io_size) if io_size else None
+    io_bytes = parse_size(io_size, "--io-size") if io_size else None
     for t in target_objs:
         here = [n for n in names if (n, t.name) in environments]
         if calibrating:
@@ -255,25 +258,14 @@ def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
 
 
 def _target(spec: str):
-    if spec in ("local", "", None):
-        return LocalTarget()
-    if spec.startswith(("ssh://", "testbed:")):
-        try:
-            from measure.ssh import parse_target
-        except ImportError:
-            raise UserError("ssh targets are not available in this version") from None
-        return parse_target(spec)
-    raise UserError(f"unknown target {spec!r}: local, ssh://user@host[:port] or testbed:BOARD")
+    """'local', ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD."""
+    from measure.reach import parse_target
+    return parse_target(spec)
 
 
-def _env_names(env: str) -> list[str]:
-    if env in (None, "", "all"):
-        return list(ENVIRONMENTS)
-    names = [e.strip() for e in env.split(",") if e.strip()]
-    for name in names:
-        if name != "all" and name not in ENVIRONMENTS:
-            raise UserError(f"unknown env {name!r}: choose from {', '.join(ENVIRONMENTS)} or all")
-    return list(ENVIRONMENTS) if "all" in names else list(dict.fromkeys(names))
+def _env_names(env: str, what: str = "--env") -> list[str]:
+    """'linux,docker' -> names; 'all' = every one; a name twice is refused."""
+    return parse_choices(what, env, list(ENVIRONMENTS))
 
 
 def _class_or_skip(name, explicit, skipped):
@@ -295,7 +287,7 @@ def _reps_arg(reps):
 
 def _renumber(cells):
     """One index across every target's cells; remote cells carry their target's slug."""
-    from measure.ssh import target_slug
+    from measure.targets import target_slug
     for i, cell in enumerate(cells):
         cell["index"] = i
         suffix = cell["cell_id"].split("-", 1)[1]

@@ -1,17 +1,21 @@
 """`invoke predict`: what a proposed fix would do, with prediction intervals."""
 
+import sys
 from pathlib import Path
 
-from edgeio import paths
+from edgeio import exports, paths
 from edgeio.errors import UserError
-from edgeio.options import parse_params
+from edgeio.parse import parse_params
 from edgeio.units import format_size, format_time
 
 
 def run(scenario: str | None, params: list[str], calibration: str | None = None,
-        out: str | None = None) -> None:
-    """Print the scenario's predicted time per op (and write CSV to `out`); 'list' lists scenarios."""
+        out: str | None = None, fmt: str | None = None) -> None:
+    """Print the scenario's predicted time per op, as a table or in `fmt` (json, csv, md),
+    and write it to `out` (format: `fmt`, else the file's extension, else CSV);
+    'list' lists scenarios."""
     import model
+    fmt = exports.parse_format(fmt)
     if scenario in (None, "", "list"):
         list_scenarios()
         return
@@ -19,13 +23,25 @@ def run(scenario: str | None, params: list[str], calibration: str | None = None,
     given = parse_params(params)
     sc.parse(given)                               # bad parameters fail before any fitting
     out_path = _out_path(out)
+    file_fmt = exports.format_for_file(out_path, fmt) if out_path else None
     cal = _calibration(calibration, sc, given)
     df = model.predict(cal, sc.name, given)
-    print_prediction(df, sc, cal)
+    values = {k: _plain(df[k].iloc[0]) for k in sc.defaults} if len(df) else sc.parse(given)
+    meta = {"scenario": sc.name, "description": sc.description, "params": values,
+            "calibration": str(getattr(cal, "report_path", "") or ""),
+            "calibration_source": str(cal.source)}
+    if fmt:
+        sys.stdout.write(exports.render("prediction", df, fmt, meta=meta))
+    else:
+        print_prediction(df, sc, cal)
     if out_path:
         from edgeio.store import write_atomic
-        write_atomic(out_path, df.to_csv(index=False))
-        print(f"\nPredictions written to {out_path}")
+        write_atomic(out_path, exports.render("prediction", df, file_fmt, meta=meta))
+        print(f"Predictions ({file_fmt}) written to {out_path}", file=sys.stderr if fmt else sys.stdout)
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v
 
 
 def _out_path(out):
@@ -52,15 +68,17 @@ def _calibration(path, sc, given):
     if path or newest_calibration():
         if not path:
             path = newest_calibration()
-            print(f"Using calibration {path}")
-        return calibration.load(path)
+            print(f"Using calibration {path}", file=sys.stderr)
+        cal = calibration.load(path)
+        cal.report_path = str(path)
+        return cal
     # impossible values on the study's machine fail before a minute of fitting on it
     values = sc.parse(given)
     for cfg in model.study().values():
         if cfg.name in sc.envs:
             validate(sc.apply(cfg, values))
     print(f"No calibration in {paths.results_dir() / 'calibrations'}: calibrating on the bundled "
-          "Pi 4 figures now (run `invoke calibrate` to keep one)...", flush=True)
+          "Pi 4 figures now (run `invoke calibrate` to keep one)...", file=sys.stderr, flush=True)
     return calibration.fit(calibration.load_results(None))
 
 
@@ -80,11 +98,12 @@ def print_prediction(df, sc, cal) -> None:
     desc = ", ".join(f"{k}={v}" for k, v in params.items())
     print(f"\nScenario {sc.name}{' (' + desc + ')' if desc else ''}: {sc.description}")
     print(f"Calibration: {cal.source}")
-    print(f"  {'env':7s} {'size':>7s} {'op':11s} {'baseline':>10s} {'predicted':>10s} {'95% interval':>23s} {'speed-up':>9s}")
+    print(f"  {'env':7s} {'size':>7s} {'op':11s} {'baseline':>10s} {'predicted':>10s} {'95% interval':>23s} {'speed-up [95%]':>20s}")
     for r in df.itertuples(index=False):
         pi = f"[{format_time(r.pi95_low_s)}, {format_time(r.pi95_high_s)}]"
         print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.baseline_s):>10s} "
-              f"{format_time(r.predicted_s):>10s} {pi:>23s} {r.speedup:8.2f}x")
+              f"{format_time(r.predicted_s):>10s} {pi:>23s} "
+              f"{f'{r.speedup:.2f}x [{r.speedup_low:.2f}, {r.speedup_high:.2f}]':>20s}")
     for env, g in df.groupby("env", sort=False):
         print(f"  assumes ({env}): {'; '.join(dict.fromkeys(g['assumes']))}")
     slower = df[df["speedup"] < 1]

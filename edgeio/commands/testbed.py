@@ -2,16 +2,17 @@
 
 import time
 
-from edgeio.errors import UserError
+from edgeio.parse import parse_choice, parse_duration
 from edgeio.units import format_time
 
 ACTIONS = ("up", "down", "status")
 
 
-def run(action: str, board: str = "pi", arch: str | None = None, timeout: float | None = None) -> dict | None:
+def run(action: str, board: str = "pi", arch: str | None = None, timeout=None) -> dict | None:
     from measure import testbed
-    if action not in ACTIONS:
-        raise UserError(f"testbed: unknown action {action!r}: use up, down or status")
+    parse_choice("testbed: action", action, ACTIONS)
+    # checked before anything boots: a bad --timeout must not cost a board's boot
+    timeout = None if timeout in (None, "") else parse_duration(timeout, "--timeout")
     if action == "up" and not testbed.status(board):
         print(f"testbed {board}: building the image if an input changed, then booting "
               "(emulated, TCG: this takes a while)...", flush=True)

@@ -9,11 +9,12 @@
    digest in metadata.json, never rewritten) before the first cell starts;
 4. measure the fix cells and the baseline cells they are compared against, interleaved,
    with the campaign engine (a killed verify keeps its cells: --resume DIR);
-5. write comparison.csv and print predicted against measured.
+5. write comparison.csv and comparison.json (verification.campaign) and print the
+   speed-up predicted against measured, absolute times beside it, and the drift check.
+The domain (plan, predictions, comparison, summary) lives in verification/; this module
+asks for the inputs, runs the engine and prints.
 """
 
-import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,13 +23,14 @@ import pandas as pd
 
 from edgeio import paths, store
 from edgeio.errors import UserError
-from edgeio.options import parse_params
-from edgeio.units import format_size, format_time, parse_sizes
-from edgeio.commands import _verify_compare as vc
-from edgeio.commands import _verify_plan as vp
+from edgeio.parse import parse_params, parse_sizes
+from edgeio.units import format_size, format_time
+from verification import campaign as vcampaign, plan as vp, predictions as vpred
+from verification.compare import compare
+from verification.summary import drift_line, summarize
 
-PREDICTIONS = "predictions.csv"
-COMPARISON = "comparison.csv"
+PREDICTIONS = vpred.FILE
+COMPARISON = vcampaign.COMPARISON
 
 
 def run(scenario: str, params: list[str] | None = None, calibration: str | None = None,
@@ -45,8 +47,10 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     sc = model.scenarios.get(scenario)
     given = parse_params(params or [])
     sc.parse(given)                                     # bad values fail first
-    sizes = parse_sizes(size) if size else None
+    sizes = parse_sizes(size, "--size") if size else None
     ops = planning.parse_ops(op) if op else None
+    if reps:
+        planning.reps_for(1, reps, quick=False)          # a bad --reps fails before the target is asked
     specs = {}
     for env in sc.envs:
         try:
@@ -57,7 +61,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     target_obj = _target(target)
     if not b.fix:
         raise UserError(f"scenario {sc.name} has no buildable fix on target {target_obj.name}: "
-                        f"{_reasons(b.unbuildable)}")
+                        f"{vp.reasons(b.unbuildable)}")
     facts = _facts(target_obj)
     cal, cal_path = _calibration(calibration, target_obj.name, facts)
     fitted = {w["env"] for w in cal.workloads()}
@@ -65,8 +69,8 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     if not envs:
         raise UserError(f"scenario {sc.name}: the calibration {cal_path} has no cells of "
                         f"{', '.join(sorted(b.fix))} to predict from (it has {', '.join(sorted(fitted)) or 'none'})")
-    workloads = {e: _workloads(cal, e, sizes, ops, reps) for e in envs}
-    plan = _source_plan(cal)
+    workloads = {e: vp.workloads(cal, e, sizes, ops, reps) for e in envs}
+    plan = vp.source_plan(cal)
     baselines = {e: vp.baseline_params(plan, e) for e in envs}
     cells = vp.cells(vp.Build(b.scenario, b.values, {e: b.fix[e] for e in envs}, {}),
                      workloads, baselines, target_obj.name)
@@ -80,16 +84,16 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     model_configs = [environments[(c["env"], c["target"])].effective_config(c) for c in cells]
     if not quiet:
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
-    predicted = vc.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
+    predicted = vpred.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
     stamp = store.now_iso()
-    table = vc.prediction_table(cells, predicted, [vp.cell_key(c) for c in cells], model_configs,
-                                stamp, str(cal_path))
+    table = vpred.prediction_table(cells, predicted, model_configs, stamp, str(cal_path),
+                                   vpred.calibration_reference(cal, cells))
     text = table.to_csv(index=False)
     verify_meta = {"scenario": sc.name, "values": b.values, "fix": {e: b.fix[e] for e in envs},
                    "baseline": baselines, "unbuildable": b.unbuildable,
                    "calibration": str(cal_path), "calibration_source": str(cal.source),
                    "predictions": {"file": PREDICTIONS, "written_at": stamp,
-                                   "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                   "sha256": vpred.digest(text),
                                    "cells": len(cells)}}
     options = {"scenario": sc.name, "params": params or [], "size": size, "op": op, "reps": reps,
                "target": target_obj.name, "calibration": str(cal_path)}
@@ -98,15 +102,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     meta = dict(_metadata({target_obj.name: facts}, environments, [], options), verify=verify_meta)
     campaign = store.Campaign.create(parent, meta, cells, name=_name(sc.name))
     _write_once(campaign.path / PREDICTIONS, text)
-    return _measure(campaign, cells, environments, table, quiet, on_start)
-
-
-def _reasons(unbuildable: dict) -> str:
-    """{env: why} as one clause per distinct reason."""
-    by_reason = {}
-    for e, r in sorted(unbuildable.items()):
-        by_reason.setdefault(r, []).append(e)
-    return "; ".join(f"{', '.join(es)}: {r}" for r, es in by_reason.items()) or "nothing to build"
+    return _measure(campaign, cells, environments, quiet, on_start, resumed=False)
 
 
 def _check(environments, cells, scenario, target) -> None:
@@ -169,32 +165,6 @@ def _calibration(path, target: str, facts: dict):
             return cal, p
     raise UserError(f"no calibration for target {target} ({facts.get('host')}) in {d}: measure it and "
                     f"run invoke calibrate --source DIR, or pass --calibration FILE")
-
-
-def _source_plan(cal) -> list[dict]:
-    """The plan of the campaign the calibration was fitted on ([] for a CSV or the bundled
-    figures, or a campaign no longer there: the baseline is then the environments' defaults)."""
-    src = str(cal.source)
-    if not src.startswith("campaign: "):
-        return []
-    try:
-        return store.Campaign.open(Path(src[len("campaign: "):])).plan()
-    except UserError:
-        return []
-
-
-def _workloads(cal, env, sizes, ops, reps) -> list[tuple]:
-    """(size, op, reps) of `env`: the calibration's cells, or the --size/--op given."""
-    from measure.plan import reps_for
-    have = {(int(w["size_bytes"]), w["op"]): int(w.get("reps") or 0) for w in cal.workloads() if w["env"] == env}
-    sizes = sizes or sorted({s for s, _ in have})
-    ops = ops or [o for o in ("write_sync", "write", "read") if any(op == o for _, op in have)]
-    out = []
-    for s in sizes:
-        for o in ops:
-            n = reps_for(s, reps, quick=reps is None) if reps else (have.get((s, o)) or reps_for(s, None, quick=True))
-            out.append((s, o, n))
-    return out
 
 
 # -- measuring --------------------------------------------------------------------------
@@ -271,22 +241,21 @@ def _environments(cells, targets) -> dict:
     return {key: _ByConfig(inst) for key, inst in groups.items()}
 
 
-def _measure(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+def _measure(campaign, cells, environments, quiet, on_start, resumed: bool) -> Path:
     import contextlib
     locked = getattr(campaign, "locked", None)       # one writer per campaign, where the store has it
     with locked() if locked else contextlib.nullcontext():
-        return _measure_locked(campaign, cells, environments, predictions, quiet, on_start)
+        return _measure_locked(campaign, cells, environments, quiet, on_start, resumed)
 
 
-def _measure_locked(campaign, cells, environments, predictions, quiet, on_start) -> Path:
+def _measure_locked(campaign, cells, environments, quiet, on_start, resumed) -> Path:
     from measure import campaign as engine
     from measure.progress import Progress
     try:
-        if hasattr(engine, "adopt"):                  # resources named after the campaign
-            engine.adopt(campaign, environments)
-            if campaign.records():                    # a resumed verify: what the killed run left goes
-                for what in engine.remove_leftovers(environments):
-                    print(f"removed what the killed run left: {what}", file=sys.stderr)
+        engine.adopt(campaign, environments)          # resources named after the campaign
+        if resumed:          # what a killed run left goes, even if it was killed before its first cell
+            for what in engine.remove_leftovers(environments):
+                print(f"removed what the killed run left: {what}", file=sys.stderr)
         unavailable = engine.prepare(environments)
         if unavailable:
             why = "; ".join(f"{k[0]}: {r}" for k, r in unavailable.items())
@@ -307,53 +276,51 @@ def _measure_locked(campaign, cells, environments, predictions, quiet, on_start)
             print(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", file=sys.stderr)
     for line in engine.summary_lines(result, campaign.records())[1:]:
         print(line)
-    comparison = vc.compare(predictions, store.load_summary(campaign.path))
-    path = campaign.path / COMPARISON
-    if path.exists():          # a resumed verify adds a new comparison, keeps the old one
-        path = campaign.path / f"comparison-{store.now_iso().replace(':', '')}.csv"
-    store.write_atomic(path, comparison.to_csv(index=False))
-    print_comparison(comparison, campaign.metadata().get("verify", {}))
-    print(f"results: {campaign.path}")
+    # The comparison from the predictions as written (read back, digest checked) and the
+    # cell records: exactly what the report recomputes.
+    _, verify_meta, predictions = vcampaign.open_campaign(campaign.path)
+    comparison = compare(predictions, campaign.samples())
+    csv, js = vcampaign.write(campaign.path, comparison)
+    print_comparison(comparison, verify_meta)
+    print(f"results: {campaign.path} ({csv.name}, {js.name})")
     return campaign.path
 
 
 def _resume(path: Path, quiet, on_start) -> Path:
     from measure import campaign as engine
     campaign, cells, records = engine.resume(path)
-    meta = campaign.metadata()
-    v = meta.get("verify")
-    if not isinstance(v, dict) or "predictions" not in v:
-        raise UserError(f"{path}: not a verify campaign (no verify record in metadata.json); "
-                        "resume it with invoke measure --resume")
-    predictions = load_predictions(path, v)
+    vcampaign.open_campaign(path)     # predictions as written, and the plan they were made for
     targets = {name: _target(name) for name in engine.target_names(cells)}
     environments = _environments(cells, targets)
-    _check(environments, [c for c in cells if c["cell_id"] not in records], v.get("scenario"), ", ".join(targets))
+    _check(environments, [c for c in cells if c["cell_id"] not in records],
+           campaign.metadata()["verify"].get("scenario"), ", ".join(targets))
     if not quiet:
         print(f"resuming {path}: {len(records)} of {len(cells)} cells already measured", file=sys.stderr)
-    return _measure(campaign, cells, environments, predictions, quiet, on_start)
-
-
-def load_predictions(path: Path, verify_meta: dict) -> pd.DataFrame:
-    """predictions.csv of a verify campaign, checked against the digest metadata.json recorded."""
-    p = Path(path) / verify_meta["predictions"]["file"]
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise UserError(f"{p}: cannot read the predictions ({e.strerror or e})") from None
-    if hashlib.sha256(text.encode()).hexdigest() != verify_meta["predictions"].get("sha256"):
-        raise UserError(f"{p}: the predictions differ from what was written before measuring "
-                        "(digest in metadata.json): refusing to compare against them")
-    import io
-    return pd.read_csv(io.StringIO(text), keep_default_na=False, dtype={"config": str})
+    return _measure(campaign, cells, environments, quiet, on_start, resumed=True)
 
 
 # -- printing -----------------------------------------------------------------------------
 def print_comparison(comparison: pd.DataFrame, verify_meta: dict) -> None:
     from rich.console import Console
     from rich.table import Table
-    s = vc.summarize(comparison)
-    t = Table(title=f"verify {verify_meta.get('scenario', '')}: predicted before measured")
+    s = summarize(comparison)
+    console = Console(width=max(150, Console().width))
+    scen = verify_meta.get("scenario", "")
+    fix = comparison[(comparison["role"] == "fix") & comparison["predicted_speedup"].notna()]
+    if len(fix):
+        t = Table(title=f"verify {scen}: speed-up (baseline / fix) predicted before measured")
+        for col in ("env", "size", "op", "config", "predicted", "95% interval", "measured", "95% CI",
+                    "error", "inside", "direction"):
+            t.add_column(col, justify="left" if col in ("env", "op", "config", "direction") else "right")
+        for r in fix.itertuples(index=False):
+            agree = "" if str(r.direction_agrees) == "True" else " (NO)"
+            t.add_row(r.env, format_size(int(r.size_bytes)), r.op, r.config, _x(r.predicted_speedup),
+                      f"[{_x(r.speedup_low)}, {_x(r.speedup_high)}]", _x(r.measured_speedup),
+                      f"[{_x(r.measured_speedup_ci95_low)}, {_x(r.measured_speedup_ci95_high)}]",
+                      f"{r.speedup_rel_error:+.1%}", "yes" if str(r.speedup_inside) == "True" else "NO",
+                      f"{r.predicted_direction} / {r.measured_direction}{agree}")
+        console.print(t)
+    t = Table(title=f"verify {scen}: time per op predicted before measured")
     for col in ("env", "size", "op", "config", "role", "predicted", "95% interval", "measured",
                 "95% CI", "error", "inside"):
         t.add_column(col, justify="right" if col not in ("env", "op", "config", "role") else "left")
@@ -362,18 +329,26 @@ def print_comparison(comparison: pd.DataFrame, verify_meta: dict) -> None:
                   f"[{format_time(r.low_s)}, {format_time(r.high_s)}]", format_time(r.measured_s),
                   f"[{format_time(r.ci95_low_s)}, {format_time(r.ci95_high_s)}]", f"{r.rel_error:+.1%}",
                   "yes" if r.inside else "NO")
-    console = Console(width=max(150, Console().width))
     console.print(t)
-    if s["cells"]:
-        print(f"{s['cells']} cells: median |error| {s['median_abs_rel_error']:.1%}, largest "
-              f"{s['max_abs_rel_error']:.1%} ({s['worst']}), {s['share_inside']:.0%} inside their 95% intervals")
-    else:
+    line = drift_line(comparison)
+    if line:
+        print(line)
+        re = comparison[comparison["role"] == "fix"]
+        print("re-anchored on today's baseline (prediction x baseline measured now / baseline predicted): " + ", ".join(
+            f"{format_size(int(r.size_bytes))} {r.op} {format_time(r.predicted_s)} raw, {format_time(r.reanchored_s)} "
+            f"re-anchored vs {format_time(r.measured_s)} measured ({r.rel_error:+.1%}, {r.reanchored_rel_error:+.1%})"
+            for r in re.itertuples(index=False)))
+    if not s["cells"]:
         print("no cell was measured: nothing to compare")
-    from edgeio.stats import speedups
-    sp = speedups(comparison)
-    if len(sp):
-        a = sp["rel_error"].abs()
-        pairs = ", ".join(f"{format_size(int(r.size_bytes))} {r.op} {r.predicted_speedup:.2f}x vs "
-                          f"{r.measured_speedup:.2f}x" for r in sp.itertuples(index=False))
-        print(f"speed-up over the baseline measured beside it, predicted vs measured: {pairs}; "
-              f"median |error| {a.median():.1%}, largest {a.max():.1%}")
+        return
+    sp = s["speedup"]
+    if sp["cells"]:
+        print(f"speed-up, {sp['cells']} fix cells: median |error| {sp['median_abs_rel_error']:.1%}, largest "
+              f"{sp['max_abs_rel_error']:.1%} ({sp['worst']}), {sp['share_inside']:.0%} inside their 95% intervals, "
+              f"{sp['wrong_direction']} the wrong way")
+    print(f"time per op, {s['cells']} cells: median |error| {s['median_abs_rel_error']:.1%}, largest "
+          f"{s['max_abs_rel_error']:.1%} ({s['worst']}), {s['share_inside']:.0%} inside their 95% intervals")
+
+
+def _x(v) -> str:
+    return f"{v:.3g}x" if v == v else "n/a"

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 
 from edgeio.errors import UserError
+from edgeio.limits import default_io_size
+from edgeio.parse import parse_float, parse_int
 
 
 class Unavailable(UserError):
@@ -49,13 +51,12 @@ def check_absolute_path(env: str, key: str):
 
 def int_param(env: str, key: str, value: str, lo: int, hi: int) -> int:
     """A whole-number param in [lo, hi], or a one-line UserError naming it."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise UserError(f"{env}: --param {key}={value!r}: expected a whole number") from None
-    if not lo <= n <= hi:
-        raise UserError(f"{env}: --param {key}={n}: expected {lo} to {hi}")
-    return n
+    return parse_int(f"{env}: --param {key}=", value, lo, hi)
+
+
+def float_param(env: str, key: str, value: str, above: float = 0.0, hi: float | None = None) -> float:
+    """A finite number param above `above` (nan, inf refused), or a one-line UserError."""
+    return parse_float(f"{env}: --param {key}=", value, hi=hi, above=above)
 
 
 def check_int(env: str, key: str, lo: int, hi: int):
@@ -188,14 +189,6 @@ class Environment:
             from measure.targets import _meminfo_total
             self._host_memory = _meminfo_total(self.target.read_text("/proc/meminfo"))
         return self._host_memory
-
-
-# The probe's default bytes per call (probes/args.c): the whole file up to 1 MiB, else 1 MiB.
-DEFAULT_IO_CAP = 1 << 20
-
-
-def default_io_size(size: int) -> int:
-    return min(int(size), DEFAULT_IO_CAP)
 
 
 def probe_args(cell: dict) -> list[str]:

@@ -13,6 +13,7 @@ import json
 import shlex
 
 from edgeio.errors import UserError
+from edgeio.limits import HVT_BLOCKS_PER_CALL, HVT_MEM_MIB, HVT_RING_BATCH, HVT_SECTOR_SIZE
 from edgeio.records import PRIMITIVES
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
                                        check_absolute_path, check_free_space, filesystem_facts, int_param)
@@ -26,7 +27,7 @@ MAPPED_PAGE = 4096                      # a mapped disk is whole pages
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
-MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender
+MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender; HVT_MEM_MIB[1] is the larger
 MAX_SPAN = 1 << 20                      # the probe reuses a buffer of at most 1 MiB
 DISK_IMAGE_SUFFIXES = (".img", ".raw", ".disk")
 
@@ -60,11 +61,11 @@ class HvtEnvironment(Environment):
             raise UserError(f"hvt: --param tender={p['tender']!r}: use edgeio or solo5")
         if p["flush"] not in FLUSH_POLICIES:
             raise UserError(f"hvt: --param flush={p['flush']!r}: use {', '.join(FLUSH_POLICIES)}")
-        self.blocks = _int_param("blocks_per_call", p["blocks_per_call"], 1, 65536)
-        self.sector = _int_param("sector_size", p["sector_size"], 512, 32768)
+        self.blocks = _int_param("blocks_per_call", p["blocks_per_call"], *HVT_BLOCKS_PER_CALL)
+        self.sector = _int_param("sector_size", p["sector_size"], *HVT_SECTOR_SIZE)
         if self.sector & (self.sector - 1):
             raise UserError(f"hvt: --param sector_size={self.sector}: must be a power of two")
-        self.mem = _int_param("mem", p["mem"], 1, max(MAX_MEM_MIB.values()))
+        self.mem = _int_param("mem", p["mem"], *HVT_MEM_MIB)
         if self.mem < MIN_MEM_MIB:
             raise UserError(f"hvt: --param mem={self.mem} MiB is too small for the probe unikernel "
                             f"(at least {MIN_MEM_MIB} MiB)")
@@ -72,7 +73,7 @@ class HvtEnvironment(Environment):
             raise UserError(f"hvt: --param transport={p['transport']!r}: use {', '.join(TRANSPORTS)}")
         if p["batch"] and p["transport"] != "ring":
             raise UserError("hvt: --param batch applies to transport=ring only")
-        self.batch = _int_param("batch", p["batch"], 1, 4096) if p["batch"] else (
+        self.batch = _int_param("batch", p["batch"], *HVT_RING_BATCH) if p["batch"] else (
             RING_BATCH if p["transport"] == "ring" else 1)
         if p["transport"] != "hvt" and p["tender"] == "solo5":
             raise UserError(f"hvt: transport={p['transport']} is an edgeio extension: not with tender=solo5")

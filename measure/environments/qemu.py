@@ -19,8 +19,10 @@ import shlex
 
 from edgeio.errors import UserError
 from edgeio.units import format_size
+from edgeio.limits import QEMU_MIN_MEM_MIB
+from edgeio.parse import MAX_DURATION_S
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
-                                       check_free_space, probe_args)
+                                       check_free_space, float_param, int_param, probe_args)
 from measure.targets import kvm_kind
 
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
@@ -56,8 +58,8 @@ class QemuEnvironment(Environment):
         super().__init__(target, params, workdir)
         self._explicit = dict(params or {})
         p = self.params
-        self.mem_mib = _int_param(p, "mem", 64)
-        self.cpus = _int_param(p, "cpus", 1)
+        self.mem_mib = _int_param(p, "mem", QEMU_MIN_MEM_MIB)
+        self.cpus = _int_param(p, "cpus", 1, maximum=1024)
         self.timeout = _float_param(p, "timeout")
         self.disk_mib = None if p["disk_mib"] == "auto" else _int_param(p, "disk_mib", 1)
         if p["cache"] not in CACHE_MODES:
@@ -327,24 +329,13 @@ def _timings(probe: dict, console: str, wrapper_out: str) -> dict:
     return out
 
 
-def _int_param(p: dict, key: str, minimum: int, env: str = "qemu") -> int:
-    try:
-        value = int(str(p[key]))
-    except ValueError:
-        raise UserError(f"{env}: {key}={p[key]!r} is not a whole number") from None
-    if value < minimum:
-        raise UserError(f"{env}: {key}={value} is below the minimum {minimum}")
-    return value
+def _int_param(p: dict, key: str, minimum: int, env: str = "qemu", maximum: int = 1 << 30) -> int:
+    return int_param(env, key, p[key], minimum, maximum)
 
 
 def _float_param(p: dict, key: str, env: str = "qemu") -> float:
-    try:
-        value = float(str(p[key]))
-    except ValueError:
-        raise UserError(f"{env}: {key}={p[key]!r} is not a number of seconds") from None
-    if value <= 0:
-        raise UserError(f"{env}: {key} must be positive")
-    return value
+    """Seconds: positive and finite (nan, inf refused), at most a year."""
+    return float_param(env, key, p[key], above=0.0, hi=MAX_DURATION_S)
 
 
 def _tail(console: str, lines: int = SERIAL_TAIL_LINES) -> str:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from edgeio.errors import UserError
+from edgeio.limits import XEN_MIN_MEM_MIB
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
                                        check_free_space, probe_args)
 from measure.environments.qemu import _float_param, _int_param
@@ -47,8 +48,8 @@ class XenEnvironment(Environment):
         super().__init__(target, params, workdir)
         self._explicit = dict(params or {})
         p = self.params
-        self.mem_mib = _int_param(p, "mem", 32, "xen")
-        self.vcpus = _int_param(p, "vcpus", 1, "xen")
+        self.mem_mib = _int_param(p, "mem", XEN_MIN_MEM_MIB, "xen")
+        self.vcpus = _int_param(p, "vcpus", 1, "xen", maximum=1024)
         self.timeout = _float_param(p, "timeout", "xen")
         self.boot_timeout = _float_param(p, "boot_timeout", "xen")
         if p["disk"] == "file":

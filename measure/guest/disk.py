@@ -16,9 +16,9 @@ from pathlib import Path
 
 from edgeio.errors import UserError
 from edgeio.paths import cache_dir
-from edgeio.units import format_size
+from edgeio.units import MIB, format_size
 
-MiB = 1 << 20
+MiB = MIB
 DATA_NAME = "data"           # the probe's file: /mnt/data in the guest
 _LAYOUT = "ext4-4k-v1"       # bump when the image layout below changes
 

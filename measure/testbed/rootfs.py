@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edgeio.errors import UserError
 from edgeio.paths import cache_dir
+from measure.targets import TESTBED_MARKER
 
 from . import debs
 
@@ -33,7 +34,7 @@ from . import debs
 # (findmnt, blockdev), procps (ps, pkill), kmod, and sshd with its sftp server.
 BASE_PACKAGES = ("base-files", "debianutils", "dash", "coreutils", "util-linux", "mount", "procps", "findutils", "grep", "sed",
                  "gzip", "tar", "kmod", "busybox-static", "openssh-server", "openssh-sftp-server")
-MARKER = "etc/edgeio-testbed.json"      # what machine facts read to say "emulated"
+MARKER = TESTBED_MARKER.lstrip("/")    # what machine facts read to say "emulated"
 _SKIP = ("usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info", "usr/share/lintian")
 _LAYOUT = "rootfs-v1"                   # bump when the files below change meaning
 

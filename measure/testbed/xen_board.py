@@ -9,7 +9,8 @@ Xen hit a BUG in page_alloc.c).
 
 from pathlib import Path
 
-MiB = 1 << 20
+from edgeio.units import MIB as MiB
+
 # Guest memory: dom0 gets DOM0_MIB; the rest (less Xen's own) is for domUs, which the
 # study gives 1 GiB.
 QEMU_MEM_MIB = 2560

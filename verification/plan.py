@@ -1,19 +1,21 @@
-"""What `invoke verify` builds: a scenario's fix as environment parameters, and the cells.
+"""What a verify builds: a scenario's fix as environment parameters, and the cells.
 
 A scenario (model/scenarios.py) says what a fix changes in the model and which --param
 values of the measuring environments build it (Scenario.env_params); this module checks
 the environments of this checkout take them and can run them at each size, and makes the
-fix cells beside the baseline cells they are compared against. Pure functions: no I/O.
+fix cells beside the baseline cells they are compared against. Pure functions except
+`source_plan`, which reads the calibration campaign's plan.
 """
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
+from edgeio import store
 from edgeio.errors import UserError
 from edgeio.store import config_key
-from edgeio.units import format_size
+from edgeio.units import MIB, format_size
 
-MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,43 @@ def baseline_params(plan: list[dict], env: str) -> dict:
     if not configs:
         return {}
     return {str(k): str(v) for k, v in json.loads(max(dict.fromkeys(configs), key=configs.count)).items()}
+
+
+def reasons(unbuildable: dict) -> str:
+    """{env: why} as one clause per distinct reason."""
+    by_reason = {}
+    for e, r in sorted(unbuildable.items()):
+        by_reason.setdefault(r, []).append(e)
+    return "; ".join(f"{', '.join(es)}: {r}" for r, es in by_reason.items()) or "nothing to build"
+
+
+def source_plan(cal) -> list[dict]:
+    """The plan of the campaign the calibration was fitted on ([] for a CSV or the bundled
+    figures, or a campaign no longer there: the baseline is then the environments' defaults)."""
+    path = source_campaign(cal)
+    if path is None:
+        return []
+    try:
+        return store.Campaign.open(path).plan()
+    except UserError:
+        return []
+
+
+def source_campaign(cal) -> Path | None:
+    """The directory of the campaign a calibration was fitted on (None: not a campaign)."""
+    src = str(cal.source)
+    return Path(src[len("campaign: "):]) if src.startswith("campaign: ") else None
+
+
+def workloads(cal, env, sizes, ops, reps) -> list[tuple]:
+    """(size, op, reps) of `env`: the calibration's cells, or the --size/--op given."""
+    from measure.plan import reps_for
+    have = {(int(w["size_bytes"]), w["op"]): int(w.get("reps") or 0) for w in cal.workloads() if w["env"] == env}
+    sizes = sizes or sorted({s for s, _ in have})
+    ops = ops or [o for o in ("write_sync", "write", "read") if any(op == o for _, op in have)]
+    out = []
+    for s in sizes:
+        for o in ops:
+            n = reps_for(s, reps, quick=reps is None) if reps else (have.get((s, o)) or reps_for(s, None, quick=True))
+            out.append((s, o, n))
+    return out

@@ -1,0 +1,198 @@
+"""verification/ as a domain package: the speed-up and its intervals, the drift check, the
+plan and comparison checks a resume and the report rely on, and where the package sits
+(below the commands and the report). Pure functions on synthetic samples: no cells run."""
+
+import ast
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgeio import stats
+from edgeio.errors import UserError
+from verification import campaign as vcampaign, compare as vc, drift, predictions as vpred, speedup
+from verification import summary as vs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- where the package sits ---------------------------------------------------------------
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_nothing_in_verification_imports_upward():
+    files = sorted((ROOT / "verification").glob("*.py"))
+    assert len(files) >= 6
+    for f in files:
+        up = [m for m in _imports(f) if m == "report" or m.startswith(("report.", "edgeio.commands", "tasks"))]
+        assert not up, f"{f.name} imports {up}"
+    # and both users go through it: the command and the report keep no comparison of their own
+    assert "verification.campaign" in _imports(ROOT / "report" / "verified.py")
+    assert not (ROOT / "edgeio" / "commands" / "_verify_compare.py").exists()
+    text = (ROOT / "report" / "verified.py").read_text()
+    assert "COLUMNS" not in text and "def summary" not in text
+
+
+# -- the speed-up ------------------------------------------------------------------------
+
+def test_ratio_of_medians_interval_covers_the_true_ratio():
+    """Synthetic batches with a known ratio of medians (2.0): the 95% interval holds it in
+    about 95% of repeated experiments, and is honest about too few batches."""
+    rng = np.random.default_rng(7)
+    hits, widths = 0, []
+    trials = 300
+    for _ in range(trials):
+        base = 2e-3 * rng.lognormal(0.0, 0.2, size=60)       # median 2 ms
+        fix = 1e-3 * rng.lognormal(0.0, 0.2, size=60)        # median 1 ms
+        lo, hi = stats.ratio_of_medians_ci95(base, fix, resamples=1000)
+        hits += lo <= 2.0 <= hi
+        widths.append(hi / lo)
+    assert 0.88 <= hits / trials <= 0.995, hits / trials
+    assert 1.05 < np.median(widths) < 1.6
+    assert all(math.isnan(x) for x in stats.ratio_of_medians_ci95([1.0] * 5, [1.0] * 60))
+    assert all(math.isnan(x) for x in stats.ratio_of_medians_ci95([1.0] * 60, [1.0] * 3))
+
+
+def test_predicted_ratio_interval_and_direction():
+    # cells 4 ms [2, 8] and 1 ms [0.5, 2]: log half-widths ln 2 each, ratio 4x +- sqrt(2) ln 2
+    r, lo, hi = speedup.predicted_ratio((4e-3, 2e-3, 8e-3), (1e-3, 0.5e-3, 2e-3))
+    assert r == pytest.approx(4.0)
+    assert lo == pytest.approx(4.0 / 2 ** math.sqrt(2)) and hi == pytest.approx(4.0 * 2 ** math.sqrt(2))
+    assert speedup.direction(1.5) == "faster" and speedup.direction(0.5) == "slower"
+    assert speedup.direction(1.05) == "same" and speedup.direction(0.95) == "same"
+    # a measured change whose interval holds 1 is no change
+    assert speedup.direction(1.3, 0.9, 1.8) == "same" and speedup.direction(1.3, 1.1, 1.5) == "faster"
+    assert speedup.wrong_way("faster", "slower") and not speedup.wrong_way("faster", "same")
+
+
+# -- the drift check -----------------------------------------------------------------------
+
+def test_drift_fires_on_a_baseline_shifted_twofold_and_stays_silent_otherwise():
+    then = (1.0e-3, 0.97e-3, 1.03e-3)
+    assert drift.drift((2.0e-3, 1.95e-3, 2.06e-3), then)["drifted"]
+    assert drift.drift((0.5e-3, 0.48e-3, 0.52e-3), then)["drifted"]
+    same = drift.drift((1.02e-3, 0.99e-3, 1.05e-3), then)
+    assert not same["drifted"] and same["ratio"] == pytest.approx(1.02)
+    # a wide interval now: a 2x point that might be 1.05x is not called drift
+    assert not drift.drift((2.0e-3, 1.05e-3, 3e-3), then)["drifted"]
+    # no reference (the calibration never measured this cell): silent
+    assert not drift.drift((2.0e-3, 1.9e-3, 2.1e-3), (math.nan,) * 3)["drifted"]
+    # re-anchored on today's baseline: prediction x measured baseline / predicted baseline
+    assert drift.reanchored((1e-3, 5e-4, 2e-3), 4e-3, 8e-3) == pytest.approx((2e-3, 1e-3, 4e-3))
+
+
+def _pred(ref=(1e-3, 0.98e-3, 1.02e-3)):
+    return pd.DataFrame({
+        "env": ["hvt", "hvt"], "size_bytes": [4096, 4096], "op": ["read", "read"],
+        "config": ["{}", '{"blocks_per_call":"8"}'], "role": ["baseline", "fix"],
+        "predicted_s": [1e-3, 2.5e-4], "low_s": [0.8e-3, 2e-4], "high_s": [1.25e-3, 3.125e-4],
+        "cell_id": ["0000-hvt-4KiB-read-baseline", "0001-hvt-4KiB-read-fix"],
+        "calibration_measured_s": [ref[0], math.nan], "calibration_low_s": [ref[1], math.nan],
+        "calibration_high_s": [ref[2], math.nan]})
+
+
+def _samples(base, fix, reps=10):
+    rows = []
+    for cid, cfg, values in (("0000-hvt-4KiB-read-baseline", "{}", base),
+                             ("0001-hvt-4KiB-read-fix", '{"blocks_per_call":"8"}', fix)):
+        rows += [{"cell_id": cid, "env": "hvt", "size_bytes": 4096, "op": "read", "config": cfg, "batch": i,
+                  "repetitions": reps, "seconds": v * reps} for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_comparison_drift_and_reanchoring_from_the_batches():
+    rng = np.random.default_rng(1)
+    noise = lambda n: rng.lognormal(0, 0.02, n)          # noqa: E731
+    # today's baseline is 2x the calibration campaign's; the fix keeps the predicted 4x
+    comp = vc.compare(_pred(), _samples(2e-3 * noise(40), 5e-4 * noise(40)))
+    base, fix = comp.iloc[0], comp.iloc[1]
+    assert base["drifted"] is True and base["drift_ratio"] == pytest.approx(2.0, rel=0.02)
+    assert fix["measured_speedup"] == pytest.approx(4.0, rel=0.03) and fix["predicted_speedup"] == pytest.approx(4.0)
+    assert fix["measured_speedup_ci95_low"] < fix["measured_speedup"] < fix["measured_speedup_ci95_high"]
+    assert str(fix["speedup_inside"]) == "True" and fix["direction_agrees"] is True
+    assert fix["rel_error"] == pytest.approx(-0.5, abs=0.02)           # raw: half the time measured
+    assert fix["reanchored_s"] == pytest.approx(5e-4, rel=0.02)          # re-anchored: right
+    assert abs(fix["reanchored_rel_error"]) < 0.03
+    s = vs.summarize(comp)
+    assert len(s["drift"]["drifted"]) == 1 and "1 of 1 baselines moved" in s["drift"]["line"]
+    json.dumps(vs.jsonable(s), allow_nan=False)
+    # the same baseline as the calibration's: silent
+    calm = vc.compare(_pred(), _samples(1e-3 * noise(40), 2.5e-4 * noise(40)))
+    assert calm.iloc[0]["drifted"] is False and vs.drift_line(calm) is None
+
+
+def test_wrong_direction_is_counted():
+    comp = vc.compare(_pred(), _samples([1e-3] * 20, [2e-3] * 20))      # predicted 4x faster, measured 2x slower
+    fix = comp.iloc[1]
+    assert fix["predicted_direction"] == "faster" and fix["measured_direction"] == "slower"
+    s = vs.summarize(comp)
+    assert s["speedup"]["wrong_direction"] == 1 and s["speedup"]["direction_agrees"] == 0
+
+
+def test_few_batches_leave_the_intervals_blank_and_nothing_breaks(tmp_path):
+    comp = vc.compare(_pred(), _samples([1e-3] * 3, [3e-4] * 3))
+    assert comp["ci95_low_s"].isna().all() and comp["measured_speedup_ci95_low"].isna().all()
+    assert comp.iloc[1]["measured_direction"] == "faster"           # the point still says which way
+    p = tmp_path / "comparison.csv"
+    p.write_text(comp.to_csv(index=False))
+    vcampaign.check_stored(p, comp)                                  # blank columns read back as the same
+    s = vs.summarize(comp)
+    assert s["cells"] == 2 and s["speedup"]["cells"] == 1
+
+
+def test_a_stored_comparison_that_differs_from_the_records_is_refused(tmp_path):
+    comp = vc.compare(_pred(), _samples([1e-3] * 10, [3e-4] * 10))
+    p = tmp_path / "comparison.csv"
+    p.write_text(comp.to_csv(index=False))
+    vcampaign.check_stored(p, comp)
+    forged = comp.copy()
+    forged.loc[1, "measured_s"] = 2.6e-4                              # a better-looking fix
+    p.write_text(forged.to_csv(index=False))
+    with pytest.raises(UserError, match=r"measured_s is .* but the cell records give"):
+        vcampaign.check_stored(p, comp)
+    p.write_text(comp.iloc[:1].to_csv(index=False))                   # a cell dropped
+    with pytest.raises(UserError, match="1 cells, but the cell records give 2"):
+        vcampaign.check_stored(p, comp)
+    flipped = comp.copy()
+    flipped.loc[1, "inside"] = not comp.loc[1, "inside"]
+    p.write_text(flipped.to_csv(index=False))
+    with pytest.raises(UserError, match="inside is"):
+        vcampaign.check_stored(p, comp)
+
+
+# -- the plan a resume measures -------------------------------------------------------------
+
+def _cells():
+    from verification.plan import cells, Build
+    b = Build("hvt-multiblock", {"blocks": 8}, {"hvt": {"blocks_per_call": "8"}}, {})
+    return cells(b, {"hvt": [(4096, "read", 20), (65536, "read", 5)]}, {"hvt": {}}, "local")
+
+
+def test_plan_is_checked_against_the_cells_predicted():
+    cells = _cells()
+    n = len(cells)
+    pred = pd.DataFrame({"predicted_s": [1.0] * n, "low_s": [0.5] * n, "high_s": [2.0] * n})
+    table = vpred.prediction_table(cells, pred, [{}] * n, "t", "cal.json")
+    vpred.check_plan(json.loads(json.dumps(cells)), table, Path("/x"))
+    edited = json.loads(json.dumps(cells))
+    edited[3]["params"]["blocks_per_call"] = "64"
+    with pytest.raises(UserError, match=r"cell 0003-hvt-64KiB-read-fix: params.blocks_per_call is '64' but "
+                                        r"its prediction was made for '8'"):
+        vpred.check_plan(edited, table, Path("/x"))
+    edited = json.loads(json.dumps(cells))
+    edited[0]["reps"] = 2000
+    with pytest.raises(UserError, match="reps is 2000"):
+        vpred.check_plan(edited, table, Path("/x"))
+    with pytest.raises(UserError, match="differ from those predicted"):
+        vpred.check_plan(cells[:-1], table, Path("/x"))

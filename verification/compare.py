@@ -1,0 +1,99 @@
+"""comparison.csv: each predicted cell beside what was measured, from the cells' batches.
+
+Computed from predictions.csv and the campaign's per-batch samples (store.Campaign.samples,
+derived from the cell records), never read back from a file: the command writes it, the
+report recomputes it and refuses a stored one that differs (verification.campaign).
+
+Per cell: the absolute prediction against the measured median per op (the statistic the
+calibration fits, calibration/results.py) with its distribution-free interval. Per fix
+cell: the speed-up over the baseline measured beside it, predicted (with its interval)
+against measured (with a bootstrap interval of the ratio of medians), and the direction.
+Per baseline cell: the drift check against the calibration campaign's same cell; per fix
+cell, the prediction re-anchored on today's baseline.
+"""
+
+import math
+
+import pandas as pd
+
+from edgeio import stats
+from verification import drift as _drift, speedup as _speedup
+
+# The columns as they were before issue 18 first; a reader may rely on their order.
+BASE_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s",
+                "measured_s", "ci95_low_s", "ci95_high_s", "rel_error", "inside", "role"]
+SPEEDUP_COLUMNS = ["predicted_speedup", "speedup_low", "speedup_high", "measured_speedup",
+                   "measured_speedup_ci95_low", "measured_speedup_ci95_high", "speedup_rel_error",
+                   "speedup_inside", "predicted_direction", "measured_direction", "direction_agrees"]
+DRIFT_COLUMNS = ["calibration_measured_s", "calibration_low_s", "calibration_high_s", "drift_ratio",
+                 "drift_ratio_low", "drift_ratio_high", "drifted",
+                 "reanchored_s", "reanchored_low_s", "reanchored_high_s", "reanchored_rel_error"]
+COLUMNS = BASE_COLUMNS + ["cell_id", "n_batches"] + SPEEDUP_COLUMNS + DRIFT_COLUMNS
+BOOL_COLUMNS = ["inside", "speedup_inside", "direction_agrees", "drifted"]
+KEYS = ["env", "size_bytes", "op"]
+
+
+def compare(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """One row per predicted cell that has batches (a cell not measured yet has none), in
+    plan order. rel_error = predicted / measured - 1; inside: measured in [low, high]."""
+    preds = _with_cell_ids(predictions, samples).to_dict("records")
+    batches = {str(cid): (g["seconds"].to_numpy(float), g["repetitions"].to_numpy(float))
+               for cid, g in samples.groupby("cell_id", sort=False)}
+    per_op = {cid: stats.per_op(sec, reps) for cid, (sec, reps) in batches.items()}
+    rows = []
+    for p in preds:
+        if p["cell_id"] not in batches:
+            continue
+        s = stats.summarize(*batches[p["cell_id"]])
+        m = s["median_per_op_s"]
+        row = dict.fromkeys(COLUMNS, math.nan)
+        row.update({k: p[k] for k in ("env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", "high_s")})
+        row.update(measured_s=m, ci95_low_s=s["median_ci95_low_s"], ci95_high_s=s["median_ci95_high_s"],
+                   rel_error=p["predicted_s"] / m - 1, inside=bool(p["low_s"] <= m <= p["high_s"]),
+                   cell_id=p["cell_id"], n_batches=s["n_batches"], speedup_inside="", direction_agrees="",
+                   predicted_direction="", measured_direction="", drifted="")
+        if p["role"] == "baseline":
+            row.update(zip(DRIFT_COLUMNS[:7], _drift_of(row, p)))
+        rows.append(row)
+    for row in rows:
+        base = next((b for b in rows if b["role"] == "baseline" and all(b[k] == row[k] for k in KEYS)), None)
+        if row["role"] != "fix" or base is None:
+            continue
+        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op)))
+        re = _drift.reanchored((row["predicted_s"], row["low_s"], row["high_s"]), base["predicted_s"], base["measured_s"])
+        row.update(zip(DRIFT_COLUMNS[7:], [*re, re[0] / row["measured_s"] - 1]))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _with_cell_ids(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Predictions made before cell ids were recorded find their cell by env, size, op, config."""
+    p = predictions.copy()
+    if "cell_id" in p.columns and not p["cell_id"].isna().any():
+        p["cell_id"] = p["cell_id"].astype(str)
+        return p
+    ids = {(r.env, int(r.size_bytes), r.op, str(r.config)): str(r.cell_id)
+           for r in samples.drop_duplicates("cell_id").itertuples(index=False)}
+    p["cell_id"] = [ids.get((r.env, int(r.size_bytes), r.op, str(r.config)), "") for r in p.itertuples(index=False)]
+    return p
+
+
+def _speedup_of(base, fix, per_op: dict) -> list:
+    r, lo, hi = _speedup.predicted_ratio((base["predicted_s"], base["low_s"], base["high_s"]),
+                                         (fix["predicted_s"], fix["low_s"], fix["high_s"]))
+    measured = base["measured_s"] / fix["measured_s"]
+    mlo, mhi = stats.ratio_of_medians_ci95(per_op[base["cell_id"]], per_op[fix["cell_id"]])
+    pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)
+    return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(lo <= measured <= hi), pdir, mdir, pdir == mdir]
+
+
+def _drift_of(base, pred: dict) -> list:
+    then = tuple(pred.get(c, math.nan) for c in ("calibration_measured_s", "calibration_low_s", "calibration_high_s"))
+    d = _drift.drift((base["measured_s"], base["ci95_low_s"], base["ci95_high_s"]), then)
+    return [*then, d["ratio"], d["ratio_low"], d["ratio_high"], d["drifted"]]
+
+
+def as_bool(series: pd.Series) -> pd.Series:
+    """A boolean column read back from CSV (True/False/blank)."""
+    return series.astype(str).str.strip().str.lower().isin(("true", "1", "yes"))
+
+

@@ -1,0 +1,52 @@
+"""The speed-up a user sees (baseline / fix, measured beside each other in one run) and its
+direction: pure functions.
+
+A ratio measured in one run is immune to what drifted on the machine since the
+calibration campaign (the load of a shared host); absolute levels are not, so a verify
+is judged on the speed-up first and on absolute error beside it.
+"""
+
+import math
+
+# A change smaller than this is "the same": the noise of a shared machine between two
+# interleaved cells, and the margin issue 18 judges a wrong direction by.
+SAME_MARGIN = 0.10
+
+
+def predicted_ratio(base: tuple, fix: tuple) -> tuple[float, float, float]:
+    """(ratio, low, high) of the predicted speed-up from the two cells' (predicted, low, high).
+
+    Each cell's 95% interval is symmetric in log time (model.predict); the ratio's is taken
+    with the two cells' log errors as independent: where they share a cause (the same
+    fitted parameters), the true interval is narrower, so this one errs wide, never narrow."""
+    (pb, lb, hb), (pf, lf, hf) = base, fix
+    if not (pb > 0 and pf > 0):
+        return math.nan, math.nan, math.nan
+    r = pb / pf
+    half = math.sqrt(_half_log(lb, hb) ** 2 + _half_log(lf, hf) ** 2)
+    if not math.isfinite(half):
+        return r, math.nan, math.nan
+    return r, r * math.exp(-half), r * math.exp(half)
+
+
+def _half_log(low, high) -> float:
+    if not (low > 0 and high > 0):
+        return math.nan
+    return (math.log(high) - math.log(low)) / 2
+
+
+def direction(ratio: float, low: float = math.nan, high: float = math.nan) -> str:
+    """faster / slower / same for a speed-up (baseline / fix): a change beyond SAME_MARGIN,
+    and, where the ratio has an interval, one that excludes no change at all."""
+    if not math.isfinite(ratio):
+        return ""
+    if ratio >= 1 + SAME_MARGIN and not low <= 1:
+        return "faster"
+    if ratio <= 1 / (1 + SAME_MARGIN) and not high >= 1:
+        return "slower"
+    return "same"
+
+
+def wrong_way(predicted: str, measured: str) -> bool:
+    """Predicted faster and measured slower, or the reverse (issue 18's "wrong direction")."""
+    return {predicted, measured} == {"faster", "slower"}
