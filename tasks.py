@@ -42,6 +42,8 @@ def _user_errors(fn):
     "target": "local, ssh://user@host[:port], an ssh_config Host alias or testbed:BOARD (repeatable)",
     "resume": "continue a killed campaign directory",
     "retry_failed": "with --resume: run the cells that failed again (old records kept)",
+    "allow_other_machine": "with --resume: go on although the target is not the machine the campaign "
+                           "recorded (host, arch, memory, kvm...); the change is recorded in metadata.json",
     "cell_timeout": "how long a cell may run before it is abandoned and marked failed: a duration "
                     "(600, 90s, 2h), 'none', or 'auto' (default: 10x its expected time, at least 15 min)",
     "seed": "seed of the random cell order (default 0)",
@@ -61,7 +63,7 @@ def _user_errors(fn):
 def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, target=None,
             resume=None, cell_timeout="auto", order="random", seed="0", io_size=None, sync="fsync",
             direct=False, cold=False, batches=None, ci=None, budget=None, quiet=False, exclude=None,
-            retry_failed=False, protocol=None, max_size=None):
+            retry_failed=False, protocol=None, max_size=None, allow_other_machine=False):
     """Measure file I/O in environments; keep raw samples, print the study's table."""
     # Numbers stay strings here (string defaults): invoke's own int() would end a typo in a
     # traceback; the command's parsers turn it into one line.
@@ -69,7 +71,8 @@ def measure(c, env="all", size=None, op="all", reps=None, out=None, param=None, 
     command.run(env=env, size=size, op=op, reps=reps, out=out, params=param, targets=target,
                 resume=resume, cell_timeout=cell_timeout, order=order, seed=seed, io_size=io_size,
                 sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget, quiet=quiet,
-                exclude=exclude, retry_failed=retry_failed, protocol=protocol, max_size=max_size)
+                exclude=exclude, retry_failed=retry_failed, protocol=protocol, max_size=max_size,
+                allow_other_machine=allow_other_machine)
 
 
 @task(help={"source": "campaign directory or CSV (default: the study's Pi 4 figures)",
@@ -149,17 +152,19 @@ def setup(c):
     "op": "write_sync,write,read or all (default: the calibration's)",
     "reps": "repetitions per cell (default: the calibration campaign's)",
     "out": "parent directory of the verify campaign (default: results/verify/)",
-    "resume": "continue a killed verify campaign directory"})
+    "resume": "continue a killed verify campaign directory",
+    "quiet": "print no progress line per cell",
+    "format": "print the comparison as json, csv or md on stdout (the rest on stderr)"})
 @_user_errors
 def verify(c, scenario=None, param=None, calibration=None, target=None, size=None, op=None,
-           reps=None, out=None, resume=None, quiet=False):
+           reps=None, out=None, resume=None, quiet=False, format=None):
     """Predict a fix, write the prediction down, then build it, measure it and compare."""
     from edgeio.commands import verify as command
     if not scenario and not resume:
         from edgeio.errors import UserError
         raise UserError("give --scenario NAME (invoke predict --scenario list) or --resume DIR")
     command.run(scenario=scenario, params=param or [], calibration=calibration, target=target,
-                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet)
+                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet, fmt=format)
 
 
 @task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign"})

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from edgeio.errors import UserError
+from edgeio.identity import differences
 from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_list, check_number, check_str
 from model.params import FITTED, SPECS
 
@@ -199,7 +200,9 @@ def load(path) -> Calibration:
 def check_file(data: dict) -> None:
     """The fields of a calibration file (what `to_json` writes), each of the right type and
     finite; raises Invalid(field, why). The machine facts are model.machine.check's."""
+    from edgeio.records import PRIMITIVES
     from model.environments import ENVS, OPS
+    OPS = OPS + PRIMITIVES          # a calibration's cells include the protocol's primitives
     check_str(data.get("source"), "source", optional=False)
     for key in ("created", "target", "host"):
         check_str(data.get(key), key)
@@ -242,6 +245,15 @@ def check_file(data: dict) -> None:
     check_dict(s, "metadata.structural_error")
     check_number((s or {}).get("log_sd"), "metadata.structural_error.log_sd", lo=0, optional=True)
     check_int((s or {}).get("df"), "metadata.structural_error.df", lo=0, optional=True)
+    regimes = (s or {}).get("regimes")
+    check_dict(regimes, "metadata.structural_error.regimes")
+    for name, r in (regimes or {}).items():
+        check_dict(r, f"metadata.structural_error.regimes.{name}", optional=False)
+        check_number(r.get("log_sd"), f"metadata.structural_error.regimes.{name}.log_sd", lo=0)
+        check_int(r.get("df"), f"metadata.structural_error.regimes.{name}.df", lo=1)
+    check_dict(meta.get("prior_sd"), "metadata.prior_sd")
+    for name, v in (meta.get("prior_sd") or {}).items():
+        check_number(v, f"metadata.prior_sd.{name}", lo=0)
     cov = meta.get("covariance")
     check_dict(cov, "metadata.covariance")
     for kind in ("joint", "wls"):
@@ -272,26 +284,13 @@ def _clamp(k: str, v: float) -> float:
     return v
 
 
-# Facts that identify a machine, with how far they may differ (memory: what the kernel
-# reports moves a little between boots and kernels).
-IDENTITY = ("host", "arch", "cpu_model", "cpus", "kvm")
-
-
 def matches(cal: "Calibration", facts: dict) -> str | None:
     """None if `cal` was fitted for the machine of `facts`; else why not, one line."""
     try:
         mine = cal.machine
     except UserError as e:
         return str(e)
-    diffs = []
-    for k in IDENTITY:
-        a, b = mine.get(k), (facts or {}).get(k)
-        if a not in (None, "") and b not in (None, "") and str(a) != str(b):
-            diffs.append(f"{k} {a} vs {b}")
-    ma, mb = mine.get("memory_bytes"), (facts or {}).get("memory_bytes")
-    if isinstance(ma, (int, float)) and isinstance(mb, (int, float)) and ma > 0 and mb > 0 \
-            and abs(ma / mb - 1) > 0.05:
-        diffs.append(f"memory {ma / 2 ** 30:.1f} GiB vs {mb / 2 ** 30:.1f} GiB")
+    diffs = differences(mine, facts)
     if diffs:
         return (f"calibration {cal.source} was fitted for another machine ({'; '.join(diffs)}; "
                 "calibration vs this target)")

@@ -20,9 +20,26 @@ def _tasks_module():
 
 
 def program():
-    from invoke import Collection, Program
+    from invoke import Collection, Exit, ParseError, Program
+
+    class EdgeioProgram(Program):
+        """invoke's Program, but an option it cannot parse (unknown, missing its value) is bad
+        input like any other: one line and exit status 2 (invoke itself exits 1)."""
+
+        def parse_core(self, argv):
+            try:
+                super().parse_core(argv)
+            except ParseError as e:
+                raise Exit(f"error: {e}", code=2) from None
+
+        def parse_tasks(self):
+            try:
+                super().parse_tasks()
+            except ParseError as e:
+                raise Exit(f"error: {e}", code=2) from None
+
     namespace = Collection.from_module(_tasks_module())
-    return Program(namespace=namespace, version=__version__, name="edgeio", binary="edgeio")
+    return EdgeioProgram(namespace=namespace, version=__version__, name="edgeio", binary="edgeio")
 
 
 def main(argv=None) -> None:

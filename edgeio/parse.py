@@ -31,7 +31,7 @@ MAX_DURATION_S = 366 * 86400.0
 SIZE_HELP = "e.g. 512, 4k, 4KiB, 64MiB, 1GiB (k, kb and KiB are 1024 bytes, as fio reads them)"
 
 _SIZE_RE = re.compile(r"\s*([0-9]{1,20})\s*([a-zA-Z]{0,3})\s*")
-_INT_RE = re.compile(r"\s*[+-]?[0-9]{1,20}\s*")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
 _DURATION_RE = re.compile(r"\s*([0-9]{1,12}(?:\.[0-9]{1,9})?)\s*(ms|s|sec|m|min|h|hr)?\s*")
 _DURATION_UNITS = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0,
                    "h": 3600.0, "hr": 3600.0}
@@ -39,11 +39,12 @@ _DURATION_UNITS = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "m": 60.0, "min"
 
 def _named(what: str, value) -> str:
     """'--batches 'abc'' for an option, "hvt: --param blocks_per_call='abc'" for a key=."""
-    shown = _show(value)
+    shown = show(value)
     return f"{what}{shown}" if what.endswith("=") else f"{what} {shown}"
 
 
-def _show(value) -> str:
+def show(value) -> str:
+    """A value as a message shows it: its repr, cut at 40 characters."""
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
 
@@ -73,7 +74,7 @@ def parse_size(value, what: str = "size", lo: int = 1, hi: int = MAX_SIZE) -> in
         if factor is None:
             raise UserError(f"{_named(what, value)}: malformed size: use {SIZE_HELP}")
         n = int(m.group(1)) * factor
-    _bounds(what, n, lo, hi, shown=_show(value) if isinstance(value, str) else n)
+    _bounds(what, n, lo, hi, shown=show(value) if isinstance(value, str) else n)
     return n
 
 
@@ -98,8 +99,8 @@ def parse_int(what: str, value, lo: int | None = None, hi: int | None = None) ->
         n = value
     elif isinstance(value, float) and math.isfinite(value) and value == int(value):
         n = int(value)
-    elif isinstance(value, str) and _INT_RE.fullmatch(value):
-        n = int(value)
+    elif isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+        n = int(value.strip())
     else:
         raise UserError(f"{_named(what, value)}: expected a whole number")
     _bounds(what, n, lo, hi)
@@ -121,7 +122,7 @@ def parse_float(what: str, value, lo: float | None = None, hi: float | None = No
         raise UserError(f"{_named(what, value)}: expected a finite number")
     if above is not None and not x > above:
         raise UserError(f"{_named(what, value)}: must be more than {above:g}")
-    _bounds(what, x, lo, hi, shown=_show(value) if isinstance(value, str) else x)
+    _bounds(what, x, lo, hi, shown=show(value) if isinstance(value, str) else x)
     return x
 
 
@@ -216,7 +217,7 @@ def check_number(value, field, lo=None, hi=None, optional=False, whole=False, ab
         return
     kinds = int if whole else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise Invalid(field, f"expected a {'whole' if whole else 'finite'} number, got {_show(value)}")
+        raise Invalid(field, f"expected a {'whole' if whole else 'finite'} number, got {show(value)}")
     if above is not None and not value > above:
         raise Invalid(field, f"expected more than {above}, got {value}")
     if lo is not None and value < lo:
@@ -233,25 +234,25 @@ def check_str(value, field, optional=True):
     if value is None and optional:
         return
     if not isinstance(value, str):
-        raise Invalid(field, f"expected a string, got {_show(value)}")
+        raise Invalid(field, f"expected a string, got {show(value)}")
 
 
 def check_choice(value, field, choices, optional=True):
     if value is None and optional:
         return
     if isinstance(value, (dict, list)) or value not in choices:
-        raise Invalid(field, f"expected one of {', '.join(map(str, choices))}, got {_show(value)}")
+        raise Invalid(field, f"expected one of {', '.join(map(str, choices))}, got {show(value)}")
 
 
 def check_dict(value, field, optional=True):
     if value is None and optional:
         return
     if not isinstance(value, dict):
-        raise Invalid(field, f"expected an object, got {_show(value)}")
+        raise Invalid(field, f"expected an object, got {show(value)}")
 
 
 def check_list(value, field, optional=True):
     if value is None and optional:
         return
     if not isinstance(value, list):
-        raise Invalid(field, f"expected a list, got {_show(value)}")
+        raise Invalid(field, f"expected a list, got {show(value)}")

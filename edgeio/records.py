@@ -6,10 +6,10 @@ traceback deep in a report, and a cell id must never turn into a path outside th
 directory. Pure functions, no I/O: the store reads, these judge.
 """
 
-import math
 import re
 
 from edgeio.errors import UserError
+from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_number, check_str, show  # noqa: F401
 
 # A cell id becomes file names (cells/<id>.json), data file names on targets and
 # container names: letters, digits, '_', '.', '-', starting with a letter or digit
@@ -27,14 +27,6 @@ KINDS = ("file", "primitive")
 STATUSES = ("ok", "failed")
 
 
-class Invalid(Exception):
-    """One field of a file is wrong: (field, why)."""
-
-    def __init__(self, field: str, why: str):
-        super().__init__(f"{field}: {why}")
-        self.field, self.why = field, why
-
-
 def valid_cell_id(cell_id) -> str:
     """The id itself, or UserError: it will name files and containers."""
     if not isinstance(cell_id, str) or not CELL_ID.fullmatch(cell_id):
@@ -43,45 +35,8 @@ def valid_cell_id(cell_id) -> str:
     return cell_id
 
 
-# -- field checks -------------------------------------------------------------------------
-def _number(value, field, lo=None, optional=False, whole=False):
-    if value is None and optional:
-        return
-    kinds = int if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise Invalid(field, f"expected a {'whole' if whole else 'finite'} number, got {_show(value)}")
-    if lo is not None and value < lo:
-        raise Invalid(field, f"expected at least {lo}, got {value}")
-
-
-def _int(value, field, lo=None, optional=False):
-    _number(value, field, lo, optional, whole=True)
-
-
-def _str(value, field, optional=True):
-    if value is None and optional:
-        return
-    if not isinstance(value, str):
-        raise Invalid(field, f"expected a string, got {_show(value)}")
-
-
-def _choice(value, field, choices, optional=True):
-    if value is None and optional:
-        return
-    if value not in choices:
-        raise Invalid(field, f"expected one of {', '.join(map(str, choices))}, got {_show(value)}")
-
-
-def _dict(value, field, optional=True):
-    if value is None and optional:
-        return
-    if not isinstance(value, dict):
-        raise Invalid(field, f"expected an object, got {_show(value)}")
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+# -- field checks: edgeio/parse.py's (one home for how a file's value is judged) ----------
+_number, _int, _str, _choice, _dict = check_number, check_int, check_str, check_choice, check_dict
 
 
 # -- a cell (plan.json, and the "cell" of a record) ----------------------------------------
@@ -93,10 +48,10 @@ def check_cell(cell, where: str = "cell", planned: bool = False) -> None:
         if key not in cell:
             raise Invalid(f"{where}.{key}", "missing")
     if not isinstance(cell["cell_id"], str) or not CELL_ID.fullmatch(cell["cell_id"]):
-        raise Invalid(f"{where}.cell_id", f"not a valid cell id ({_show(cell['cell_id'])}): letters, digits, "
+        raise Invalid(f"{where}.cell_id", f"not a valid cell id ({show(cell['cell_id'])}): letters, digits, "
                       "'_', '.', '-', at most 128, no '/' or leading '.'")
     if not isinstance(cell["env"], str) or not ENV_NAME.fullmatch(cell["env"]):
-        raise Invalid(f"{where}.env", f"not an environment name: {_show(cell['env'])}")
+        raise Invalid(f"{where}.env", f"not an environment name: {show(cell['env'])}")
     _str(cell.get("target"), f"{where}.target")
     _int(cell["size_bytes"], f"{where}.size_bytes", lo=1)
     _choice(cell.get("kind"), f"{where}.kind", KINDS)
@@ -114,7 +69,7 @@ def check_cell(cell, where: str = "cell", planned: bool = False) -> None:
     _dict(params, f"{where}.params")
     for k, v in (params or {}).items():
         if not isinstance(v, str):
-            raise Invalid(f"{where}.params.{k}", f"expected a string (as typed after --param), got {_show(v)}")
+            raise Invalid(f"{where}.params.{k}", f"expected a string (as typed after --param), got {show(v)}")
     if cell.get("adaptive") is not None:
         _dict(cell["adaptive"], f"{where}.adaptive")
         _number(cell["adaptive"].get("ci"), f"{where}.adaptive.ci", lo=0)
@@ -138,7 +93,7 @@ def check_probe(probe, where: str = "probe") -> None:
     reps, secs = probe.get("batch_reps"), probe.get("batch_seconds")
     for name, value in (("batch_reps", reps), ("batch_seconds", secs)):
         if not isinstance(value, list):
-            raise Invalid(f"{where}.{name}", f"expected a list, got {_show(value)}")
+            raise Invalid(f"{where}.{name}", f"expected a list, got {show(value)}")
     if len(reps) != len(secs):
         raise Invalid(f"{where}.batch_seconds", f"{len(secs)} batches but {len(reps)} in batch_reps")
     for i, r in enumerate(reps):
@@ -159,7 +114,7 @@ def check_record(record, cell_id: str) -> None:
             raise Invalid(key, "missing")
     check_cell(record["cell"])
     if record["cell"]["cell_id"] != cell_id:
-        raise Invalid("cell.cell_id", f"{_show(record['cell']['cell_id'])} does not match the file name")
+        raise Invalid("cell.cell_id", f"{show(record['cell']['cell_id'])} does not match the file name")
     _choice(record["status"], "status", STATUSES, optional=False)
     _str(record.get("error"), "error")
     _dict(record.get("env_metadata"), "env_metadata")
@@ -167,7 +122,7 @@ def check_record(record, cell_id: str) -> None:
     _str(record.get("ended"), "ended")
     log = record.get("log")
     if log not in (None, "", f"cells/{cell_id}.log"):
-        raise Invalid("log", f"expected cells/{cell_id}.log, got {_show(log)}")
+        raise Invalid("log", f"expected cells/{cell_id}.log, got {show(log)}")
     if record["status"] == "ok":
         check_probe(record.get("probe"))
     elif record.get("probe") is not None:
@@ -185,10 +140,10 @@ def check_metadata(meta, known_version: int) -> None:
     _dict(meta, "(top level)", optional=False)
     version = meta.get("format", 1)      # campaigns from before the field: version 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise Invalid("format", f"unknown format version {_show(version)}")
+        raise Invalid("format", f"unknown format version {show(version)}")
     if version > known_version:
         raise Invalid("format", f"written by a newer edgeio (format {version}; this one reads up to "
                       f"{known_version}): update edgeio to read it")
     _str(meta.get("resource_tag"), "resource_tag")
     if meta.get("resource_tag") is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", meta["resource_tag"]):
-        raise Invalid("resource_tag", f"expected lower-case letters, digits and '-', got {_show(meta['resource_tag'])}")
+        raise Invalid("resource_tag", f"expected lower-case letters, digits and '-', got {show(meta['resource_tag'])}")

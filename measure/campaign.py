@@ -197,6 +197,34 @@ def resume(path, retry_failed: bool = False) -> tuple:
     return campaign, plan, records
 
 
+def check_same_machine(campaign, facts: dict, allow_other: bool = False) -> list[str]:
+    """A resume runs on the machine(s) the campaign recorded: `facts` (target -> facts,
+    gathered now) against metadata.json's targets. Another machine is a UserError saying
+    which facts differ, unless `allow_other`: then the change is recorded in metadata.json
+    (machine_changes) and returned, one line per target."""
+    from edgeio.identity import differences
+    recorded = campaign.metadata().get("targets") or {}
+    changed = {}
+    for name, now in facts.items():
+        was = recorded.get(name)
+        diffs = differences(was, now) if isinstance(was, dict) else []
+        if diffs:
+            changed[name] = diffs
+    if not changed:
+        return []
+    lines = [f"target {name}: {'; '.join(d)} (recorded vs now)" for name, d in changed.items()]
+    if not allow_other:
+        raise UserError(f"{campaign.path}: recorded on another machine than this resume's: {' / '.join(lines)}; "
+                        "its samples would mix two machines: resume where it began, or pass "
+                        "--allow-other-machine to record the change and go on")
+    meta = campaign.metadata()
+    history = list(meta.get("machine_changes") or [])
+    history += [{"at": store.now_iso(), "target": name, "from": recorded[name], "to": facts[name],
+                 "differences": changed[name]} for name in changed]
+    campaign.update_metadata(machine_changes=history, targets={**recorded, **facts})
+    return lines
+
+
 def check_records_match_plan(campaign, plan: list[dict], records: dict, set_aside: bool = False) -> None:
     """A record stands for its plan cell: same env, target, size, op, repetitions, params.
     set_aside (--retry-failed): move a record that does not to cells/retried/ instead."""

@@ -233,9 +233,51 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                    else "is above --max-size")
             notes.append(f"{env}: no file beyond its {_approx(memory)} memory (a {_approx(beyond)} "
                          f"file {why}); its dirty limit (~{_approx(dirty)}) is not outrun")
+    large = _study_large(configs, kvm, cap, budget_s, free_bytes, notes)
+    if large:
+        why = (f"study size: the study's large file ({_approx(STUDY_LARGE)})" + (
+            "" if large == STUDY_LARGE else f" as {_approx(large)}, the largest that every environment "
+            "fits in a quarter of the budget (or --max-size, or the free space, allows)")
+            + ", in every environment so one table compares them")
+        for env in configs:
+            add(env, large, OPS, why)
+        for s in specs:        # a regime of its own chose that size already: say it is the study's too
+            if s["size_bytes"] == large and not s["reason"].startswith("study size"):
+                s["reason"] = f"study size too ({_approx(large)} in every environment); {s['reason']}"
     specs, dropped = _fit_budget(specs, budget_s)
     notes += dropped
     return specs, notes
+
+
+STUDY_LARGE = GIB           # the study's large-file case (its 4 KiB case is SMALL)
+STUDY_SHARE = 4             # the study-size cells of all environments fit 1/STUDY_SHARE of the budget
+OPS = ("write_sync", "write", "read")
+
+
+def _study_large(configs, kvm, cap, budget_s, free_bytes, notes) -> int | None:
+    """The study's large file for this target: 1 GiB, capped by --max-size and the free
+    space, halved until every environment's cells at it (every op, batches as sized) fit a
+    quarter of the budget; None (with a note) when not even 1 MiB does."""
+    limit = min(_pow2_floor(cap) if cap < (1 << 62) else STUDY_LARGE,
+                _pow2_floor((free_bytes or (1 << 62)) // 2))
+    size = min(STUDY_LARGE, limit)
+
+    def cost(size):
+        total = 0.0
+        for cfg in configs.values():
+            c = dict(cfg, io_size_bytes=_io(cfg, size))
+            for op in OPS:
+                per_op = per_op_estimate(c, size, op, kvm)
+                total += batch_sizing(per_op)[0] * per_op
+            total += start_estimate(c, size)
+        return total
+    while size > MIB and cost(size) > budget_s / STUDY_SHARE:
+        size //= 2
+    if cost(size) > budget_s / STUDY_SHARE:
+        notes.append(f"study sizes: no large file fits a quarter of the {format_time(budget_s)} budget in "
+                     "every environment; only 4 KiB compares them all")
+        return None
+    return size
 
 
 def _io(cfg: dict, size: int) -> int:

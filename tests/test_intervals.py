@@ -77,8 +77,11 @@ def test_primitives_pin_what_the_fixes_need_and_calibrate_names_what_is_not():
     assert "hvt-ring" in needs["ring_post_s"] and needs["guest_copy_s_per_byte"] == ["hvt-mapped"]
 
 
-def test_primitives_recover_the_guest_costs():
+def test_primitives_recover_the_guest_costs(tmp_path):
     cal = calibration.fit(_results(HVT + PRIMS))
+    back = calibration.load(cal.save(tmp_path / "cal.json"))     # primitives and regimes pass its checks
+    assert back.structural_log_sd("hvt cpu") == cal.structural_log_sd("hvt cpu")
+    assert back.metadata["prior_sd"]["guest_copy_s_per_byte"] > 2
     v = cal.values()
     for name in ("hypercall_s", "guest_call_s", "ring_post_s", "guest_copy_s_per_byte"):
         assert v[name] == pytest.approx(TRUTH[name], rel=0.1), name

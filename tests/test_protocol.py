@@ -80,14 +80,37 @@ def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
     assert all(s["reps"] * s["per_op_estimate_s"] < 5 for s in prim)
 
 
+@pytest.mark.parametrize("facts,accel", [(PI, "kvm"), (HERE, "tcg")], ids=["pi4", "this-vm"])
+def test_every_environment_at_the_study_sizes(facts, accel):
+    """Like for like: one large size (the study's 1 GiB, shrunk to the budget) and 4 KiB in
+    every environment and op, besides each environment's own regimes."""
+    specs, _ = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
+    study = {s["size_bytes"] for s in specs if s["reason"].startswith("study size")}
+    assert len(study) == 1
+    large = study.pop()
+    for env in ("linux", "docker", "qemu", "hvt"):
+        for size in (4096, large):
+            assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == size
+                    and s["kind"] == "file"} == {"write_sync", "write", "read"}, (env, size)
+    assert MIB <= large <= GIB
+    study_cost = sum(s["estimate_s"] for s in specs if s["size_bytes"] == large)
+    assert study_cost <= 600 / P.STUDY_SHARE * 1.01
+    bigger, _ = plan(facts, accel, budget_s=6000, free_bytes=50 * GIB)
+    assert max(s["size_bytes"] for s in bigger if s["reason"].startswith("study size")) >= large
+    capped, _ = plan(facts, accel, budget_s=600, max_size=2 * MIB)
+    assert {s["size_bytes"] for s in capped if s["reason"].startswith("study size")} == {2 * MIB}
+    assert len([s for s in capped if s["size_bytes"] == 2 * MIB]) == 4 * 3     # every env, every op
+
+
 def test_pi_and_this_machine_get_different_plans():
     pi, _ = plan(PI, "kvm", budget_s=600)
     here, _ = plan(HERE, "tcg", budget_s=600)
     # hardware KVM makes a hypercall cheap: the hvt block-count file is larger on the Pi
     assert max(sizes(pi, "hvt")) > max(sizes(here, "hvt"))
     # a Pi has no L3: its DRAM file follows the 1 MiB L2, this machine's its 32 MiB L3
-    assert max(sizes(pi, "linux")) < max(sizes(here, "linux"))
-    assert max(sizes(here, "linux")) >= 64 * MIB
+    own = lambda specs: [s for s in specs if not s["reason"].startswith("study size")]  # noqa: E731
+    assert max(sizes(own(pi), "linux")) < max(sizes(own(here), "linux"))
+    assert max(sizes(own(here), "linux")) >= 64 * MIB
     # more reps per batch where an op is cheaper (hvt call under hardware KVM)
     rep = lambda specs: next(s["reps"] // s["batches"] for s in specs  # noqa: E731
                              if s["env"] == "hvt" and s["size_bytes"] == 4096 and s["op"] == "read")

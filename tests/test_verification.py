@@ -196,3 +196,14 @@ def test_plan_is_checked_against_the_cells_predicted():
         vpred.check_plan(edited, table, Path("/x"))
     with pytest.raises(UserError, match="differ from those predicted"):
         vpred.check_plan(cells[:-1], table, Path("/x"))
+
+
+def test_a_corrupt_predictions_file_with_its_digest_is_one_line(tmp_path):
+    """Even a file whose digest was forged with it: a value that is no number is named."""
+    text = "env,size_bytes,op,config,role,predicted_s,low_s,high_s\nhvt,4k,read,{},baseline,1,0.5,2\n"
+    (tmp_path / "predictions.csv").write_text(text)
+    meta = {"predictions": {"file": "predictions.csv", "sha256": vpred.digest(text)}}
+    with pytest.raises(UserError, match="corrupt predictions file"):
+        vpred.load(tmp_path, meta)
+    with pytest.raises(UserError, match="not a file name"):
+        vpred.load(tmp_path, {"predictions": {"file": "../x.csv", "sha256": ""}})

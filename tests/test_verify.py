@@ -350,6 +350,15 @@ def test_report_recomputes_a_few_batch_verify_and_refuses_a_forged_comparison(ca
     proc = _report_cli("--verify", str(path), "--out", str(tmp_path / "r2"), env=env)
     assert proc.returncode == 2 and "measured_s is" in proc.stderr and "refusing" in proc.stderr, proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1 and "Traceback" not in proc.stderr
+    # found by itself beside a measurement campaign, not asked for: left out with a warning
+    # naming why, the rest reported (alone under results/, it was the report's source: refused above)
+    import shutil
+    shutil.copytree(calibrated["campaign"], results / Path(calibrated["campaign"]).name)
+    proc = _report_cli("--out", str(tmp_path / "r3"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "verify campaign left out" in proc.stderr and "measured_s is" in proc.stderr
+    md = next((tmp_path / "r3").rglob("report.md")).read_text()
+    assert path.name not in md
 
 
 @needs_kvm
@@ -439,3 +448,34 @@ def test_a_verify_from_before_cell_records_still_reports(calibrated, tmp_path):
     (path / "plan.json").write_text(json.dumps(plan))
     with pytest.raises(UserError, match="params is"):
         vcampaign.load(path)
+
+
+@needs_kvm
+def test_verify_format_json_and_the_verdict_shows_the_measured_fix(calibrated, tmp_path, capsys):
+    """--format json: stdout is the comparison and nothing else (docs/formats.md); the
+    report's verdict then shows the fix as measured beside its baseline, as a ratio to native."""
+    path = verify.run(**_verify_args(calibrated, op="read", size="4KiB", reps="20",
+                                     out=str(tmp_path / "verify"), fmt="json"))
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["kind"] == "verify" and doc["scenario"] == "hvt-multiblock" and doc["campaign"] == str(path)
+    assert {"role", "predicted_s", "measured_s", "measured_speedup"} <= set(doc["columns"])
+    assert {r["role"] for r in doc["rows"]} == {"baseline", "fix"}
+    assert "results:" in captured.err
+    fix = next(r for r in doc["rows"] if r["role"] == "fix")
+    with pytest.raises(UserError, match="--format"):
+        verify.run(**_verify_args(calibrated, out=str(tmp_path / "v2"), fmt="xml"))
+    assert not (tmp_path / "v2").exists()
+
+    from edgeio.commands import report as report_cmd
+    out = report_cmd.run([str(calibrated["campaign"])], calibration=str(calibrated["calibration"]),
+                         verify=[str(path)], out=str(tmp_path / "r"))
+    html = (out / "index.html").read_text()
+    from test_report import parse
+    cells = parse(out).cells_of("verdict")
+    hvt = next(c for c in cells if c.get("data-design") == "hvt" and c.get("data-size") == "4096"
+               and c.get("data-op") == "read")
+    fixed = next(c for c in cells if c.get("data-design") == "hvt-multiblock (blocks=8)"
+                 and c.get("data-size") == "4096" and c.get("data-op") == "read")
+    assert float(fixed["data-measured-ratio"]) == pytest.approx(float(hvt["data-ratio"]) / fix["measured_speedup"])
+    assert "measured" in fixed["text"] and "verdict" in html

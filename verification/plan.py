@@ -14,7 +14,7 @@ from pathlib import Path
 from edgeio import store
 from edgeio.errors import UserError
 from edgeio.store import config_key
-from edgeio.units import MIB, format_size
+from edgeio.units import format_size
 
 
 

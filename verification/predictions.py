@@ -151,8 +151,13 @@ def load(path: Path, verify_meta: dict) -> pd.DataFrame:
     if missing:
         raise UserError(f"{p}: corrupt predictions file (no column {', '.join(missing)})")
     df["config"] = df["config"].fillna("{}")
-    df["size_bytes"] = df["size_bytes"].astype("int64")
-    for c in ("predicted_s", "low_s", "high_s", "calibration_measured_s", "calibration_low_s", "calibration_high_s"):
+    try:
+        df["size_bytes"] = df["size_bytes"].astype("int64")
+        for c in ("predicted_s", "low_s", "high_s"):
+            df[c] = df[c].astype(float)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{p}: corrupt predictions file ({str(e).splitlines()[0]})") from None
+    for c in ("calibration_measured_s", "calibration_low_s", "calibration_high_s"):
         if c in df.columns:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df

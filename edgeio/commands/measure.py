@@ -27,7 +27,8 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
         seed=0, io_size: str | None = None, sync: str = "fsync", direct: bool = False,
         cold: bool = False, batches=None, ci: str | None = None, budget: str | None = None,
         quiet: bool = False, exclude: str | None = None, retry_failed: bool = False,
-        protocol: str | None = None, max_size: str | None = None) -> Path:
+        protocol: str | None = None, max_size: str | None = None,
+        allow_other_machine: bool = False) -> Path:
     """Measure, store and print; returns the campaign directory.
 
     protocol: 'quick' (default: 4 KiB and 1 MiB, or --size) or 'calibrate' (sizes chosen
@@ -37,9 +38,11 @@ def run(env: str = "all", size: str | None = None, op: str = "all", reps: str | 
     bad one is one line. A target that cannot be reached is one line too.
     """
     timeout = parse_cell_timeout(cell_timeout)
+    if (allow_other_machine or retry_failed) and not resume:
+        raise UserError(f"--{'allow-other-machine' if allow_other_machine else 'retry-failed'} goes with --resume DIR")
     try:
         if resume:
-            return _resume(Path(resume), timeout, quiet, retry_failed)
+            return _resume(Path(resume), timeout, quiet, retry_failed, allow_other_machine)
         return _new(env, size, op, reps, out, params, targets, timeout, order, seed, io_size, sync,
                     direct, cold, batches, ci, budget, quiet, exclude, protocol, max_size)
     except CellFailed as e:        # a dropped or refused connection outside a cell (ConnectionLost)
@@ -217,16 +220,19 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
     return campaign.path
 
 
-def _resume(path: Path, cell_timeout, quiet, retry_failed: bool) -> Path:
+def _resume(path: Path, cell_timeout, quiet, retry_failed: bool, allow_other_machine: bool = False) -> Path:
     campaign = store.Campaign.open(path)
     with campaign.locked():     # before anything is read for running: a second writer stops here
         campaign, cells, records = engine.resume(campaign, retry_failed=retry_failed)
-        return _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed)
+        return _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed, allow_other_machine)
 
 
-def _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed) -> Path:
-    meta = campaign.metadata()
+def _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed, allow_other_machine=False) -> Path:
     targets = {name: _target(name) for name in engine.target_names(cells)}
+    # the machine the campaign began on, or (--allow-other-machine) the change recorded
+    for line in engine.check_same_machine(campaign, engine.target_metadata(targets), allow_other_machine):
+        _say(f"warning: resuming on another machine, recorded in metadata.json: {line}", False)
+    meta = campaign.metadata()
     environments = engine.environments_for(cells, targets)   # params: the command line's checks
     unavailable = set()
     for key, instance in environments.items():                # and the rest of them, as for a new one

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgeio import paths, store
+from edgeio import exports, paths, store
 from edgeio.errors import UserError
 from edgeio.parse import parse_params, parse_sizes
 from edgeio.units import format_size, format_time
@@ -36,11 +36,15 @@ COMPARISON = vcampaign.COMPARISON
 def run(scenario: str, params: list[str] | None = None, calibration: str | None = None,
         target: str | None = None, size: str | None = None, op: str | None = None,
         reps: str | None = None, out: str | None = None, quiet: bool = False,
-        resume: str | None = None, on_start=None) -> Path:
+        resume: str | None = None, on_start=None, fmt: str | None = None) -> Path:
     """Verify `scenario`; returns the campaign directory. on_start(cell): called by the
-    engine as each cell starts (tests hold the predictions file against it)."""
+    engine as each cell starts (tests hold the predictions file against it). fmt: json,
+    csv or md: the comparison goes to stdout in that format (docs/formats.md), and every
+    other line to stderr."""
+    fmt = exports.parse_format(fmt)
+    quiet = quiet or bool(fmt)
     if resume:
-        return _resume(Path(resume), quiet, on_start)
+        return _resume(Path(resume), quiet, on_start, fmt)
     import model
     from measure import plan as planning
     from measure.environments import environment_class
@@ -102,7 +106,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     meta = dict(_metadata({target_obj.name: facts}, environments, [], options), verify=verify_meta)
     campaign = store.Campaign.create(parent, meta, cells, name=_name(sc.name))
     _write_once(campaign.path / PREDICTIONS, text)
-    return _measure(campaign, cells, environments, quiet, on_start, resumed=False)
+    return _measure(campaign, cells, environments, quiet, on_start, resumed=False, fmt=fmt)
 
 
 def _check(environments, cells, scenario, target) -> None:
@@ -241,14 +245,14 @@ def _environments(cells, targets) -> dict:
     return {key: _ByConfig(inst) for key, inst in groups.items()}
 
 
-def _measure(campaign, cells, environments, quiet, on_start, resumed: bool) -> Path:
+def _measure(campaign, cells, environments, quiet, on_start, resumed: bool, fmt=None) -> Path:
     import contextlib
     locked = getattr(campaign, "locked", None)       # one writer per campaign, where the store has it
     with locked() if locked else contextlib.nullcontext():
-        return _measure_locked(campaign, cells, environments, quiet, on_start, resumed)
+        return _measure_locked(campaign, cells, environments, quiet, on_start, resumed, fmt)
 
 
-def _measure_locked(campaign, cells, environments, quiet, on_start, resumed) -> Path:
+def _measure_locked(campaign, cells, environments, quiet, on_start, resumed, fmt=None) -> Path:
     from measure import campaign as engine
     from measure.progress import Progress
     try:
@@ -274,29 +278,37 @@ def _measure_locked(campaign, cells, environments, quiet, on_start, resumed) -> 
     finally:
         for key, error in engine.teardown(environments).items():
             print(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", file=sys.stderr)
+    lines = sys.stderr if fmt else sys.stdout      # stdout carries only the export
     for line in engine.summary_lines(result, campaign.records())[1:]:
-        print(line)
+        print(line, file=lines)
     # The comparison from the predictions as written (read back, digest checked) and the
     # cell records: exactly what the report recomputes.
     _, verify_meta, predictions = vcampaign.open_campaign(campaign.path)
     comparison = compare(predictions, campaign.samples())
     csv, js = vcampaign.write(campaign.path, comparison)
-    print_comparison(comparison, verify_meta)
-    print(f"results: {campaign.path} ({csv.name}, {js.name})")
+    if fmt:
+        sys.stdout.write(exports.render("verify", comparison, fmt, meta={
+            "scenario": verify_meta.get("scenario"), "values": verify_meta.get("values") or {},
+            "campaign": str(campaign.path), "calibration": verify_meta.get("calibration")}))
+    else:
+        print_comparison(comparison, verify_meta)
+    print(f"results: {campaign.path} ({csv.name}, {js.name})", file=lines)
     return campaign.path
 
 
-def _resume(path: Path, quiet, on_start) -> Path:
+def _resume(path: Path, quiet, on_start, fmt=None) -> Path:
     from measure import campaign as engine
     campaign, cells, records = engine.resume(path)
     vcampaign.open_campaign(path)     # predictions as written, and the plan they were made for
     targets = {name: _target(name) for name in engine.target_names(cells)}
+    # the predictions were made for the machine the campaign recorded: no override here
+    engine.check_same_machine(campaign, engine.target_metadata(targets))
     environments = _environments(cells, targets)
     _check(environments, [c for c in cells if c["cell_id"] not in records],
            campaign.metadata()["verify"].get("scenario"), ", ".join(targets))
     if not quiet:
         print(f"resuming {path}: {len(records)} of {len(cells)} cells already measured", file=sys.stderr)
-    return _measure(campaign, cells, environments, quiet, on_start, resumed=True)
+    return _measure(campaign, cells, environments, quiet, on_start, resumed=True, fmt=fmt)
 
 
 # -- printing -----------------------------------------------------------------------------
