@@ -167,10 +167,17 @@ def verify(c, scenario=None, param=None, calibration=None, target=None, size=Non
                 size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet, fmt=format)
 
 
-@task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign"})
+@task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign",
+            "target": "the device to run it against: ssh://user@host[:port], an ssh_config host alias "
+                      "or testbed:BOARD (default: this machine)",
+            "out": "directory for the campaign, calibration, verifies and report (default with --target: "
+                   "results/main-<device>-<time>/)",
+            "budget": "time budget of the calibration protocol, e.g. 10m (default 10m)",
+            "exclude": "environments to leave out of the protocol, e.g. docker,xen"})
 @_user_errors
-def main(c, pi=False):
+def main(c, pi=False, target=None, out=None, budget=None, exclude=None):
     """The main job: measure (calibration protocol), calibrate on that campaign, verify
-    hvt-multiblock and the qemu disk transport (predicted before measured), report."""
+    hvt-multiblock and the paravirtual-driver question (predicted before measured), report;
+    on this machine or against --target."""
     from edgeio.commands import main as command
-    command.run(pi=pi)
+    command.run(pi=pi, target=target, out=out, budget=budget, exclude=exclude)

@@ -53,51 +53,119 @@ PRIORS = {
                              "trap": 10e-6},
     "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "copy_per_byte": 0.3e-9,
                              "trap": 5e-6},
+    "read_copy_factor": 3.0,        # a read's copy against a write's, per byte
+    # per-cell costs outside the probe's timing (starting it, filling a read's file, removing it)
+    "cell_overhead_s": 0.05,
+    # once per campaign: building and shipping what the cells need (seconds, before the
+    # shipped bytes: qemu's kernel, initrd and a disk image per size)
+    "prepare_s": {"linux": 0.5, "docker": 10.0, "hvt": 2.0, "qemu": 5.0, "xen": 60.0},
+    "ship_bytes_per_s": 200e6,      # copying to the target (local: a file copy)
 }
+# what qemu ships besides: its kernel and initrd, and one disk image per file size
+# (measure/environments/qemu.py: a 64 MiB filesystem plus the file)
+QEMU_SHIP_BYTES, QEMU_IMAGE_BYTES = 36 * MIB, 64 * MIB
 
 
-def _vm_factor(cfg: dict) -> float:
-    return PRIORS["tcg_factor"] if cfg.get("accel") == "tcg" else PRIORS["kvm_factor"]
+def _vm_factor(cfg: dict, priors: dict) -> float:
+    return priors["tcg_factor"] if cfg.get("accel") == "tcg" else priors["kvm_factor"]
 
 
-def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software") -> float:
+def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software", priors: dict | None = None) -> float:
     """Estimated seconds for one repetition (the whole file once) of op in an environment
-    whose effective configuration is cfg (Environment.effective_config)."""
+    whose effective configuration is cfg (Environment.effective_config). priors: PRIORS,
+    or the target's own costs (speeds_from_pilot)."""
+    p = priors or PRIORS
     env = cfg.get("env")
     if op in PRIMITIVES:
         hardware = kvm == "hardware" and (env != "qemu" or cfg.get("accel") == "kvm")
-        prim = PRIORS["primitive_s_hardware" if hardware else "primitive_s_software"]
+        prim = p["primitive_s_hardware" if hardware else "primitive_s_software"]
         return size * prim["copy_per_byte"] if op == "copy" else prim[op]
     if env == "hvt":
-        per_call = PRIORS["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
+        per_call = p["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
         io = max(1, int(cfg.get("io_size_bytes") or 512))
         t = math.ceil(size / io) * per_call
         if op == "write_sync" and cfg.get("flush", "none") != "none":
-            t += PRIORS["fsync_s"] + size * PRIORS["device_write_s_per_byte"]
+            t += p["fsync_s"] + size * p["device_write_s_per_byte"]
         return t
     io = max(1, int(cfg.get("io_size_bytes") or min(size, MIB)))
     calls = math.ceil(size / io)
     guest = env in ("qemu", "xen")
     tcg = guest and cfg.get("accel") == "tcg"
-    factor = _vm_factor(cfg) if guest else 1.0
-    device = PRIORS["tcg_device_factor"] if tcg else 1.0
-    per_byte = PRIORS["copy_s_per_byte"] * (3 if op == "read" else 1)
-    t = factor * (calls * PRIORS["call_s"] + size * per_byte)
+    factor = _vm_factor(cfg, p) if guest else 1.0
+    device = p["tcg_device_factor"] if tcg else 1.0
+    per_byte = p["copy_s_per_byte"] * (p["read_copy_factor"] if op == "read" else 1)
+    t = factor * (calls * p["call_s"] + size * per_byte)
     memory = cfg.get("memory_bytes")
     beyond_memory = memory is not None and size > memory // 2
     if op == "read" and (beyond_memory or cfg.get("cache") == "cold" or cfg.get("direct")):
-        t += device * size * PRIORS["device_read_s_per_byte"]
+        t += device * size * p["device_read_s_per_byte"]
     if op == "write_sync" or (op == "write" and beyond_memory):
-        fsync = PRIORS["tcg_fsync_s"] if tcg else PRIORS["fsync_s"]
-        t += (fsync if op == "write_sync" else 0.0) + device * size * PRIORS["device_write_s_per_byte"]
+        fsync = p["tcg_fsync_s"] if tcg else p["fsync_s"]
+        t += (fsync if op == "write_sync" else 0.0) + device * size * p["device_write_s_per_byte"]
     return t
 
 
-def start_estimate(cfg: dict, size: int) -> float:
-    """Seconds a cell costs besides its timed repetitions: start-up, the file's first write."""
+def start_estimate(cfg: dict, size: int, priors: dict | None = None) -> float:
+    """Seconds a cell costs besides its timed repetitions: start-up, the file's first write,
+    the per-cell overhead of running it on the target."""
+    p = priors or PRIORS
     env = cfg.get("env")
     key = f"qemu_{'tcg' if cfg.get('accel') == 'tcg' else 'kvm'}" if env == "qemu" else env
-    return PRIORS["start_s"].get(key, 1.0) + size * PRIORS["image_s_per_byte"]
+    return p["start_s"].get(key, 1.0) + size * p["image_s_per_byte"] + p["cell_overhead_s"]
+
+
+def prepare_estimate(env: str, sizes: list[int], priors: dict | None = None) -> float:
+    """Seconds an environment's prepare takes once per campaign (building, shipping)."""
+    p = priors or PRIORS
+    t = p["prepare_s"].get(env, 5.0)
+    if env == "qemu":
+        t += (QEMU_SHIP_BYTES + sum(QEMU_IMAGE_BYTES + s for s in set(sizes))) / p["ship_bytes_per_s"]
+    return t
+
+
+def speeds_from_pilot(pilot: dict) -> dict:
+    """PRIORS with the target's own costs from a pilot (measure/pilot.py run()): what the
+    pilot measured replaces the prior; the rest (guests, devices, start-up) is the prior
+    scaled by how this target's CPU compares with the priors' machine (the geometric mean
+    of its system call's and its copy's ratio to the priors). Pure arithmetic."""
+    p = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRIORS.items()}
+    envs = (pilot or {}).get("envs") or {}
+    lin = {(c["size_bytes"], c["op"]): c for c in (envs.get("linux") or {}).get("cells", [])}
+    scale = 1.0
+    if all(k in lin for k in ((SMALL, "write"), (MIB, "write"), (MIB, "read"))):
+        w4, w1, r1 = (lin[k]["per_op_s"] for k in ((SMALL, "write"), (MIB, "write"), (MIB, "read")))
+        copy = max(w1 - w4, 1e-3 * w1) / (MIB - SMALL)
+        call = max(w4 - SMALL * copy, 0.1 * w4)
+        scale = math.sqrt(call / PRIORS["call_s"] * copy / PRIORS["copy_s_per_byte"])
+        for key in ("tcg_fsync_s", "device_read_s_per_byte", "device_write_s_per_byte",
+                    "hvt_call_s_software", "hvt_call_s_hardware"):
+            p[key] = PRIORS[key] * scale
+        p["start_s"] = {k: v * scale for k, v in PRIORS["start_s"].items()}
+        p["prepare_s"] = {k: v * scale for k, v in PRIORS["prepare_s"].items()}
+        for key in ("primitive_s_software", "primitive_s_hardware"):
+            p[key] = {k: v * scale for k, v in PRIORS[key].items()}
+        p.update(call_s=call, copy_s_per_byte=copy, read_copy_factor=min(10.0, max(0.3, r1 / w1)))
+        if (SMALL, "write_sync") in lin:
+            p["fsync_s"] = max(lin[(SMALL, "write_sync")]["per_op_s"] - w4, 0.0)
+        if (MIB, "write_sync") in lin:
+            dev = (lin[(MIB, "write_sync")]["per_op_s"] - w1 - p["fsync_s"]) / MIB
+            p["device_write_s_per_byte"] = max(dev, 0.0)
+        # a file's first write (a read's fill, a disk image): copied, then written out
+        p["image_s_per_byte"] = copy + p["device_write_s_per_byte"]
+        over = sorted(c["wall_s"] - c["probe_s"] for c in lin.values())
+        p["cell_overhead_s"] = over[len(over) // 2]
+        p["start_s"]["linux"] = 0.0          # the overhead measured is the linux cell's start
+        p["prepare_s"]["linux"] = envs["linux"]["prepare_s"]
+    if pilot and pilot.get("ship_bytes_per_s"):
+        p["ship_bytes_per_s"] = float(pilot["ship_bytes_per_s"])
+    hvt = envs.get("hvt") or {}
+    for c in hvt.get("cells", []):
+        calls = max(1, math.ceil(c["size_bytes"] / (c.get("io_size_bytes") or 512)))
+        p["hvt_call_s_software"] = p["hvt_call_s_hardware"] = c["per_op_s"] / calls
+        p["start_s"]["hvt"] = max(c["wall_s"] - c["probe_s"] - p["cell_overhead_s"], 0.0)
+        p["prepare_s"]["hvt"] = hvt["prepare_s"]
+    p["scale"] = scale
+    return p
 
 
 def batch_sizing(per_op_s: float, batches: int | None = None) -> tuple[int, int, str]:
@@ -132,7 +200,8 @@ def _dirty_limit(memory: int, vm: dict) -> int:
 
 
 def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEFAULT_BUDGET_S,
-                    max_size: int | None = None, free_bytes: int | None = None) -> tuple[list[dict], list[str]]:
+                    max_size: int | None = None, free_bytes: int | None = None,
+                    priors: dict | None = None) -> tuple[list[dict], list[str]]:
     """The calibration protocol's cells for one target: ([spec], [notes]).
 
     configs: env name -> that environment's effective config (as planned, for a 4 KiB cell);
@@ -157,6 +226,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
     Native reads from the device (a cold cache) are left out: summaries and the model tell
     cells apart by env, size and op, so a cold read would pass for a warm one.
     max_size caps every size (a quick try, a test); free_bytes bounds the largest file.
+    priors: the target's costs (speeds_from_pilot) for the estimates, else PRIORS.
     """
     caches = facts.get("cpu_caches") or {}
     llc = caches.get("l3_bytes") or caches.get("l2_bytes")
@@ -167,7 +237,8 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
         notes.append(f"no last-level cache size ({tried or 'not recorded'}): the cache regimes are planned "
                      f"for {_approx(llc)}, the size calibrate assumes then (model/machine.py)")
     l2 = caches.get("l2_bytes") or llc
-    kvm = facts.get("kvm") or "absent"
+    # an emulated machine's KVM runs its guests' code emulated, whatever its kvm fact says
+    kvm = "software" if facts.get("emulated") else (facts.get("kvm") or "absent")
     vm = facts.get("vm") or {}
     cap = max_size or (1 << 62)
 
@@ -179,21 +250,21 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             if any(s["env"] == env and s["size_bytes"] == size and s["op"] == op and s["cache"] == cache
                    for s in specs):
                 continue
-            per_op = per_op_estimate(cfg, size, op, kvm)
+            per_op = per_op_estimate(cfg, size, op, kvm, priors)
             reps, batches, sizing = batch_sizing(per_op)
             if op == "ring":          # whole notifications of the ring primitive's batch
                 from measure.environments.hvt import RING_BATCH
                 reps = -(-reps // (RING_BATCH * batches)) * RING_BATCH * batches
             specs.append({"env": env, "kind": kind, "size_bytes": size, "op": op, "cache": cache, "reps": reps,
                           "batches": batches, "per_op_estimate_s": per_op,
-                          "start_estimate_s": start_estimate(cfg, size), "reason": f"{why}; {sizing}"})
+                          "start_estimate_s": start_estimate(cfg, size, priors), "reason": f"{why}; {sizing}"})
             _estimate(specs[-1])
 
     for env, cfg in configs.items():
         memory = cfg.get("memory_bytes") or facts.get("memory_bytes") or GIB
         add(env, SMALL, ("write_sync", "write", "read"), "per-call costs: one 4 KiB call per repetition")
         if env == "hvt":
-            size = _hvt_blocks_size(cfg, kvm, cap)
+            size = _hvt_blocks_size(cfg, kvm, cap, priors)
             add(env, size, ("write_sync", "write", "read"),
                 f"hvt-blocks: {size // max(1, cfg.get('io_size_bytes') or 512)} block calls per repetition "
                 f"(the largest power of two whose repetition stays under {LARGE_OP_S:g} s here)")
@@ -221,8 +292,8 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
         dirty = _dirty_limit(memory, vm if env in ("linux", "docker") else {})
         room = (free_bytes or (1 << 62)) // 2
         cfg_big = dict(cfg, io_size_bytes=MIB)
-        cost = start_estimate(cfg_big, beyond) + 3 * sum(per_op_estimate(cfg_big, beyond, op, kvm)
-                                                        for op in ("write", "read"))
+        cost = start_estimate(cfg_big, beyond, priors) + 3 * sum(per_op_estimate(cfg_big, beyond, op, kvm, priors)
+                                                                for op in ("write", "read"))
         if beyond <= min(cap, room) and cost <= budget_s / 8:
             add(env, beyond, ("write_sync", "write", "read"),
                 f"beyond-mem: {_approx(beyond)} is 1.5x the environment's {_approx(memory)}: reads "
@@ -233,7 +304,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                    else "is above --max-size")
             notes.append(f"{env}: no file beyond its {_approx(memory)} memory (a {_approx(beyond)} "
                          f"file {why}); its dirty limit (~{_approx(dirty)}) is not outrun")
-    large = _study_large(configs, kvm, cap, budget_s, free_bytes, notes)
+    large = _study_large(configs, kvm, cap, budget_s, free_bytes, notes, priors)
     if large:
         why = (f"study size: the study's large file ({_approx(STUDY_LARGE)})" + (
             "" if large == STUDY_LARGE else f" as {_approx(large)}, the largest that every environment "
@@ -244,7 +315,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
         for s in specs:        # a regime of its own chose that size already: say it is the study's too
             if s["size_bytes"] == large and not s["reason"].startswith("study size"):
                 s["reason"] = f"study size too ({_approx(large)} in every environment); {s['reason']}"
-    specs, dropped = _fit_budget(specs, budget_s)
+    specs, dropped = _fit_budget(specs, budget_s, priors)
     notes += dropped
     return specs, notes
 
@@ -254,7 +325,7 @@ STUDY_SHARE = 4             # the study-size cells of all environments fit 1/STU
 OPS = ("write_sync", "write", "read")
 
 
-def _study_large(configs, kvm, cap, budget_s, free_bytes, notes) -> int | None:
+def _study_large(configs, kvm, cap, budget_s, free_bytes, notes, priors=None) -> int | None:
     """The study's large file for this target: 1 GiB, capped by --max-size and the free
     space, halved until every environment's cells at it (every op, batches as sized) fit a
     quarter of the budget; None (with a note) when not even 1 MiB does."""
@@ -267,9 +338,9 @@ def _study_large(configs, kvm, cap, budget_s, free_bytes, notes) -> int | None:
         for cfg in configs.values():
             c = dict(cfg, io_size_bytes=_io(cfg, size))
             for op in OPS:
-                per_op = per_op_estimate(c, size, op, kvm)
+                per_op = per_op_estimate(c, size, op, kvm, priors)
                 total += batch_sizing(per_op)[0] * per_op
-            total += start_estimate(c, size)
+            total += start_estimate(c, size, priors)
         return total
     while size > MIB and cost(size) > budget_s / STUDY_SHARE:
         size //= 2
@@ -286,10 +357,11 @@ def _io(cfg: dict, size: int) -> int:
     return min(size, MIB)
 
 
-def _hvt_blocks_size(cfg: dict, kvm: str, cap: int) -> int:
+def _hvt_blocks_size(cfg: dict, kvm: str, cap: int, priors: dict | None = None) -> int:
     io = max(1, int(cfg.get("io_size_bytes") or 512))
     size = MIB
-    while size * 2 <= cap and per_op_estimate(dict(cfg, io_size_bytes=io), size * 2, "write", kvm) < LARGE_OP_S:
+    while size * 2 <= cap and per_op_estimate(dict(cfg, io_size_bytes=io), size * 2, "write", kvm,
+                                              priors) < LARGE_OP_S:
         size *= 2
     return min(size, cap)
 
@@ -298,39 +370,68 @@ def _estimate(spec: dict) -> None:
     spec["estimate_s"] = round(spec["start_estimate_s"] + spec["reps"] * spec["per_op_estimate_s"], 3)
 
 
-def _fit_budget(specs: list[dict], budget_s: float) -> tuple[list[dict], list[str]]:
-    """Shrink the most expensive cells (fewer batches, down to LARGE_BATCHES) until the plan fits."""
+def _fit_budget(specs: list[dict], budget_s: float, priors: dict | None = None) -> tuple[list[dict], list[str]]:
+    """Fit the plan, with each environment's prepare, in the budget: shrink the most
+    expensive cells (fewer batches, down to LARGE_BATCHES); then, while it still does not
+    fit, leave out the costliest environment but linux, saying so (a calibration is judged
+    against the environments its campaign has, so what stays is still pinned)."""
     notes = []
+
+    def total(xs):
+        return sum(x["estimate_s"] for x in xs) + sum(_prepare(xs, priors).values())
     for s in sorted(specs, key=lambda s: -s["estimate_s"]):
-        if sum(x["estimate_s"] for x in specs) <= budget_s:
+        if total(specs) <= budget_s:
             break
         if s["batches"] > LARGE_BATCHES:
             s["reps"] = s["reps"] // s["batches"] * LARGE_BATCHES
             s["batches"] = LARGE_BATCHES
             s["reason"] += f"; {LARGE_BATCHES} batches to fit the {format_time(budget_s)} budget"
             _estimate(s)
-    total = sum(x["estimate_s"] for x in specs)
-    if total > budget_s:
-        notes.append(f"the plan's estimate {format_time(total)} exceeds the {format_time(budget_s)} budget")
+    while total(specs) > budget_s:
+        prep = _prepare(specs, priors)
+        cost = {e: prep[e] + sum(x["estimate_s"] for x in specs if x["env"] == e) for e in prep if e != "linux"}
+        if not cost:
+            break
+        env = max(cost, key=cost.get)
+        notes.append(f"{env}: left out: it needs ~{format_time(cost[env])} (prepare "
+                     f"~{format_time(prep[env])}) and the plan did not fit the {format_time(budget_s)} budget")
+        specs = [x for x in specs if x["env"] != env]
+    if total(specs) > budget_s:
+        notes.append(f"the plan's estimate {format_time(total(specs))} exceeds the {format_time(budget_s)} budget")
     return specs, notes
 
 
-def describe(cells: list[dict]) -> str:
+def _prepare(specs: list[dict], priors: dict | None) -> dict[str, float]:
+    envs = sorted({x["env"] for x in specs})
+    return {e: prepare_estimate(e, [x["size_bytes"] for x in specs if x["env"] == e], priors) for e in envs}
+
+
+def plan_estimate(cells: list[dict], priors: dict | None = None) -> dict:
+    """{"cells_s", "prepare_s": {env: s}, "total_s"}: what the plan should take."""
+    prep = _prepare(cells, priors)
+    cells_s = sum(c.get("estimate_s") or 0 for c in cells)
+    return {"cells_s": round(cells_s, 3), "prepare_s": {e: round(v, 3) for e, v in prep.items()},
+            "total_s": round(cells_s + sum(prep.values()), 3)}
+
+
+def describe(cells: list[dict], priors: dict | None = None) -> str:
     """The plan and its estimate, for the terminal, before anything runs."""
     lines = []
     order = {op: i for i, op in enumerate(("write_sync", "write", "read"))}
     for c in sorted(cells, key=lambda c: (c.get("target", ""), c["env"], c["size_bytes"], order.get(c["op"], 9))):
         lines.append(f"  {c['env']:7} {format_size(c['size_bytes']):>9} {c['op']:10} {c.get('cache', 'warm'):4} "
                      f"x{c['reps']:<7} ~{format_time(c.get('estimate_s') or 0):>8}  {c.get('reason', '')}")
-    total = sum(c.get("estimate_s") or 0 for c in cells)
-    return "\n".join(lines + [f"  estimate: {format_time(total)} for {len(cells)} cells"])
+    est = plan_estimate(cells, priors)
+    prep = ", ".join(f"{e} ~{format_time(v)}" for e, v in est["prepare_s"].items())
+    return "\n".join(lines + [f"  estimate: {format_time(est['total_s'])} for {len(cells)} cells "
+                              f"({format_time(est['cells_s'])} measuring, preparing {prep})"])
 
 
-def size_cell(cell: dict, cfg: dict, kvm: str, batches: int | None = None) -> dict:
+def size_cell(cell: dict, cfg: dict, kvm: str, batches: int | None = None, priors: dict | None = None) -> dict:
     """Give a planned cell (reps not fixed by the user) its reps and batches, in place."""
-    per_op = per_op_estimate(cfg, int(cell["size_bytes"]), cell["op"], kvm)
+    per_op = per_op_estimate(cfg, int(cell["size_bytes"]), cell["op"], kvm, priors)
     cell["reps"], cell["batches"], why = batch_sizing(per_op, batches)
-    cell.update(per_op_estimate_s=per_op, start_estimate_s=start_estimate(cfg, int(cell["size_bytes"])),
+    cell.update(per_op_estimate_s=per_op, start_estimate_s=start_estimate(cfg, int(cell["size_bytes"]), priors),
                 reason=cell.get("reason") or why)
     _estimate(cell)
     return cell

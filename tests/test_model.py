@@ -339,6 +339,13 @@ def test_an_emulated_board_s_guest_code_is_emulated_whatever_its_kvm_fact():
     assert "hypercall_s" not in machine_priors(dict(PI, kvm="hardware", emulated=False))
     assert config_for("qemu", {"accel": "kvm"}, board).cpu_factor == "emulated_cpu_factor"
     assert config_for("qemu", {"accel": "kvm"}, dict(PI, emulated=False)).cpu_factor == "vm_cpu_factor"
+    # its own kernel's code runs through the emulator too: CPU-bound priors scaled, devices not
+    from model.machine import EMULATED_MACHINE_SLOWDOWN
+    from model.params import priors
+    native, emulated = priors(dict(PI, emulated=False)), priors(board)
+    assert emulated["syscall_s"] == pytest.approx(EMULATED_MACHINE_SLOWDOWN * native["syscall_s"])
+    assert emulated["dram_copy_s_per_byte"] == pytest.approx(EMULATED_MACHINE_SLOWDOWN * native["dram_copy_s_per_byte"])
+    assert emulated["dev_write_bps"] == native["dev_write_bps"]
 
 
 def test_a_campaign_without_cache_sizes_falls_back_with_its_source_said():

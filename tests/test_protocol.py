@@ -206,3 +206,54 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
             # sized from the estimate: a batch is far longer than the old 10 x 0.7 µs
             per_batch = statistics.median(rec["probe"]["batch_seconds"])
             assert per_batch >= P.MIN_BATCH_S / 4, per_batch
+
+
+# -- the estimate from a pilot on the target ----------------------------------------------
+
+def _pilot(slow=1.0, hvt_call=None):
+    """A pilot's observations on a machine `slow` times the priors' (per call and per byte)."""
+    call, copy = P.PRIORS["call_s"] * slow, P.PRIORS["copy_s_per_byte"] * slow
+    w4 = call + 4096 * copy
+    w1 = call + MIB * copy
+    cells = [{"size_bytes": 4096, "op": "write", "per_op_s": w4, "wall_s": 0.3 + 2000 * w4, "probe_s": 2000 * w4},
+             {"size_bytes": 4096, "op": "write_sync", "per_op_s": w4 + 2e-3, "wall_s": 0.3, "probe_s": 0.0},
+             {"size_bytes": MIB, "op": "write", "per_op_s": w1, "wall_s": 0.3, "probe_s": 0.0},
+             {"size_bytes": MIB, "op": "read", "per_op_s": 2 * w1, "wall_s": 0.5, "probe_s": 0.0}]
+    out = {"envs": {"linux": {"prepare_s": 1.5, "cells": cells}}, "ship_bytes_per_s": 3e6}
+    if hvt_call:
+        out["envs"]["hvt"] = {"prepare_s": 4.0, "cells": [
+            {"size_bytes": 64 << 10, "op": "write", "per_op_s": 128 * hvt_call, "wall_s": 2.3,
+             "probe_s": 0.0, "io_size_bytes": 512}]}
+    return out
+
+
+def test_pilot_scaling_arithmetic():
+    p = P.speeds_from_pilot(_pilot(slow=20.0, hvt_call=400e-6))
+    # what was measured is taken as measured
+    assert p["call_s"] == pytest.approx(20 * P.PRIORS["call_s"], rel=1e-6)
+    assert p["copy_s_per_byte"] == pytest.approx(20 * P.PRIORS["copy_s_per_byte"], rel=1e-6)
+    assert p["fsync_s"] == pytest.approx(2e-3) and p["read_copy_factor"] == pytest.approx(2.0, rel=0.01)
+    assert p["hvt_call_s_software"] == p["hvt_call_s_hardware"] == pytest.approx(400e-6)
+    assert p["cell_overhead_s"] == pytest.approx(0.3)             # the median of wall - probe time
+    assert p["start_s"]["hvt"] == pytest.approx(2.0) and p["prepare_s"]["hvt"] == 4.0
+    assert p["prepare_s"]["linux"] == 1.5 and p["ship_bytes_per_s"] == 3e6
+    # what was not is the prior scaled by the machine's speed against the priors' machine
+    assert p["scale"] == pytest.approx(20.0, rel=1e-6)
+    assert p["start_s"]["qemu_kvm"] == pytest.approx(20 * P.PRIORS["start_s"]["qemu_kvm"])
+    # estimates follow: a 4 KiB write costs 20x, a qemu disk image ships at the link's rate
+    cfg = {"env": "linux", "io_size_bytes": 4096}
+    assert P.per_op_estimate(cfg, 4096, "write", priors=p) == pytest.approx(20 * P.per_op_estimate(cfg, 4096, "write"))
+    assert P.prepare_estimate("qemu", [4096], p) == pytest.approx(
+        p["prepare_s"]["qemu"] + (P.QEMU_SHIP_BYTES + P.QEMU_IMAGE_BYTES + 4096) / 3e6)
+    # no pilot: the priors unchanged
+    assert P.speeds_from_pilot({})["call_s"] == P.PRIORS["call_s"]
+
+
+def test_the_budget_leaves_out_what_does_not_fit_and_says_so():
+    slow = P.speeds_from_pilot(_pilot(slow=30.0, hvt_call=2e-3))
+    specs, notes = P.calibrate_specs(configs(PI, "kvm"), dict(PI, emulated=True), budget_s=300, priors=slow)
+    est = P.plan_estimate(specs, slow)
+    assert est["total_s"] <= 300, est
+    assert "linux" in {s["env"] for s in specs}
+    assert "qemu" not in {s["env"] for s in specs}            # its images over a 3 MB/s link alone
+    assert any(n.startswith("qemu: left out") for n in notes), notes

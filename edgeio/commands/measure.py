@@ -3,6 +3,7 @@
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata as _pkgmeta
 from pathlib import Path
 
@@ -134,10 +135,13 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
     facts = engine.target_metadata({t.name: t for t in target_objs})   # in parallel; unreachable = UserError
     cells, notes = [], []
     io_bytes = parse_size(io_size, "--io-size") if io_size else None
+    pilots, priors = {}, {}
     for t in target_objs:
         here = [n for n in names if (n, t.name) in environments]
         if calibrating:
-            specs, why = _calibrate_specs(here, t, environments, facts[t.name], budget_s, cap, ops)
+            pilots[t.name], priors[t.name] = _pilot(t, here, environments, env_params, quiet)
+            specs, why = _calibrate_specs(here, t, environments, facts[t.name], budget_s, cap, ops,
+                                          priors[t.name])
             notes += [f"{t.name}: {n}" for n in why]
             cells += planning.plan_from_specs(specs, target=t.name, params=env_params, order=order, seed=seed,
                                               io_size=io_bytes, sync=sync, direct=direct)
@@ -152,6 +156,8 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
                                        facts[t.name].get("kvm") or "absent", batches)
         cells += mine
     _renumber(cells)
+    if calibrating:      # an environment the budget left out is neither prepared nor recorded
+        environments = {k: v for k, v in environments.items() if any((c["env"], c["target"]) == k for c in cells)}
     if adaptive_opts:
         adaptive.mark_plan(cells, *adaptive_opts)     # the sized cells become each cell's pilot round
     for cell in cells:
@@ -160,8 +166,11 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
         instance.preflight([c for c in cells if (c["env"], c["target"]) == key])
     for name, tname, reason in skipped:
         _say(f"skipped {name} on {tname}: {reason}", quiet)
+    first_priors = next(iter(priors.values()), None)
+    estimate = protocol_mod.plan_estimate(cells, first_priors) if calibrating else None
     if calibrating:
-        _say(f"protocol calibrate (budget {format_time(budget_s)}):\n{protocol_mod.describe(cells)}", quiet)
+        _say(f"protocol calibrate (budget {format_time(budget_s)}):\n{protocol_mod.describe(cells, first_priors)}",
+             quiet)
         for note in notes:
             _say(f"note: {note}", quiet)
     elif "estimate_s" in (cells[0] if cells else {}):
@@ -175,8 +184,9 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
                    sync=sync, direct=direct, cold=cold, batches=batches, ci=ci, budget=budget,
                    protocol=protocol, max_size=max_size,
                    protocol_info={"name": protocol, "min_batch_s": protocol_mod.MIN_BATCH_S,
-                                  "priors": protocol_mod.PRIORS, "notes": notes,
-                                  **({"budget_s": budget_s} if calibrating else {})})
+                                  "priors": first_priors or protocol_mod.PRIORS, "notes": notes,
+                                  **({"budget_s": budget_s, "pilot": pilots, "estimate": estimate}
+                                     if calibrating else {})})
     parent = Path(out) if out else paths.results_dir()
     return _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet)
 
@@ -184,7 +194,7 @@ def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, i
 def _execute(parent, cells, environments, facts, skipped, options, cell_timeout, quiet,
              existing: store.Campaign | None = None, retry_failed: bool = False, unavailable=()) -> Path:
     meta = _metadata(facts, environments, skipped, options)
-    campaign = existing or store.Campaign.create(parent, meta, cells)
+    campaign = existing or store.Campaign.create(parent, meta, cells, name=_campaign_name(facts))
     with campaign.locked():          # one writer at a time, for the whole run
         try:
             engine.adopt(campaign, environments)     # what the cells create is named after the campaign
@@ -193,6 +203,7 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
                 if gone:
                     _say(f"removed what the killed run left: {'; '.join(gone)}", quiet)
             # once per campaign, targets in parallel; an environment that cannot start is reported, not fatal
+            started = time.monotonic()
             not_ready = engine.prepare(environments)
             if existing is None:
                 campaign.update_metadata(**_environment_metadata(environments))
@@ -206,9 +217,14 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
                                         on_cell=None if quiet or progress.mode == "rich" else _progress_line(len(cells)))
                 except KeyboardInterrupt:
                     raise UserError(f"interrupted; every finished cell is stored: invoke measure --resume {campaign.path}") from None
+            actual = time.monotonic() - started
+            estimate = ((options or {}).get("protocol_info") or {}).get("estimate") or {}
+            timing = {"estimate_s": estimate.get("total_s"), "actual_s": round(actual, 3)} \
+                if estimate and existing is None else {}
             campaign.finish(environments={f"{e}@{t}": inst.metadata() for (e, t), inst in environments.items()},
                             counts={k: result[k] for k in ("ok", "failed", "skipped", "not_run")},
-                            failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"])
+                            failed_cells=result["failed_cells"], not_run_cells=result["not_run_cells"],
+                            **({"protocol_time": timing} if timing else {}))
         finally:
             for key, error in engine.teardown(environments).items():   # never hides the measurement
                 _say(f"warning: teardown of {key[0]} on {key[1]} failed: {error}", False)
@@ -216,8 +232,25 @@ def _execute(parent, cells, environments, facts, skipped, options, cell_timeout,
     print(study_table(summary))
     for line in engine.summary_lines(result, campaign.records()):
         print(line)
+    timing = campaign.metadata().get("protocol_time") if existing is None else None
+    if timing and timing.get("estimate_s"):
+        print(f"protocol time: estimate {format_time(timing['estimate_s'])}, actual {format_time(timing['actual_s'])} "
+              f"(actual/estimate {timing['actual_s'] / timing['estimate_s']:.2f})")
     print(f"results: {campaign.path}")
     return campaign.path
+
+
+def _campaign_name(facts: dict) -> str | None:
+    """A campaign of one remote device is named after it (stamp-host-arch[-emulated]); a
+    local one keeps the store's default (stamp-this host)."""
+    if len(facts) != 1 or next(iter(facts)) == "local":
+        return None
+    import datetime as _dt
+    from measure.targets import target_slug
+    f = next(iter(facts.values()))
+    device = "-".join(x for x in (f.get("host") or "device", f.get("arch"), "emulated" if f.get("emulated") else "")
+                      if x)
+    return f"{_dt.datetime.now():%Y%m%d-%H%M%S}-{target_slug(device)}"
 
 
 def _resume(path: Path, cell_timeout, quiet, retry_failed: bool, allow_other_machine: bool = False) -> Path:
@@ -250,7 +283,25 @@ def _resume_locked(campaign, cells, records, cell_timeout, quiet, retry_failed, 
                     retry_failed=retry_failed, unavailable=unavailable)
 
 
-def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
+def _pilot(target, names, environments, env_params, quiet) -> tuple[dict, dict]:
+    """(the pilot's observations, the target's costs for the estimate): a few seconds of
+    linux and hvt work on the target (measure/pilot.py)."""
+    from measure import pilot
+    classes = {n: type(environments[(n, target.name)]) for n in names if n in ("linux", "hvt")}
+    _say(f"pilot on {target.name}: a few seconds of {' and '.join(classes) or 'nothing'} to size the "
+         "protocol and its estimate on this target...", quiet)
+    observed = pilot.run(target, classes, env_params)
+    priors = protocol_mod.speeds_from_pilot(observed)
+    hvt = (f", an hvt block call {format_time(priors['hvt_call_s_software'])}"
+           if "hvt" in observed["envs"] else "")
+    _say(f"pilot on {target.name} took {format_time(observed['elapsed_s'])}: a system call "
+         f"{format_time(priors['call_s'])}, a MiB copied {format_time(priors['copy_s_per_byte'] * (1 << 20))}, "
+         f"an fsync {format_time(priors['fsync_s'])}{hvt}, a cell's overhead {format_time(priors['cell_overhead_s'])}"
+         f" (the rest: priors x {priors['scale']:.2g})", quiet)
+    return observed, priors
+
+
+def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops, priors=None):
     """The calibration protocol's cells on one target, from its facts and each environment's config."""
     from measure.environments.base import free_bytes
     probe = {"size_bytes": protocol_mod.SMALL, "op": "read", "cache": "warm", "sync": "fsync"}
@@ -259,7 +310,7 @@ def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops):
         free = free_bytes(target, (facts.get("filesystem") or {}).get("path") or "/var/tmp")
     except (UserError, TimeoutError):
         free = None
-    specs, notes = protocol_mod.calibrate_specs(configs, facts, budget_s, cap, free)
+    specs, notes = protocol_mod.calibrate_specs(configs, facts, budget_s, cap, free, priors)
     return [s for s in specs if s.get("kind") == "primitive" or s["op"] in ops], notes
 
 
