@@ -312,7 +312,7 @@ def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops, pri
     except (UserError, TimeoutError):
         free = None
     specs, notes = protocol_mod.calibrate_specs(configs, facts, budget_s, cap, free, priors)
-    return [s for s in specs if s["op"] in ops], notes
+    return [s for s in specs if s.get("kind") == "primitive" or s["op"] in ops], notes
 
 
 def _target(spec: str):
