@@ -161,8 +161,14 @@ def _record_config(records, row) -> dict:
 
 
 def _read_csv(path) -> pd.DataFrame:
+    import warnings
     try:
-        return pd.read_csv(path)
+        with warnings.catch_warnings():
+            # a row longer than the header: pandas would make its first field the row's index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UserError(f"{path}: not a results CSV (a row has more fields than the header)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a results CSV ({str(e).splitlines()[0]})") from None
     except OSError as e:

@@ -27,7 +27,8 @@ MAPPED_PAGE = 4096                      # a mapped disk is whole pages
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
-MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender; HVT_MEM_MIB[1] is the larger
+# stock solo5-hvt's limits, as the edgeio tender's, per guest arch (HVT_MEM_MIB: the larger)
+MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}
 MAX_SPAN = 1 << 20                      # the probe reuses a buffer of at most 1 MiB
 DISK_IMAGE_SUFFIXES = (".img", ".raw", ".disk")
 
