@@ -479,3 +479,18 @@ def test_verify_format_json_and_the_verdict_shows_the_measured_fix(calibrated, t
                  and c.get("data-size") == "4096" and c.get("data-op") == "read")
     assert float(fixed["data-measured-ratio"]) == pytest.approx(float(hvt["data-ratio"]) / fix["measured_speedup"])
     assert "measured" in fixed["text"] and "verdict" in html
+
+
+@needs_kvm
+def test_resume_on_another_machine_is_refused(calibrated, tmp_path):
+    """Issue 19: a verify recorded on another host resumed here would label its new cells
+    with that host and compare this machine against predictions made for the other."""
+    path = _interrupted(calibrated, tmp_path, size="4KiB")
+    meta = json.loads((path / "metadata.json").read_text())
+    here = meta["targets"]["local"]
+    meta["targets"]["local"] = dict(here, host="raspberrypi", arch="aarch64")
+    (path / "metadata.json").write_text(json.dumps(meta))
+    proc = _cli("--resume", str(path))
+    _one_line_exit2(proc, f"host raspberrypi vs {here['host']}")
+    assert f"arch aarch64 vs {here['arch']}" in proc.stderr or here["arch"] == "aarch64"
+    assert not list((path / "cells").glob("*.json"))
