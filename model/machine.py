@@ -263,6 +263,14 @@ EMULATED_MACHINE_CPU = ("syscall_s", "cache_copy_s_per_byte", "dram_copy_s_per_b
                         "xen_syscall_s", "guest_call_s")
 
 
+# What a copy between the page cache and a buffer costs per byte, by CPU class: the
+# params.py priors (0.25 ns/B in cache, 0.9 ns/B from DRAM with page lookups) are a
+# Cortex-A72's (a Pi 4 copies ~1-4 GB/s); an x86_64 server core copies ~10-20 GB/s from
+# DRAM and several times that from its LLC. A fit with few cells (two points of a
+# published sweep) leans on these: a Pi's 0.9 ns/B made a Xeon's hvt reads +123% at 16 KiB.
+COPY_PRIORS = {"x86_64": {"cache_copy_s_per_byte": 0.05e-9, "dram_copy_s_per_byte": 0.15e-9}}
+
+
 def machine_priors(facts: dict) -> dict:
     """Every prior that depends on the machine: the device's, the dirty limit's, and
     what guest code costs where it is emulated (guest_code: guest kernel-mode code, which
@@ -270,6 +278,7 @@ def machine_priors(facts: dict) -> dict:
     /work/shared/notes/emulated-targets.md)."""
     out = device_priors(facts)
     out["dirty_ratio"] = dirty_ratio_prior(facts)
+    out.update(COPY_PRIORS.get(str(facts.get("arch") or ""), {}))
     if facts.get("emulated") is True:
         from model.params import SPECS
         out.update({n: SPECS[n].prior * EMULATED_MACHINE_SLOWDOWN for n in EMULATED_MACHINE_CPU})
