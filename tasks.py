@@ -24,7 +24,8 @@ def _user_errors(fn):
         try:
             return fn(c, *args, **kwargs)
         except UserError as e:
-            raise Exit(f"error: {e}", code=2)
+            from edgeio.parse import one_line
+            raise Exit(f"error: {one_line(e)}", code=2)     # one line, whatever the input held
         except KeyboardInterrupt:
             raise Exit("interrupted: cells already measured are kept (resume with --resume DIR)", code=130)
     return wrapper

@@ -17,10 +17,12 @@ import pandas as pd
 from scipy import stats as _st
 
 from calibration.core import FIT_COLUMNS, Calibration, load, matches
+from calibration.coverage import whatif_needs
 from calibration.fit import Fitter, cells_from
+from model.intervals import POOLED, regime, regime_spreads
 from calibration.results import load_results
 from calibration.validate import validate as _validate
-from model.params import SPECS, priors
+from model.params import SPECS, prior_sds, priors
 
 __all__ = ["Calibration", "fit", "load", "load_results", "results_set", "matches", "validate"]
 
@@ -47,10 +49,12 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     results = _check(results, source)
     cells = cells_from(results, machine)
     t0 = time.perf_counter()
-    prior = priors(machine)
-    fitter = Fitter(cells, prior=prior)
+    prior, prior_sd = priors(machine), prior_sds(machine)
+    fitter = Fitter(cells, prior=prior, prior_sd=prior_sd)
     fr = fitter.fit(start=dict(prior))
-    modelled = [r.per_op_s for r in fitter.model(fr.values)]
+    final = fitter.model(fr.values)
+    modelled = [r.per_op_s for r in final]
+    regimes = [regime_of(c, r) for c, r in zip(cells, final)]
     table = pd.DataFrame({
         "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
         "op": [c.op for c in cells], "measured_s": [c.measured_s for c in cells],
@@ -69,14 +73,18 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "profile": attrs.get("profile"),
         "statistic": attrs.get("statistic", "mean_per_op_s"),
         "prior": {k: prior[k] for k in SPECS if k in prior},
+        "prior_sd": prior_sd,
         "environments": {f"{c.env} {c.config}": _cfg_dict(c.cfg) for c in cells},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
-                       "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se} for c in cells],
+                       "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se, "regime": g}
+                      for c, g in zip(cells, regimes)],
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
                           "on relative errors, worst cells weighed more (nonlinear parameters), weak priors"},
         "unidentified": fr.unidentified,
+        # what a buildable what-if needs and no cell pins: its intervals carry the prior
+        "whatif_unpinned": whatif_needs(cells, machine),
         "covariance": {
             "joint": {"names": fr.names, "matrix": np.asarray(fr.cov).tolist(), "df": fr.df,
                       "additive": [n for n in fr.names if Fitter.additive(n)],
@@ -86,35 +94,46 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                     "note": "statsmodels WLS covariance of the per-call costs, nonlinear parameters held"},
         },
         "residual_log_sd": float(np.sqrt(np.mean(np.log1p(table["rel_error"].to_numpy()) ** 2))),
-        "structural_error": _structural(loo, table, len(fr.names or []),
+        "structural_error": _structural(loo, table, len(fr.names or []), regimes,
                                         "leave-one-cell-out, linearised (PRESS residuals e/(1-h) "
                                         "of the joint Gauss-Newton fit)"),
     }
-    cal = Calibration(_param_table(fr, prior), table, source, metadata)
+    cal = Calibration(_param_table(fr, prior, prior_sd), table, source, metadata)
     if validate:
-        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior)
+        cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior,
+                                   prior_sd=prior_sd)
         _record_validation(cal)
     return cal
 
 
-def _structural(loo, table, p, method) -> dict:
-    """The model's structural error (sd of log time) measured out of sample."""
+def regime_of(cell, result) -> str:
+    """The cell's regime (model/intervals.py) from its simulated ledger."""
+    led = result.ledger
+    share = (led.device_s + led.wait_s) / result.per_op_s if result.per_op_s > 0 else 0.0
+    return regime(cell.env, cell.op, share)
+
+
+def _structural(loo, table, p, regimes, method) -> dict:
+    """The model's structural error (sd of log time) measured out of sample, per regime."""
     n = len(table)
     if loo is None or not len(loo):
         e = np.log1p(table["rel_error"].to_numpy(float))
         loo = e * math.sqrt(n / max(1, n - p))
         method = "in-sample residuals inflated by n/(n-p) (no Jacobian)"
-    return {"log_sd": float(np.sqrt(np.mean(np.asarray(loo) ** 2))) if n else 0.0,
-            "df": int(max(1, n - 1)), "method": method}
+    spreads = regime_spreads(loo, regimes)
+    return {"log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "method": method,
+            "regimes": spreads}
 
 
 def _record_validation(cal) -> None:
     cal.metadata["validation"] = summarize_validation(cal.validation)
     loo = cal.validation[cal.validation["kind"] == "leave-one-cell-out"]
-    if len(loo):
+    regimes = [w.get("regime") or POOLED for w in cal.workloads()]
+    if len(loo) and len(loo) == len(regimes):
         e = np.log1p(loo["rel_error"].to_numpy(float))
+        spreads = regime_spreads(e, regimes)
         cal.metadata["structural_error"] = {
-            "log_sd": float(np.sqrt(np.mean(e ** 2))), "df": int(max(1, len(e) - 1)),
+            "log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "regimes": spreads,
             "method": "leave-one-cell-out refits (invoke calibrate --validate)"}
 
 
@@ -123,7 +142,7 @@ def validate(cal: Calibration, results: pd.DataFrame, progress=None, workers: in
     (refits in `workers` processes; default one per usable core)."""
     machine = results.attrs.get("machine") or cal.machine
     cal.validation = _validate(cells_from(results, machine), cal.values(), progress=progress, workers=workers,
-                               prior=priors(machine))
+                               prior=priors(machine), prior_sd=prior_sds(machine))
     _record_validation(cal)
     return cal.validation
 
@@ -142,7 +161,7 @@ def _cfg_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _param_table(fr, prior) -> dict:
+def _param_table(fr, prior, prior_sd) -> dict:
     """value, stderr and 95% interval per parameter: from the joint covariance (so the
     intervals carry the confounding between costs), Student t; times symmetric and cut
     at zero, the others log-symmetric; unidentified ones get their prior's spread."""
@@ -165,7 +184,7 @@ def _param_table(fr, prior) -> dict:
             else:
                 lo, hi = val * math.exp(-t * rel), val * math.exp(t * rel)
         else:
-            sd = spec.sd
+            sd = prior_sd.get(name, spec.sd)
             se = val * sd
             if Fitter.additive(name):
                 lo, hi = max(0.0, val - 1.96 * se), val + 1.96 * se

@@ -63,18 +63,25 @@ class Calibration:
         e = np.log1p(self.fit_table["rel_error"].to_numpy(float))
         return float(np.sqrt(np.mean(e ** 2))) if e.size else 0.0
 
-    def structural_log_sd(self) -> float:
+    def structural_log_sd(self, regime: str | None = None) -> float:
         """The model's structural error (sd of log time per op) measured out of sample:
-        leave-one-cell-out residuals (refits when validated, else linearised)."""
+        leave-one-cell-out residuals (refits when validated, else linearised); of the
+        cell's regime (model/intervals.py) when given and measured."""
         s = self.metadata.get("structural_error") or {}
+        per = (s.get("regimes") or {}).get(regime) if regime else None
+        if per and isinstance(per.get("log_sd"), (int, float)) and math.isfinite(per["log_sd"]):
+            return float(per["log_sd"])
         v = s.get("log_sd")
         if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0:
             return float(v)
         n = len(self.fit_table)
         return self.residual_log_sd() * math.sqrt(n / max(1, n - 1)) if n else 0.0
 
-    def structural_df(self) -> int:
+    def structural_df(self, regime: str | None = None) -> int:
         s = self.metadata.get("structural_error") or {}
+        per = (s.get("regimes") or {}).get(regime) if regime else None
+        if per and per.get("df"):
+            return int(per["df"])
         return int(s.get("df") or max(1, len(self.fit_table) - 1))
 
     def prior_only(self) -> list[str]:
@@ -90,8 +97,10 @@ class Calibration:
         base = self.values()
         draws = [dict(base) for _ in range(n)]
         # parameters no cell pinned are as uncertain as their priors (log-normal)
+        widened = self.metadata.get("prior_sd") or {}
         for k in self.prior_only():
-            sd = SPECS[k].sd if SPECS[k].kind != "linear" else math.log1p(SPECS[k].sd)
+            spread = float(widened.get(k, SPECS[k].sd))
+            sd = spread if SPECS[k].kind != "linear" else math.log1p(spread)
             z = rng.normal(0.0, sd, size=n)
             for draw, zk in zip(draws, z.tolist()):
                 v = base[k] * math.exp(zk)
@@ -191,7 +200,9 @@ def load(path) -> Calibration:
 def check_file(data: dict) -> None:
     """The fields of a calibration file (what `to_json` writes), each of the right type and
     finite; raises Invalid(field, why). The machine facts are model.machine.check's."""
+    from edgeio.records import PRIMITIVES
     from model.environments import ENVS, OPS
+    OPS = OPS + PRIMITIVES          # a calibration's cells include the protocol's primitives
     check_str(data.get("source"), "source", optional=False)
     for key in ("created", "target", "host"):
         check_str(data.get(key), key)
@@ -234,6 +245,15 @@ def check_file(data: dict) -> None:
     check_dict(s, "metadata.structural_error")
     check_number((s or {}).get("log_sd"), "metadata.structural_error.log_sd", lo=0, optional=True)
     check_int((s or {}).get("df"), "metadata.structural_error.df", lo=0, optional=True)
+    regimes = (s or {}).get("regimes")
+    check_dict(regimes, "metadata.structural_error.regimes")
+    for name, r in (regimes or {}).items():
+        check_dict(r, f"metadata.structural_error.regimes.{name}", optional=False)
+        check_number(r.get("log_sd"), f"metadata.structural_error.regimes.{name}.log_sd", lo=0)
+        check_int(r.get("df"), f"metadata.structural_error.regimes.{name}.df", lo=1)
+    check_dict(meta.get("prior_sd"), "metadata.prior_sd")
+    for name, v in (meta.get("prior_sd") or {}).items():
+        check_number(v, f"metadata.prior_sd.{name}", lo=0)
     cov = meta.get("covariance")
     check_dict(cov, "metadata.covariance")
     for kind in ("joint", "wls"):

@@ -47,18 +47,61 @@ def _reps(size):
     return 1000 if size <= (1 << 20) else 10
 
 
+def pinned_by(cells, machine: dict, sim=None) -> set[str]:
+    """The parameters some cell of `cells` moves (primitives and probe cells alike)."""
+    sim = sim or Simulator()
+    base = priors(machine)
+    pinned: set[str] = set()
+    for c in cells:                 # only what is not pinned yet needs simulating
+        pinned |= _elasticities(sim, c.cfg, c.workload, base, [n for n in FITTED if n not in pinned])
+    return pinned
+
+
+WHATIF_SIZES = (4 * KIB, 1 << 20)
+
+
+def whatif_needs(cells, machine: dict) -> dict[str, list[str]]:
+    """For each parameter a buildable what-if needs on this target (it moves one of the
+    what-if's cells at 4 KiB or 1 MiB, configured from the set's own environments) and
+    no cell of `cells` pins: the scenarios that need it. The what-ifs themselves are
+    never calibration cells (the model is checked on what it has not seen): what they
+    need must come from primitives or baseline cells, else it keeps its prior."""
+    from model.scenarios import SCENARIOS
+    sim = Simulator()
+    base = priors(machine)
+    pinned = pinned_by(cells, machine, sim)
+    configs = {}
+    for c in cells:
+        if c.op in OPS:
+            configs.setdefault((c.env, c.config), c.cfg)
+    out: dict[str, list[str]] = {}
+    for sc in SCENARIOS.values():
+        if sc.name == "baseline" or sc.env_params() is None:
+            continue
+        p = sc.parse({})
+        for (env, _), cfg in configs.items():
+            if env not in sc.envs or env not in (sc.env_params() or {}):
+                continue
+            fixed = sc.apply(cfg, p)
+            for size in WHATIF_SIZES:
+                for op in OPS:
+                    left = [n for n in FITTED if n not in pinned and sc.name not in out.get(n, [])]
+                    for name in _elasticities(sim, fixed, Workload(size, op, _reps(size)), base, left):
+                        out.setdefault(name, []).append(sc.name)
+    return {n: out[n] for n in FITTED if n in out}
+
+
 def missing_cells(cells, machine: dict) -> dict[str, list[tuple[str, int, str]]]:
     """For each needed parameter no cell of `cells` (calibration.fit.Cell) pins: the
     reference cells (env, size_bytes, op) that would pin it."""
     sim = Simulator()
     base = priors(machine)
-    pinned: set[str] = set()
-    for c in cells:                 # only what is not pinned yet needs simulating
-        pinned |= _elasticities(sim, c.cfg, c.workload, base, [n for n in FITTED if n not in pinned])
+    pinned = pinned_by(cells, machine, sim)
     have = {(c.env, c.size_bytes, c.op) for c in cells}
     configs = {}
     for c in cells:
-        configs.setdefault((c.env, c.config), c.cfg)
+        if c.op in OPS:             # a primitive's configuration is its own, not a reference
+            configs.setdefault((c.env, c.config), c.cfg)
     would: dict[str, list] = {}
     for (env, _), cfg in configs.items():
         for size in reference_sizes(cells, machine):

@@ -28,6 +28,9 @@ from model.params import LINEAR, NONLINEAR, SPECS, priors
 from model.simulate import Simulator, Workload
 
 SIG_DATA = 0.10      # nominal relative error of the model on a cell (its structural error)
+# ... of a primitive (a micro-probe): the model of one is the parameter it isolates, so
+# only its measurement errs; it pins its parameter, priors barely pull
+SIG_PRIMITIVE = 0.03
 # Bounds of the nonlinear parameters (log scale elsewhere: 1e-3..1e3 times the prior).
 # An ext4 fsync asks its disk for a flush before and after the journal commit (and one
 # for the data): a handful, never dozens.
@@ -58,7 +61,9 @@ class Cell:
     def sigma(self) -> float:
         """Relative error a cell is weighed by: the model's nominal error and the cell's
         own measurement uncertainty, in quadrature."""
-        return math.sqrt(SIG_DATA ** 2 + self.rel_se ** 2)
+        from edgeio.records import PRIMITIVES
+        nominal = SIG_PRIMITIVE if self.op in PRIMITIVES else SIG_DATA
+        return math.sqrt(nominal ** 2 + self.rel_se ** 2)
 
 
 def cells_from(results: pd.DataFrame, machine: dict | None = None) -> list[Cell]:
@@ -122,8 +127,12 @@ def fit_residuals(t: np.ndarray, measured: np.ndarray, sigma: np.ndarray | float
 
 
 class Fitter:
-    def __init__(self, cells: list[Cell], simulator: Simulator | None = None, prior: dict | None = None):
+    def __init__(self, cells: list[Cell], simulator: Simulator | None = None, prior: dict | None = None,
+                 prior_sd: dict | None = None):
         self.cells = cells
+        # each parameter's prior spread (model.params.prior_sds(machine): the machine widens some)
+        self.sd = {n: SPECS[n].sd for n in SPECS if SPECS[n].kind != "fixed"}
+        self.sd.update(prior_sd or {})
         self.sim = simulator or Simulator()
         self.measured = np.array([c.measured_s for c in cells])
         self.sigma = np.array([c.sigma for c in cells])
@@ -160,7 +169,7 @@ class Fitter:
                 row[j] = 1.0
                 X.append(row)
                 y.append(self.prior[n])
-                w.append(1.0 / (SPECS[n].sd * self.prior[n]) ** 2)
+                w.append(1.0 / (self.sd[n] * self.prior[n]) ** 2)
             res = sm.WLS(np.array(y), np.array(X), weights=np.array(w)).fit()
             beta = np.asarray(res.params)
             if (beta > 0).all():
@@ -175,7 +184,7 @@ class Fitter:
     # -- stage 2 -------------------------------------------------------------------------
     def nonlinear_stage(self, values: dict, names: list, max_nfev: int | None = None):
         pri = np.log([self.prior[n] for n in names])
-        sd = np.array([SPECS[n].sd for n in names])
+        sd = np.array([self.sd[n] for n in names])
         lo = np.array([math.log(BOUNDS.get(n, (self.prior[n] / 1e3,))[0]) for n in names])
         hi = np.array([math.log(BOUNDS.get(n, (0, self.prior[n] * 1e3))[1]) for n in names])
         x0 = np.clip(np.log([values[n] for n in names]), lo + 1e-9, hi - 1e-9)
@@ -242,8 +251,8 @@ class Fitter:
     def _residuals(self, values: dict, names: list) -> np.ndarray:
         t = np.array([r.per_op_s for r in self.model(values)])
         data = np.log(t / self.measured) / self.sigma
-        prior = [((values[n] - self.prior[n]) / (SPECS[n].sd * self.prior[n])) if SPECS[n].kind == "linear"
-                 else (math.log(values[n] / self.prior[n]) / SPECS[n].sd) for n in names]
+        prior = [((values[n] - self.prior[n]) / (self.sd[n] * self.prior[n])) if SPECS[n].kind == "linear"
+                 else (math.log(values[n] / self.prior[n]) / self.sd[n]) for n in names]
         return np.concatenate([data, prior])
 
     def joint_covariance(self, values: dict, names: list, step: float = 1e-2):
@@ -267,9 +276,14 @@ class Fitter:
             J[:, j] = (self._residuals(v, names) - r0) / (h / values[n])   # per relative change
         n_data = len(self.cells)
         df = float(max(1, n_data - len(names)))
-        s2 = max(float(np.sum(r0[:n_data] ** 2)) / df, 1e-4)
+        # Not scaled by the misfit (s^2 = sum r^2 / df): each cell's weight already is its
+        # measurement error with the model's nominal error, and the error the model makes
+        # beyond it is measured out of sample and added to every interval on its own
+        # (model/intervals.py); scaling by the misfit too would count it twice (on this
+        # shared machine a primitive measured while a neighbour ran made every parameter,
+        # and so a ring's speed-up, uncertain by 100x)
         self.last_jacobian = (J, r0)
-        return np.linalg.pinv(J.T @ J) * s2, df      # relative units: well conditioned
+        return np.linalg.pinv(J.T @ J), df      # relative units: well conditioned
 
     def loo_log_residuals(self) -> np.ndarray | None:
         """Leave-one-cell-out log errors, linearised (PRESS): e_i / (1 - h_ii), h the hat

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from edgeio.errors import UserError
+from edgeio.records import PRIMITIVE_ENV, PRIMITIVES
 from model.environments import ENVS, OPS, effective_config
 from model.machine import campaign_cache_fallback, check as check_machine, load_profile, pi4_profile_path
 
@@ -160,8 +161,14 @@ def _record_config(records, row) -> dict:
 
 
 def _read_csv(path) -> pd.DataFrame:
+    import warnings
     try:
-        return pd.read_csv(path)
+        with warnings.catch_warnings():
+            # a row longer than the header: pandas would make its first field the row's index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UserError(f"{path}: not a results CSV (a row has more fields than the header)") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a results CSV ({str(e).splitlines()[0]})") from None
     except OSError as e:
@@ -193,9 +200,15 @@ def _check(df: pd.DataFrame, where: str) -> pd.DataFrame:
     unknown = sorted(set(df["env"]) - set(ENVS))
     if unknown:
         raise UserError(f"{where}: the model has no environment {', '.join(unknown)} (known: {', '.join(ENVS)})")
-    badops = sorted(set(df["op"]) - set(OPS))
+    badops = sorted(set(df["op"]) - set(OPS) - set(PRIMITIVES))
     if badops:
-        raise UserError(f"{where}: unknown op {', '.join(badops)} (known: {', '.join(OPS)})")
+        raise UserError(f"{where}: unknown op {', '.join(badops)} (known: {', '.join(OPS)}; "
+                        f"primitives {', '.join(PRIMITIVES)})")
+    prim = df[[PRIMITIVE_ENV.get(op, env) != env for env, op in zip(df["env"], df["op"])]]
+    if len(prim):
+        op = prim["op"].iloc[0]
+        raise UserError(f"{where}: row {prim.index[0] + 2}: the primitive {op!r} is a micro-probe of "
+                        f"{PRIMITIVE_ENV[op]}, not of {prim['env'].iloc[0]}")
     df["size_bytes"] = df["size_bytes"].astype("int64")
     df = df.reset_index(drop=True)
     df.attrs.update(attrs)

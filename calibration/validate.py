@@ -22,14 +22,15 @@ COLUMNS = ["kind", "env", "size_bytes", "op", "measured_s", "predicted_s", "rel_
 _worker_sim: Simulator | None = None     # one memo per worker process, kept across refits
 
 
-def refit_without(cells, left_out: list[int], start: dict, sim: Simulator, prior: dict) -> dict:
+def refit_without(cells, left_out: list[int], start: dict, sim: Simulator, prior: dict,
+                  prior_sd: dict | None = None) -> dict:
     """Parameter values fitted without the cells `left_out`, and without anything they
     alone carried: a parameter none of the kept cells reads, or that the refit finds no
     kept cell informs, goes back to its prior (so leaving out an environment leaves out
     what only it pinned, e.g. hvt's hypercall cost)."""
     out = set(left_out)
     keep = [c for i, c in enumerate(cells) if i not in out]
-    fitter = Fitter(keep, sim, prior=prior)
+    fitter = Fitter(keep, sim, prior=prior, prior_sd=prior_sd)
     used = set().union(*(r.used for r in fitter.model(start))) if keep else set()
     s = dict(start)
     for n in FITTED:
@@ -46,8 +47,9 @@ def refit_without(cells, left_out: list[int], start: dict, sim: Simulator, prior
     return values
 
 
-def _holdout(cells, left_out: list[int], start: dict, sim: Simulator, kind: str, prior: dict) -> list[dict]:
-    values = refit_without(cells, left_out, start, sim, prior)
+def _holdout(cells, left_out: list[int], start: dict, sim: Simulator, kind: str, prior: dict,
+             prior_sd: dict | None = None) -> list[dict]:
+    values = refit_without(cells, left_out, start, sim, prior, prior_sd)
     rows = []
     for i in left_out:
         c = cells[i]
@@ -58,11 +60,11 @@ def _holdout(cells, left_out: list[int], start: dict, sim: Simulator, kind: str,
     return rows
 
 
-def _in_worker(cells, left_out, start, kind, prior):
+def _in_worker(cells, left_out, start, kind, prior, prior_sd=None):
     global _worker_sim
     if _worker_sim is None:
         _worker_sim = Simulator()
-    return _holdout(cells, left_out, start, _worker_sim, kind, prior)
+    return _holdout(cells, left_out, start, _worker_sim, kind, prior, prior_sd)
 
 
 def _jobs(cells, kinds):
@@ -85,7 +87,8 @@ def default_workers() -> int:
 
 
 def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None = None,
-             sim: Simulator | None = None, prior: dict | None = None) -> pd.DataFrame:
+             sim: Simulator | None = None, prior: dict | None = None,
+             prior_sd: dict | None = None) -> pd.DataFrame:
     """Leave-one-cell-out and leave-one-environment-out prediction errors.
 
     Each refit starts from the full fit's values (fewer iterations); a parameter that
@@ -103,7 +106,7 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
         for j, (kind, left_out, label) in enumerate(jobs):
             if progress:
                 progress(label)
-            results[j] = _holdout(cells, left_out, start, sim, kind, prior)
+            results[j] = _holdout(cells, left_out, start, sim, kind, prior, prior_sd)
     else:
         # the leave-one-env-out refits are the longest: start them first so that no
         # worker is left with a long one at the end (rows stay in the table's order)
@@ -112,7 +115,8 @@ def validate(cells, start: dict, kinds=KINDS, progress=None, workers: int | None
         try:
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0], prior) for j in order}
+                futures = {j: pool.submit(_in_worker, cells, jobs[j][1], start, jobs[j][0], prior, prior_sd)
+                           for j in order}
                 for n, j in enumerate(order, 1):
                     results[j] = futures[j].result()
                     if progress:

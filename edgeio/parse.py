@@ -43,6 +43,15 @@ def _named(what: str, value) -> str:
     return f"{what}{shown}" if what.endswith("=") else f"{what} {shown}"
 
 
+def one_line(text) -> str:
+    """`text` with its control characters (a newline in a file's key, a path) escaped, so
+    that an error about it stays one line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]")
+
+
 def show(value) -> str:
     """A value as a message shows it: its repr, cut at 40 characters."""
     text = repr(value)
@@ -208,6 +217,7 @@ class Invalid(Exception):
     """One field of a file is wrong: (field, why). The reader names the file."""
 
     def __init__(self, field: str, why: str):
+        field, why = one_line(field), one_line(why)
         super().__init__(f"{field}: {why}")
         self.field, self.why = field, why
 

@@ -17,6 +17,13 @@ from edgeio.parse import Invalid, check_choice, check_dict, check_int, check_num
 CELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 ENV_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 OPS = ("write_sync", "write", "read")
+# The calibration protocol's micro-probes ("primitive" cells, docs/formats.md): each
+# repetition is, in hvt, one guest-side block call refused before its exit (call), one
+# bare exit (exit), a copy of size_bytes in guest memory (copy), one ring request without
+# I/O (ring); in a qemu guest, one trapped register access (trap).
+PRIMITIVE_ENV = {"call": "hvt", "exit": "hvt", "copy": "hvt", "ring": "hvt", "trap": "qemu"}
+PRIMITIVES = tuple(PRIMITIVE_ENV)
+KINDS = ("file", "primitive")
 STATUSES = ("ok", "failed")
 
 
@@ -47,7 +54,8 @@ def check_cell(cell, where: str = "cell", planned: bool = False) -> None:
         raise Invalid(f"{where}.env", f"not an environment name: {show(cell['env'])}")
     _str(cell.get("target"), f"{where}.target")
     _int(cell["size_bytes"], f"{where}.size_bytes", lo=1)
-    _choice(cell["op"], f"{where}.op", OPS, optional=False)
+    _choice(cell.get("kind"), f"{where}.kind", KINDS)
+    _choice(cell["op"], f"{where}.op", PRIMITIVES if cell.get("kind") == "primitive" else OPS, optional=False)
     _int(cell.get("reps"), f"{where}.reps", lo=1, optional=not planned)
     _int(cell.get("batches"), f"{where}.batches", lo=1, optional=True)
     _int(cell.get("index"), f"{where}.index", lo=0, optional=True)

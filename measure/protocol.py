@@ -18,6 +18,7 @@ within a time budget; see calibrate_specs.
 
 import math
 
+from edgeio.records import PRIMITIVES
 from edgeio.units import GIB, KIB, MIB, format_size, format_time
 
 MIN_BATCH_S = 0.02          # shortest timed batch (see above)
@@ -25,6 +26,7 @@ QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MA
 LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
 LARGE_OP_S = 0.5
 SMALL = 4 * KIB             # per-call costs: one call moves one page
+COPY_PRIMITIVE = 64 * KIB   # the guest copy primitive: per-byte cost dominates its call
 QEMU_CALIBRATE_MIB = 256    # the calibration protocol's small qemu guest (unless --param mem=)
 DEFAULT_BUDGET_S = 600.0
 FALLBACK_LLC_BYTES = MIB    # = model.machine.FALLBACK_LLC_BYTES, when a target gives no cache size
@@ -44,6 +46,13 @@ PRIORS = {
     "hvt_call_s_hardware": 5e-6,    # ... on hardware KVM
     "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 8.0, "qemu_kvm": 2.0, "xen": 30.0},
     "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
+    # the hvt primitives (probe.c) on a software / hardware KVM: the guest's block call
+    # refused before its exit, a bare exit, a ring request without I/O, a guest copy per byte
+    # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device model)
+    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "copy_per_byte": 600e-9,
+                             "trap": 10e-6},
+    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "copy_per_byte": 0.3e-9,
+                             "trap": 5e-6},
     "read_copy_factor": 3.0,        # a read's copy against a write's, per byte
     # per-cell costs outside the probe's timing (starting it, filling a read's file, removing it)
     "cell_overhead_s": 0.05,
@@ -67,6 +76,10 @@ def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software", priors
     or the target's own costs (speeds_from_pilot)."""
     p = priors or PRIORS
     env = cfg.get("env")
+    if op in PRIMITIVES:
+        hardware = kvm == "hardware" and (env != "qemu" or cfg.get("accel") == "kvm")
+        prim = p["primitive_s_hardware" if hardware else "primitive_s_software"]
+        return size * prim["copy_per_byte"] if op == "copy" else prim[op]
     if env == "hvt":
         per_call = p["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
         io = max(1, int(cfg.get("io_size_bytes") or 512))
@@ -129,6 +142,8 @@ def speeds_from_pilot(pilot: dict) -> dict:
             p[key] = PRIORS[key] * scale
         p["start_s"] = {k: v * scale for k, v in PRIORS["start_s"].items()}
         p["prepare_s"] = {k: v * scale for k, v in PRIORS["prepare_s"].items()}
+        for key in ("primitive_s_software", "primitive_s_hardware"):
+            p[key] = {k: v * scale for k, v in PRIORS[key].items()}
         p.update(call_s=call, copy_s_per_byte=copy, read_copy_factor=min(10.0, max(0.3, r1 / w1)))
         if (SMALL, "write_sync") in lin:
             p["fsync_s"] = max(lin[(SMALL, "write_sync")]["per_op_s"] - w4, 0.0)
@@ -201,6 +216,13 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
       beyond-mem   a file 1.5x the environment's memory: reads miss its page cache, and
                    writes outrun its dirty limit (a guest with little memory makes this
                    affordable: qemu gets mem=256 MiB unless told otherwise);
+      primitives   the micro-probes (kind "primitive", edgeio.records.PRIMITIVES) that
+                   pin the costs the what-ifs are composed of, a few seconds each: hvt's
+                   block call refused before its exit, a bare exit, a ring request
+                   without I/O, a 64 KiB copy in guest memory; an x86_64 qemu guest's
+                   trapped register access (a port read QEMU's device model answers). No fix (more blocks per
+                   call, a ring with data, a mapped disk, another disk) is ever measured
+                   here: the model is checked on what it has not seen.
     Native reads from the device (a cold cache) are left out: summaries and the model tell
     cells apart by env, size and op, so a cold read would pass for a warm one.
     max_size caps every size (a quick try, a test); free_bytes bounds the largest file.
@@ -220,7 +242,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
     vm = facts.get("vm") or {}
     cap = max_size or (1 << 62)
 
-    def add(env, size, ops, why, cache="warm"):
+    def add(env, size, ops, why, cache="warm", kind="file"):
         if size > cap:
             size, why = cap, f"{why} (capped to {_approx(cap)} by --max-size)"
         cfg = dict(configs[env], cache=cache, io_size_bytes=_io(configs[env], size))
@@ -230,7 +252,10 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                 continue
             per_op = per_op_estimate(cfg, size, op, kvm, priors)
             reps, batches, sizing = batch_sizing(per_op)
-            specs.append({"env": env, "size_bytes": size, "op": op, "cache": cache, "reps": reps,
+            if op == "ring":          # whole notifications of the ring primitive's batch
+                from measure.environments.hvt import RING_BATCH
+                reps = -(-reps // (RING_BATCH * batches)) * RING_BATCH * batches
+            specs.append({"env": env, "kind": kind, "size_bytes": size, "op": op, "cache": cache, "reps": reps,
                           "batches": batches, "per_op_estimate_s": per_op,
                           "start_estimate_s": start_estimate(cfg, size, priors), "reason": f"{why}; {sizing}"})
             _estimate(specs[-1])
@@ -245,7 +270,18 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                 f"(the largest power of two whose repetition stays under {LARGE_OP_S:g} s here)")
             notes.append("hvt: the unikernel has no page cache; the tender's host file is in the host's, "
                          "whose memory and dirty limit are the linux regimes'")
+            sector = int(cfg.get("block_size") or 512)
+            add(env, sector, ("call", "exit", "ring"), "primitive: one per repetition, no data moved",
+                kind="primitive")
+            add(env, max(sector, COPY_PRIMITIVE), ("copy",), "primitive: a copy in guest memory",
+                kind="primitive")
             continue
+        if env == "qemu" and (cfg.get("arch") or facts.get("arch")) == "x86_64":
+            add(env, SMALL, ("trap",), "primitive: one trapped register access per repetition",
+                kind="primitive")
+        elif env == "qemu":
+            notes.append("qemu: no trapped-access primitive (port I/O: x86_64 guests only); "
+                         "ide and ahci requests keep trap_s at its prior")
         in_cache = _pow2_floor(l2 // 2)
         add(env, in_cache, ("write", "read"), f"in-cache: {_approx(in_cache)} fits half the "
             f"{_approx(l2)} L2 cache")

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 
+from edgeio.records import PRIMITIVES
 from edgeio.units import format_size, format_time
 from measure.plan import OPS
 
@@ -18,7 +19,7 @@ def study_table(summary: pd.DataFrame) -> str:
         envs = list(dict.fromkeys(block["env"]))
         header = [f"{format_size(int(size))} [{target}]"] + envs
         rows = []
-        for op in [o for o in OPS if o in set(block["op"])]:
+        for op in [o for o in OPS + PRIMITIVES if o in set(block["op"])]:
             row = [op]
             for env in envs:
                 cell = block[(block["env"] == env) & (block["op"] == op)]

@@ -13,8 +13,9 @@
           guest) -> tender -> host file -> host page cache -> device; write_sync ends
           each repetition with the probe's flush request, which the tender's flush
           policy turns into an fsync (on-request), nothing (none, each-write: already
-          synced), or the tender fsyncs after every write call (each-write) or block
-          (each-block, the study's tender).
+          synced), or the tender fsyncs after every write call (each-write; the study's
+          tender, each-block, fsynced after every hypercall, which carried one block:
+          with k blocks per call it fsyncs once per call).
 
 An EnvConfig is built by `config_for(env, config, machine)` from the cell's effective
 configuration (INTERFACES.md keys, cells/<id>.json["config"]), with the measurement
@@ -28,13 +29,14 @@ import math
 from dataclasses import dataclass
 
 from edgeio.errors import UserError
+from edgeio.records import PRIMITIVES
 from edgeio.limits import default_io_size  # noqa: F401  (model.simulate imports it from here)
 from model.engine import Ctx
 from model.machine import guest_code
 from model.stages import BlockDevice, GuestBlockCache, HostFile, PageCache, Transport, requests
 from model.params import MIB
 
-OPS = ("write_sync", "write", "read")
+OPS = ("write_sync", "write", "read")      # file ops; PRIMITIVES (hvt's micro-probes) besides
 ENVS = ("linux", "docker", "qemu", "hvt", "xen")
 # hvt flush policies (measure's names) and the study's tender; "block"/"call" are the
 # names older versions of the model used
@@ -190,6 +192,17 @@ def config_for(env: str, config: dict | str | None = None, machine: dict | None 
                         sync=sync, cold=False, direct=False)
     validate(cfg)
     return cfg
+
+
+def assumes(cfg: EnvConfig) -> str:
+    """What a configuration assumes, in the words of its --params (a what-if's table)."""
+    if cfg.kind == "hvt":
+        out = [f"transport={cfg.transport}"] + ([f"batch={cfg.batch}"] if cfg.transport == "ring" else [])
+        flush = {"each-block": "each-write (fsync per call, as the study's tender)"}.get(cfg.flush, cfg.flush)
+        return ", ".join(out + [f"blocks={cfg.blocks_per_call}", f"block={cfg.block_size} B", f"flush={flush}"])
+    if cfg.kind == "guest":
+        return f"disk={cfg.transport}, mem={cfg.memory_bytes // MIB} MiB"
+    return "as measured"
 
 
 def study_reps(size: int) -> int:
@@ -354,6 +367,9 @@ class LinuxEnv:
             self.host_file.cache.open(size)
 
     def rep(self, ctx, op, size, io):
+        if op == "trap":             # the qemu primitive: one register access QEMU answers
+            yield from self.kernel.sim.cpu(ctx, {"trap_s": 1})
+            return
         self.cache.seek(0)
         if op == "read":
             if self.cfg.cold:
@@ -400,14 +416,15 @@ class HvtEnv:
             self.file.cache.open(size)
 
     def _exits(self, ncalls):
+        """Guest-side and exit costs of ncalls block calls (the host's are the file's)."""
         cfg = self.cfg
         if self.guest_cache or cfg.transport == "mapped":   # block calls are copies in the guest
             return {"guest_call_s": ncalls}
-        if cfg.transport == "ring":          # one notification per batch of requests
-            return {"hypercall_s": ncalls / cfg.batch, "guest_call_s": ncalls}
+        if cfg.transport == "ring":          # posted requests, one notification per batch
+            return {"ring_post_s": ncalls, "hypercall_s": ncalls / cfg.batch}
         if cfg.transport == "passthrough":
-            return {"hypercall_s": ncalls * cfg.exits_per_request}
-        return {"hypercall_s": ncalls}
+            return {"guest_call_s": ncalls, "hypercall_s": ncalls * cfg.exits_per_request}
+        return {"guest_call_s": ncalls, "hypercall_s": ncalls}
 
     def _calls(self, ctx, op, n, nbytes_per_call):
         """n identical block calls of nbytes each (read or buffered write)."""
@@ -449,12 +466,16 @@ class HvtEnv:
     def _flush_request(self, ctx):
         """The probe's flush request at the end of a write_sync repetition: one hypercall;
         the tender fsyncs only under on-request (each-write has synced every write)."""
-        yield from self.sim.cpu(ctx, {"hypercall_s": 1})
+        guest = "ring_post_s" if self.cfg.transport == "ring" else "guest_call_s"
+        yield from self.sim.cpu(ctx, {"hypercall_s": 1, guest: 1})
         if self.cfg.flush == "on-request":
             yield from self._fsync(ctx)
 
     def rep(self, ctx, op, size, io):
         cfg, sim = self.cfg, self.sim
+        if op in PRIMITIVES:
+            yield from self._primitive(ctx, op, size)
+            return
         if self.file:
             self.file.cache.seek(0)
         bs, k = cfg.block_size, cfg.blocks_per_call
@@ -467,25 +488,30 @@ class HvtEnv:
                 yield from self._calls(ctx, "read", ncalls, kk * bs)
             elif op == "write" or cfg.flush in ("none", "on-request"):
                 yield from self._calls(ctx, "write", ncalls, kk * bs)
-            elif cfg.flush == "each-write":
+            else:       # each-write, and the study's tender (each-block): an fsync per block call
                 def unit(kk=kk):
                     yield from self._calls(ctx, "write", 1, kk * bs)
                     yield from self._fsync(ctx)
                 yield from sim.repeat(ctx, ncalls, unit)
-            else:                             # the study's tender: fsync after every block
-                def unit(kk=kk):
-                    yield from sim.cpu(ctx, self._exits(1))
-                    yield from sim.repeat(ctx, kk, lambda: self._block_then_fsync(ctx, bs))
-                yield from sim.repeat(ctx, ncalls, unit)
+        if cfg.transport == "ring":
+            # the probe notifies for what is left at the end of a repetition: whole
+            # notifications, each one exit and one host call (charged per batch above)
+            calls = sum(n for n, _ in runs)
+            extra = math.ceil(calls / cfg.batch) - calls / cfg.batch
+            yield from sim.cpu(ctx, {"hypercall_s": extra, "syscall_s": extra})
         if op == "write_sync" and cfg.flush_request:
             yield from self._flush_request(ctx)
 
-    def _block_then_fsync(self, ctx, bs):
-        if self.file is None:
-            yield from self.dev.write(ctx, bs, 1)
-        else:
-            yield from self.file.write(ctx, bs, 1)
-        yield from self._fsync(ctx)
+    def _primitive(self, ctx, op, size):
+        """The calibration protocol's micro-probes (unikernel/probe/probe.c), one per
+        repetition: a block call the guest refuses before its exit, a bare exit, a copy in
+        guest memory, a one-block ring read at offset 0 (one notification per ring batch,
+        one small host pread of the cached block per request: nothing to merge)."""
+        terms = {"call": {"guest_call_s": 1}, "exit": {"hypercall_s": 1},
+                 "copy": {"guest_copy_s_per_byte": size},
+                 "ring": {"ring_post_s": 1, "hypercall_s": 1 / self.cfg.batch, "syscall_s": 1,
+                          "cache_copy_s_per_byte": size}}[op]
+        yield from self.sim.cpu(ctx, terms)
 
 
 def study() -> dict[str, EnvConfig]:

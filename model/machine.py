@@ -11,6 +11,7 @@ machine-dependent priors; nothing here is any particular machine's value.
 """
 
 import json
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -262,6 +263,14 @@ EMULATED_MACHINE_CPU = ("syscall_s", "cache_copy_s_per_byte", "dram_copy_s_per_b
                         "xen_syscall_s", "guest_call_s")
 
 
+# What a copy between the page cache and a buffer costs per byte, by CPU class: the
+# params.py priors (0.25 ns/B in cache, 0.9 ns/B from DRAM with page lookups) are a
+# Cortex-A72's (a Pi 4 copies ~1-4 GB/s); an x86_64 server core copies ~10-20 GB/s from
+# DRAM and several times that from its LLC. A fit with few cells (two points of a
+# published sweep) leans on these: a Pi's 0.9 ns/B made a Xeon's hvt reads +123% at 16 KiB.
+COPY_PRIORS = {"x86_64": {"cache_copy_s_per_byte": 0.05e-9, "dram_copy_s_per_byte": 0.15e-9}}
+
+
 def machine_priors(facts: dict) -> dict:
     """Every prior that depends on the machine: the device's, the dirty limit's, and
     what guest code costs where it is emulated (guest_code: guest kernel-mode code, which
@@ -269,10 +278,32 @@ def machine_priors(facts: dict) -> dict:
     /work/shared/notes/emulated-targets.md)."""
     out = device_priors(facts)
     out["dirty_ratio"] = dirty_ratio_prior(facts)
+    out.update(COPY_PRIORS.get(str(facts.get("arch") or ""), {}))
     if facts.get("emulated") is True:
         from model.params import SPECS
         out.update({n: SPECS[n].prior * EMULATED_MACHINE_SLOWDOWN for n in EMULATED_MACHINE_CPU})
     if guest_code(facts) == "emulated":
-        out["hypercall_s"] = 50e-6
-        out["guest_copy_s_per_byte"] = 10e-9
+        # ~100x the hardware priors: the geometric middle of 10-1000x (machine_prior_sds)
+        for name, hardware in HARDWARE_GUEST_CODE.items():
+            out[name] = 100 * hardware
+        out["hypercall_s"] = 50e-6      # an exit is mostly host work, its guest side emulated
     return out
+
+
+# Guest-code costs of the hvt path on hardware virtualisation (the params.py priors),
+# and how far an emulated CPU slows them: a software KVM or an emulated board runs guest
+# code 10-1000x slower than hardware (/work/shared/notes/emulated-targets.md; this
+# machine: ~25 us per block call, ~400 ns/B per copied byte).
+HARDWARE_GUEST_CODE = {"guest_call_s": 0.3e-6, "ring_post_s": 0.5e-6, "guest_copy_s_per_byte": 0.5e-9}
+EMULATED_SLOWDOWN = (10.0, 1000.0)
+
+
+def machine_prior_sds(facts: dict) -> dict:
+    """Prior spreads the machine widens: where guest code is emulated, its costs are
+    known only to within the 10-1000x slow-down, so their priors' 95% range spans it
+    (log sd = ln(1000/10) / (2 x 1.96); a linear cost's sd is relative, exp(sd_log) - 1)."""
+    if guest_code(facts) != "emulated":
+        return {}
+    lo, hi = EMULATED_SLOWDOWN
+    sd_log = math.log(hi / lo) / (2 * 1.96)
+    return {name: math.expm1(sd_log) for name in (*HARDWARE_GUEST_CODE, "hypercall_s")}

@@ -52,12 +52,15 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "layer (overlayfs: the upper file's sync and the overlay's own metadata)"),
     Spec("xen_syscall_s", "linear", 1e-6, "s", "extra per system call of the Xen guest kernel (5.10-rc3)"),
     Spec("hypercall_s", "linear", 10e-6, "s", "hvt hypercall: VM exit to KVM, return to the tender, dispatch"),
-    Spec("guest_call_s", "linear", 0.3e-6, "s", "guest-side work of one hvt block request besides the exit "
-         "(ring descriptor, mapped-region bookkeeping); emulated on a software KVM"),
+    Spec("guest_call_s", "linear", 0.3e-6, "s", "guest-side work of one hvt block call besides its exit "
+         "(the caller's loop, the runtime's checks; the mapped transport's call); emulated on a software KVM"),
+    Spec("ring_post_s", "linear", 0.5e-6, "s", "one ring request posted and completed, without its I/O "
+         "(descriptor, the caller's loop, the tender's checks); emulated on a software KVM"),
     Spec("guest_copy_s_per_byte", "linear", 0.3e-9, "s/B", "a copy inside the hvt guest (mapped transport, "
          "a unikernel's own cache); emulated instruction by instruction on a software KVM"),
-    Spec("virtio_exit_s", "linear", 30e-6, "s", "one virtio-blk request: notify exit, QEMU dispatch, completion irq; "
-         "also one trapped register access of an emulated disk"),
+    Spec("virtio_exit_s", "linear", 30e-6, "s", "one virtio-blk request: notify exit, QEMU dispatch, completion irq"),
+    Spec("trap_s", "linear", 5e-6, "s", "one trapped register access of an emulated device (a port or MMIO "
+         "read QEMU's device model answers): an ide/ahci request makes several"),
     Spec("xen_ring_s", "linear", 30e-6, "s", "one Xen PV block request: ring, event channel, grant map/unmap"),
     Spec("fsync_overhead_s", "linear", 1.5e-3, "s", "journal commit work of an ext4 fsync besides data and cache flush"),
     # -- device, memory and virtualisation ----------------------------------------------------
@@ -68,7 +71,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("emulated_copy_factor", "nonlinear", 8.0, "x", "slow-down of a guest kernel's memory work (per-byte "
          "copies, per-page cache bookkeeping) where the CPU is emulated (qemu accel=tcg)", 1.5),
     Spec("guest_fsync_flushes", "nonlinear", 3.0, "count", "cache-flush requests a guest ext4 fsync sends to its disk", 0.5),
-    Spec("ide_exits_per_request", "nonlinear", 8.0, "count", "trapped register accesses per request of QEMU's "
+    Spec("ide_exits_per_request", "nonlinear", 16.0, "count", "trapped register accesses per request of QEMU's "
          "emulated IDE disk (taskfile registers, bus-master DMA start/stop/status)", 0.7),
     Spec("ahci_exits_per_request", "nonlinear", 3.0, "count", "trapped register accesses per request of QEMU's "
          "emulated AHCI disk (command issue, interrupt status)", 0.7),
@@ -105,11 +108,12 @@ INFORMED_BY = {
     "syscall_s": "4 KiB read cells", "cache_copy_s_per_byte": "4 KiB read cells",
     "dram_copy_s_per_byte": "1 GiB linux/docker read cells", "write_call_s": "4 KiB write cells",
     "write_s_per_byte": "4 KiB write cells", "page_dirtying_s": "hvt 1 GiB write",
-    "container_syscall_s": "docker cells", "container_fsync_s": "docker write_sync cells", "page_io_s": "reads that miss a cache, writes beyond the dirty limit", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt cells",
-    "virtio_exit_s": "qemu write_sync and 1 GiB read", "xen_ring_s": "xen write_sync and 1 GiB read",
+    "container_syscall_s": "docker cells", "container_fsync_s": "docker write_sync cells", "page_io_s": "reads that miss a cache, writes beyond the dirty limit", "xen_syscall_s": "xen 4 KiB cells", "hypercall_s": "hvt primitive exit (or hvt cells)",
+    "virtio_exit_s": "qemu write_sync and 1 GiB read", "trap_s": "qemu primitive trap", "xen_ring_s": "xen write_sync and 1 GiB read",
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
-    "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt ring or mapped cells",
-    "guest_copy_s_per_byte": "hvt mapped cells", "ide_exits_per_request": "qemu disk=ide cells",
+    "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt primitive call (or hvt 4 KiB cells)",
+    "ring_post_s": "hvt primitive ring",
+    "guest_copy_s_per_byte": "hvt primitive copy", "ide_exits_per_request": "qemu disk=ide cells",
     "ahci_exits_per_request": "qemu disk=ahci cells",
     "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "dev_read_bps": "reads that miss every cache",
     "dev_write_bps": "writes larger than the dirty limit", "dev_request_s": "cells that reach the device",
@@ -119,6 +123,16 @@ INFORMED_BY = {
 LINEAR = [n for n, s in SPECS.items() if s.kind == "linear"]
 NONLINEAR = [n for n, s in SPECS.items() if s.kind == "nonlinear"]
 FITTED = LINEAR + NONLINEAR
+
+
+def prior_sds(machine: dict | None = None) -> dict[str, float]:
+    """Every fitted parameter's prior spread (Spec.sd), widened where the machine's facts
+    say the generic one would be dishonest (model/machine.py machine_prior_sds)."""
+    out = {n: SPECS[n].sd for n in FITTED}
+    if machine is not None:
+        from model.machine import machine_prior_sds
+        out.update(machine_prior_sds(machine))
+    return out
 
 
 def priors(machine: dict | None = None) -> dict[str, float]:

@@ -6,19 +6,19 @@ Intervals: log time per op is modelled as the model's value plus two independent
 errors, (1) parameter uncertainty: parameter sets drawn from the calibration's joint
 covariance, parameters no cell pinned drawn from their priors (Calibration.sample), and
 (2) the model's structural error, measured out of sample on the calibration's own cells
-(Calibration.structural_log_sd: leave-one-cell-out residuals). The 95% interval is
-exp(log t +- q * sqrt(var_params + sd_struct^2)), q Student t's 97.5% point with the
-structural estimate's degrees of freedom.
+(Calibration.structural_log_sd: leave-one-cell-out residuals) in the predicted cell's
+regime (model/intervals.py: environment x primitive / device-bound / CPU). The 95%
+interval is exp(log t +- q * sqrt(var_params + sd_struct^2)), q Student t's 97.5% point
+with the regime's degrees of freedom.
 """
 
 import json
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from edgeio.errors import UserError
-from model.environments import config_for, effective_config, validate
+from model.environments import assumes, config_for, effective_config, validate
 from model.params import Params
 from model.scenarios import get
 from model.simulate import Simulator, Workload
@@ -26,24 +26,23 @@ from model.simulate import Simulator, Workload
 N_DRAWS = 24   # parameter draws per prediction interval (a few seconds for the hvt cells)
 
 COLUMNS = ["scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s",
-           "pi95_low_s", "pi95_high_s", "speedup", "speedup_low", "speedup_high"]
+           "pi95_low_s", "pi95_high_s", "speedup", "speedup_low", "speedup_high", "assumes"]
 CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "high_s"]
 
 
-def _interval(sim, samples, cfg, wl, pred, sd_struct, q):
-    """(low, high) of the 95% prediction interval around `pred`."""
+def _interval(sim, samples, cfg, wl, res, calibration):
+    """(low, high) of the 95% prediction interval around the simulated `res`: parameter
+    draws plus the structural error of the cell's regime (model/intervals.py)."""
+    from model.intervals import interval, regime
     var = 0.0
     if samples:
         t = np.log([sim(s, cfg, wl).per_op_s for s in samples])
         var = float(np.var(t, ddof=1)) if len(t) > 1 else 0.0
-    half = q * float(np.sqrt(var + sd_struct ** 2))
-    return float(pred * np.exp(-half)), float(pred * np.exp(half))
-
-
-def _spread(calibration):
-    sd = calibration.structural_log_sd()
-    df = calibration.structural_df()
-    return sd, float(_st.t.ppf(0.975, max(df, 1)))
+    led = res.ledger
+    share = (led.device_s + led.wait_s) / res.per_op_s if res.per_op_s > 0 else 0.0
+    name = regime(cfg.name, wl.op, share)
+    lo, hi = interval(res.per_op_s, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+    return float(lo), float(hi)
 
 
 def _default_reps(size: int) -> int:
@@ -64,7 +63,6 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
     Params(values)                          # impossible calibrated values -> UserError
     sim = Simulator()
     samples = calibration.sample(draws) if draws else []
-    sd, q = _spread(calibration)
     rows = []
     for i, c in enumerate(cells):
         try:
@@ -73,9 +71,11 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
             raise UserError(f"cell {i + 1}: needs env, size_bytes and op, got {c!r}") from None
         if size <= 0:
             raise UserError(f"cell {i + 1}: size_bytes must be positive, got {size}")
+        from edgeio.records import PRIMITIVE_ENV
         from model.environments import OPS
-        if op not in OPS:
-            raise UserError(f"cell {i + 1}: unknown op {op!r} (known: {', '.join(OPS)})")
+        if op not in OPS and PRIMITIVE_ENV.get(op) != env:
+            raise UserError(f"cell {i + 1}: unknown op {op!r} for {env} (known: {', '.join(OPS)}; "
+                            f"primitives {', '.join(f'{o} ({e})' for o, e in PRIMITIVE_ENV.items())})")
         config = c.get("config")
         if isinstance(config, str):
             try:
@@ -86,12 +86,68 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
         io = (config or {}).get("io_size_bytes") if isinstance(config, dict) else None
         io = int(io) if io else None
         wl = Workload(size, op, int(c.get("reps") or _default_reps(size)), io)
-        pred = sim(values, cfg, wl).per_op_s
-        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q)
+        res = sim(values, cfg, wl)
+        pred = res.per_op_s
+        lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
         rows.append({"env": env, "size_bytes": size, "op": op,
                      "config": json.dumps(config or {}, sort_keys=True, default=str),
                      "predicted_s": pred, "low_s": lo, "high_s": hi})
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
+
+
+SPEEDUP_COLUMNS = ["env", "size_bytes", "op", "predicted_speedup", "low", "high"]
+
+
+def _ratio_interval(sim, samples, base, fix, fix_res, calibration, ratio=None):
+    """95% interval of baseline / fix time: the ratio in every parameter draw (both cells
+    at once) and the fix regime's structural error (see predict_speedups)."""
+    from model.intervals import interval, regime
+    (bc, bw), (fc, fw) = base, fix
+    if ratio is None:
+        ratio = sim(calibration.values(), bc, bw).per_op_s / fix_res.per_op_s
+    var = 0.0
+    if len(samples) > 1:
+        r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
+        var = float(np.var(r, ddof=1))
+    led = fix_res.ledger
+    share = (led.device_s + led.wait_s) / fix_res.per_op_s if fix_res.per_op_s > 0 else 0.0
+    name = regime(fc.name, fw.op, share)
+    lo, hi = interval(ratio, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+    return float(lo), float(hi)
+
+
+def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
+    """The speed-up a user sees, baseline time / fix time, of each pair of cells as they
+    will run (pairs: [(baseline_cell, fix_cell)], cells as predict_cells takes them), with
+    its 95% interval: parameter draws give both cells at once (a cost they share cancels
+    in the ratio), plus the structural error of the fix's regime (model/intervals.py):
+    the baseline is a configuration the calibration measured, and a level error common
+    to both (the machine's load that day) cancels in a ratio measured in one run, so
+    what remains is how well the model predicts a configuration it has not seen."""
+    machine = calibration.machine
+    values = calibration.values()
+    Params(values)
+    sim = Simulator()
+    samples = calibration.sample(draws) if draws else []
+    rows = []
+    for base, fix in pairs:
+        built = []
+        for c in (base, fix):
+            config = c.get("config")
+            if isinstance(config, str):
+                config = json.loads(config) if config.strip() else {}
+            io = (config or {}).get("io_size_bytes")
+            size = int(c["size_bytes"])
+            built.append((config_for(str(c["env"]), config, machine),
+                          Workload(size, str(c["op"]), int(c.get("reps") or _default_reps(size)),
+                                   int(io) if io else None)))
+        (bc, bw), (fc, fw) = built
+        b, f = sim(values, bc, bw), sim(values, fc, fw)
+        ratio = b.per_op_s / f.per_op_s
+        lo, hi = _ratio_interval(sim, samples, (bc, bw), (fc, fw), f, calibration, ratio)
+        rows.append({"env": fc.name, "size_bytes": fw.size_bytes, "op": fw.op,
+                     "predicted_speedup": ratio, "low": lo, "high": hi})
+    return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
 
 
 def predict(calibration, scenario: str, params: dict | None = None, draws: int = N_DRAWS) -> pd.DataFrame:
@@ -109,7 +165,6 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
     machine = calibration.machine
     sim = Simulator()
     samples = calibration.sample(draws) if draws else []
-    sd, q = _spread(calibration)
     rows = []
     cfgs = {}
     for w in wls:
@@ -123,14 +178,16 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
         base_cfg, cfg = cfgs[(w["env"], _key(w.get("config")))]
         wl = Workload(int(w["size_bytes"]), w["op"], int(w["reps"]), w.get("io_size"))
         base = sim(values, base_cfg, wl).per_op_s
-        pred = sim(values, cfg, wl).per_op_s
-        lo, hi = _interval(sim, samples, cfg, wl, pred, sd, q) if samples or sd else (pred, pred)
+        res = sim(values, cfg, wl)
+        pred = res.per_op_s
+        lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
         rows.append({"scenario": sc.name, "env": w["env"], "size_bytes": wl.size_bytes, "op": wl.op,
                      "baseline_s": base, "predicted_s": pred, "pi95_low_s": lo,
                      "pi95_high_s": hi, "speedup": base / pred,
-                     # the speed-up's interval: the calibrated baseline over the prediction
-                     # interval's ends (the baseline's own error is the calibration's fit)
-                     "speedup_low": base / hi, "speedup_high": base / lo, **p})
+                     # the speed-up's own interval (predict_speedups: joint draws, the fix's regime)
+                     **dict(zip(("speedup_low", "speedup_high"),
+                                _ratio_interval(sim, samples, (base_cfg, wl), (cfg, wl), res, calibration))),
+                     "assumes": assumes(cfg), **p})
     return pd.DataFrame(rows, columns=COLUMNS + list(p))
 
 
@@ -140,4 +197,4 @@ def _key(config) -> str:
     return str(config or "")
 
 
-__all__ = ["predict", "predict_cells", "effective_config"]
+__all__ = ["predict", "predict_cells", "predict_speedups", "effective_config"]

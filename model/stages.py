@@ -304,15 +304,15 @@ class GuestBlockCache:
 class Transport:
     """A guest's disk requests to the backend: a per-request cost, then the backend.
 
-    kind "virtio": notify exit + QEMU dispatch (virtio_exit_s); "emulated" (QEMU's ide,
-    ahci): `exits_param` trapped register accesses per request, each an exit into QEMU
-    (virtio_exit_s); "xen": blkfront/blkback ring, event channel and grant mapping
+    kind "virtio": notify exit + QEMU dispatch + completion (virtio_exit_s); "emulated"
+    (QEMU's ide, ahci): the same dispatch and completion, and `exits_param` trapped
+    register accesses per request instead of the notification (trap_s each, which the
+    qemu primitive `trap` measures); "xen": blkfront/blkback ring, event channel and grant mapping
     (xen_ring_s); "passthrough": the guest driver drives the device and the hypervisor
     traps only `exits` times per request. Requests are at most `request_bytes`.
     """
 
-    COST = {"virtio": "virtio_exit_s", "emulated": "virtio_exit_s", "xen": "xen_ring_s",
-            "passthrough": "hypercall_s"}
+    COST = {"virtio": "virtio_exit_s", "xen": "xen_ring_s"}
 
     def __init__(self, sim, kind, backend, request_bytes, exits=1.0, exits_param=None):
         self.sim, self.kind, self.backend = sim, kind, backend
@@ -320,12 +320,15 @@ class Transport:
 
     def _cost(self, ctx, nreq):
         if self.kind == "passthrough":
-            k = nreq * self.exits
+            terms = {"hypercall_s": nreq * self.exits}
         elif self.exits_param:
-            k = nreq * self.sim.p[self.exits_param]
+            # an emulated controller's request goes through QEMU's block layer and ends in
+            # an interrupt as virtio's does; instead of one notification it makes its
+            # trapped register accesses (trap_s each, the qemu primitive `trap`)
+            terms = {"virtio_exit_s": nreq, "trap_s": nreq * self.sim.p[self.exits_param]}
         else:
-            k = nreq
-        yield from self.sim.cpu(ctx, {self.COST[self.kind]: k})
+            terms = {self.COST[self.kind]: nreq}
+        yield from self.sim.cpu(ctx, terms)
 
     def read(self, ctx, nbytes, nreq):
         nreq = max(nreq, requests(nbytes, self.request_bytes))

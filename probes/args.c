@@ -9,7 +9,7 @@
 #define MIB (1024ULL * 1024ULL)
 
 static const char usage[] =
-	"usage: fileprobe --path P --size N --reps N --op write_sync|write|read"
+	"usage: fileprobe --path P --size N --reps N --op write_sync|write|read|trap"
 	" [--io-size N] [--sync fsync|fdatasync] [--direct] [--cold] [--batches B]";
 
 static int bad(const char *what, const char *value)
@@ -54,6 +54,7 @@ const char *op_name(enum probe_op op)
 	switch (op) {
 	case OP_WRITE_SYNC: return "write_sync";
 	case OP_WRITE: return "write";
+	case OP_TRAP: return "trap";
 	default: return "read";
 	}
 }
@@ -128,6 +129,8 @@ int parse_args(int argc, char **argv, struct probe_config *cfg)
 		cfg->op = OP_WRITE;
 	else if (strcmp(op, "read") == 0)
 		cfg->op = OP_READ;
+	else if (strcmp(op, "trap") == 0)
+		cfg->op = OP_TRAP;
 	else
 		return bad("unknown --op", op);
 

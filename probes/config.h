@@ -4,7 +4,10 @@
 
 #include <stddef.h>
 
-enum probe_op { OP_WRITE_SYNC, OP_WRITE, OP_READ };
+/* OP_TRAP: a primitive (the calibration protocol's micro-probe), not a file op: each
+ * repetition reads one I/O port QEMU's device model answers (the ATA alternate status
+ * port 0x3f6): one trapped register access; x86 only. */
+enum probe_op { OP_WRITE_SYNC, OP_WRITE, OP_READ, OP_TRAP };
 enum probe_sync { SYNC_NONE, SYNC_FSYNC, SYNC_FDATASYNC };
 
 struct probe_config {

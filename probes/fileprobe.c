@@ -19,12 +19,26 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <sys/io.h>
+#define TRAP_PORT 0x3f6         /* ATA alternate status: reading it changes nothing */
+#endif
 
 /* One repetition: the whole file from offset 0, in io_size calls. */
 static int one_repetition(const struct probe_config *cfg, int fd, char *buf)
 {
 	unsigned long long off;
 
+	if (cfg->op == OP_TRAP) {
+#ifdef TRAP_PORT
+		buf[0] = (char)inb(TRAP_PORT);
+		return 0;
+#else
+		errno = ENOSYS;
+		fileio_failed_call = "inb";
+		return -1;
+#endif
+	}
 	for (off = 0; off < cfg->size; off += cfg->io_size) {
 		size_t len = cfg->size - off < cfg->io_size ? (size_t)(cfg->size - off)
 							    : (size_t)cfg->io_size;
@@ -132,8 +146,17 @@ int main(int argc, char **argv)
 		print_report(&cfg, &res);
 		return 1;
 	}
-	/* Untimed setup: reads need the content; writes start from a file of --size bytes. */
-	if (cfg.op == OP_READ) {
+	/* Untimed setup: reads need the content; writes start from a file of --size bytes;
+	 * the trap primitive needs the port (root: CAP_SYS_RAWIO). */
+	if (cfg.op == OP_TRAP) {
+#ifdef TRAP_PORT
+		if (ioperm(TRAP_PORT, 1, 1) < 0)
+			fail(&res, "ioperm");
+#else
+		errno = ENOSYS;
+		fail(&res, "op trap (x86 only)");
+#endif
+	} else if (cfg.op == OP_READ) {
 		if (fill_file(fd, buf, (size_t)cfg.io_size, cfg.size) < 0)
 			fail(&res, fileio_failed_call);
 	} else {

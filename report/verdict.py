@@ -121,6 +121,8 @@ def machine_note(sources) -> str:
             flags.append("emulated board (QEMU TCG): read ratios, not times")
         if m.get("kvm") == "software":
             flags.append("software KVM: guest code emulated")
+        if "tcg" in {a.lower() for a in caveats.accelerators(m, s.records, "qemu")}:
+            flags.append("qemu under TCG (emulated CPU)")
         parts.append(f"{m.get('host', s.name)} ({what})" + (": " + "; ".join(flags) if flags else ""))
     return " | ".join(dict.fromkeys(parts))
 
@@ -199,11 +201,16 @@ def fix_designs(cal, scenarios: dict, verified: list, measured: dict, wls) -> li
     for name, sc in scenarios.items():
         if name == "baseline" or not set(sc.envs) & set(measured):
             continue
-        wanted.append((name, {}))
-    for v in verified:
+        wanted.append((name, sc.parse({})))
+    for v in verified:        # a verified fix at other values than the defaults: a row of its own
         name = v.verify.get("scenario")
-        values = dict(v.verify.get("values") or {})
-        if name in scenarios and (name, values) not in wanted:
+        if name not in scenarios or not set(model.SCENARIOS[name].envs) & set(measured):
+            continue
+        try:
+            values = model.SCENARIOS[name].parse(dict(v.verify.get("values") or {}))
+        except Exception:      # values this model no longer accepts: the verify section says so
+            continue
+        if (name, values) not in wanted:
             wanted.append((name, values))
     frames = _predict_defaults(cal, wanted) if wanted else {}
     designs = []
@@ -373,8 +380,11 @@ def answers(designs, wls, large) -> list[str]:
         text = (f"{d.env} runs at {_ratio(min(ratios.values()))} to {_ratio(ratios[worst])} native "
                 f"(worst: {_wl_label(*worst, large.get(worst, False))})")
         fixes = [(f.cells[worst]["ratio"], f) for f in designs
-                 if f.kind == "fix" and f.env == d.env and worst in f.cells and np.isfinite(f.cells[worst]["ratio"])]
-        if fixes:
+                 if f.kind == "fix" and f.env == d.env and worst in f.cells and np.isfinite(f.cells[worst]["ratio"])
+                 and f.cells[worst]["ratio"] < ratios[worst] * 0.99]
+        if not fixes:
+            text += "; no fix the model knows makes that workload faster"
+        else:
             r, f = min(fixes, key=lambda x: x[0])
             c = f.cells[worst]
             text += (f"; its best fix there, {f.label}, is predicted at {_ratio(r)}"

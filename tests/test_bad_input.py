@@ -164,8 +164,9 @@ MEASURE = [
     ("--env linux --reps 1e3", "expected a whole number"),
     ("--env linux --reps 100000000000", "--reps 100000000000: expected 1 to 100000000"),
     ("--env linux --reps -1", "expected 1 to"),
-    ("--env linux --batches -1", "--batches -1: must be at least 1"),
+    ("--env linux --batches -1", "--batches -1: expected 1 to 100000000"),
     ("--env linux --batches 1.5", "--batches '1.5': expected a whole number"),
+    ("--env linux --batches 100000000000", "--batches 100000000000: expected 1 to 100000000"),
     ("--env linux --seed -1", "--seed -1: must be at least 0"),
     ("--env linux --seed 0x10", "expected a whole number"),
     ("--env linux --cell-timeout -5", "--cell-timeout '-5'"),
@@ -347,7 +348,18 @@ TESTBED = [
     ("frobnicate pi", "testbed: action 'frobnicate': use up, down, status"),
     ("up pi --arch sparc", "--arch 'sparc'"),
 ]
-MAIN = []
+MAIN = [   # each refused before the protocol starts (a case that slipped through would measure for minutes)
+    ("--target ftp://host", "unknown target 'ftp://host'"),
+    ("--target ssh://", "ssh://"),
+    ("--pi --target ssh://user@host", "give one of them"),
+    ("--budget abc", "--budget 'abc': expected a duration"),
+    ("--budget inf", "--budget 'inf'"),
+    ("--budget 0", "--budget '0': a duration must be positive"),
+    ("--budget -5m", "--budget '-5m'"),
+    ("--exclude linux,linux", "--exclude 'linux,linux': 'linux' given twice"),
+    ("--exclude vmware", "--exclude 'vmware': unknown"),
+    ("--out {f}/a_file", "not a directory"),
+]
 # Options invoke's parser cannot take (unknown, a value missing, a flag given a value): the
 # `edgeio` command makes them one line and exit 2 too (`invoke` itself exits 1 for them).
 UNPARSABLE = [
@@ -482,6 +494,21 @@ def test_file_readers_give_a_value_or_one_line_on_any_text(tmp_path_factory, tex
     path.write_text(text)
     _value_or_one_line(load_profile, path)
     _value_or_one_line(load, path)
+
+
+CSV_CELL = st.sampled_from(["linux", "hvt", "xen", "write", "read", "4096", "-1", "0", "nan", "inf", "1e-6", "",
+                            "1e400", "x", '"', "{}", '{"mem": "x"}', '{"flush": 1}']) | st.text(max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CSV_CELL, min_size=1, max_size=6), max_size=4),
+       header=st.sampled_from(["env,size_bytes,op,mean_per_op_s", "env,size_bytes,op,mean_per_op_s,config",
+                               "env,size_bytes,op,mean_per_op_s,reps,ci95_low_s,ci95_high_s", "env,op"]))
+def test_results_csv_reader_gives_a_results_set_or_one_line(tmp_path_factory, header, rows):
+    from calibration.results import load_results
+    path = tmp_path_factory.mktemp("r") / "results.csv"
+    path.write_text("\n".join([header] + [",".join(r) for r in rows]) + "\n")
+    _value_or_one_line(load_results, str(path), str(PI4_PROFILE))
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

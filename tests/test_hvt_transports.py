@@ -49,6 +49,32 @@ def test_ring_cell(env_factory):
     assert config["transport"] == "ring" and config["batch"] == 3 and config["blocks_per_call"] == 2
 
 
+@needs_kvm
+@pytest.mark.parametrize("op,size", [("call", 512), ("exit", 512), ("copy", 8192), ("ring", 512)])
+def test_primitive_probes_count_exactly_and_cost_something(env_factory, op, size):
+    """The calibration protocol's micro-probes (probe.c): exact exits and notifications,
+    a positive finite cost per repetition, whatever transport the campaign's hvt has."""
+    import math
+    env = env_factory(transport="mapped", flush="on-request")       # a primitive runs on its own
+    reps, batches = 640, 5
+    result = env.run(cell(size=size, op=op, reps=reps, batches=batches), timeout=120)
+    probe, c = result.probe, result.metadata["counters"]
+    assert probe["batch_reps"] == [reps // batches] * batches and probe["errno"] == 0
+    per_op = sum(probe["batch_seconds"]) / reps
+    assert math.isfinite(per_op) and per_op > 0
+    exits = c["exits"]
+    assert exits["block_read"] == exits["block_write"] == exits["block_flush"] == exits["mapped_flush"] == 0
+    assert exits["walltime"] == (reps if op == "exit" else 0)       # one bare exit per repetition
+    if op == "ring":                      # 128 per batch, 64 per notification: 2 notifications each
+        assert c["notifications"] == reps // 64 and c["ring_requests"] == reps and c.get("fsyncs", 0) == 0
+        assert c["host_io_calls"] == reps  # one offset: nothing merges
+    else:
+        assert exits["ring_notify"] == 0
+    config = env.effective_config(cell(size=size, op=op, reps=reps), probe, result.metadata)
+    assert config["kind"] == "primitive" and config["flush"] == "none"
+    assert config["transport"] == ("ring" if op == "ring" else "hvt")
+
+
 def test_effective_config_of_a_ring_with_the_default_batch():
     env = HvtEnvironment(LocalTarget(), {"transport": "ring"})
     assert env.effective_config(cell())["batch"] == 64

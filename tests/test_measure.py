@@ -137,7 +137,7 @@ def invoke_here(*args):
 @pytest.mark.parametrize("args, message", [
     # every option through the project's parsers, none through invoke's int()/float()
     (["--batches", "abc"], "--batches 'abc': expected a whole number"),
-    (["--batches", "0"], "--batches 0: must be at least 1"),
+    (["--batches", "0"], "--batches 0: expected 1 to 100000000"),
     (["--seed", "abc"], "--seed 'abc': expected a whole number"),
     (["--cell-timeout", "abc"], "--cell-timeout 'abc': expected auto, none or a duration"),
     (["--size", ",,"], "--size ',,': no size given"),

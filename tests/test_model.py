@@ -233,7 +233,7 @@ def test_hvt_with_the_tenders_default_flush_is_modelled_without_fsyncs(p):
     assert r.ledger.coef.get("fsync_overhead_s", 0) == 0 and r.ledger.device_s == 0
     assert r.ledger.coef["hypercall_s"] == pytest.approx(8 + 1)   # 8 block writes, 1 flush request
     w = simulate(p, cfg, Workload(4 * KIB, "write", 10))
-    assert r.per_op_s == pytest.approx(w.per_op_s + p["hypercall_s"], rel=1e-9)
+    assert r.per_op_s == pytest.approx(w.per_op_s + p["hypercall_s"] + p["guest_call_s"], rel=1e-9)
     # the policies that do sync: per write call, or once at the flush request
     each = simulate(p, config_for("hvt", {"flush": "each-write"}, PI), Workload(4 * KIB, "write_sync", 10))
     assert each.ledger.coef["fsync_overhead_s"] == pytest.approx(8)
@@ -267,15 +267,17 @@ def test_io_size_sync_direct_and_cold_reach_the_model(p):
 
 
 def test_qemu_disk_transports(p):
-    """ide and ahci trap several register accesses per request (fitted counts), virtio one."""
+    """ide and ahci trap several register accesses per request (fitted counts) besides the
+    dispatch and completion every request has (virtio's notification is its one exit)."""
     from model.environments import config_for
     w = Workload(256 * MIB, "read", 3)
     small = {"memory_bytes": 64 * MIB}
     t = {d: simulate(p, config_for("qemu", dict(small, disk=d), PI), w) for d in ("virtio", "ide", "ahci")}
     n = t["virtio"].ledger.coef["virtio_exit_s"]
     assert n > 0
-    assert t["ide"].ledger.coef["virtio_exit_s"] == pytest.approx(n * p["ide_exits_per_request"])
-    assert t["ahci"].ledger.coef["virtio_exit_s"] == pytest.approx(n * p["ahci_exits_per_request"])
+    assert t["ide"].ledger.coef["virtio_exit_s"] == t["ahci"].ledger.coef["virtio_exit_s"] == n
+    assert t["ide"].ledger.coef["trap_s"] == pytest.approx(n * p["ide_exits_per_request"])
+    assert t["ahci"].ledger.coef["trap_s"] == pytest.approx(n * p["ahci_exits_per_request"])
     assert t["virtio"].per_op_s < t["ahci"].per_op_s < t["ide"].per_op_s
 
 
@@ -286,7 +288,8 @@ def test_hvt_transports(p):
     ring = simulate(p, config_for("hvt", {"transport": "ring", "batch": 16}, PI), w)
     mapped = simulate(p, config_for("hvt", {"transport": "mapped"}, PI), w)
     assert hvt.ledger.coef["hypercall_s"] == 128
-    assert ring.ledger.coef["hypercall_s"] == 8 and ring.ledger.coef["guest_call_s"] == 128
+    assert ring.ledger.coef["hypercall_s"] == 8 and ring.ledger.coef["ring_post_s"] == 128
+    assert hvt.ledger.coef["guest_call_s"] == 128 and mapped.ledger.coef["guest_call_s"] == 128
     assert ring.ledger.coef["syscall_s"] == 8          # one preadv per notification (issue 14)
     assert hvt.ledger.coef["syscall_s"] == 128
     assert mapped.ledger.coef.get("hypercall_s", 0) == 0 and mapped.ledger.coef.get("syscall_s", 0) == 0

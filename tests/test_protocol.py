@@ -48,7 +48,7 @@ def test_calibrate_covers_every_regime_it_can(facts, accel):
     specs, notes = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
     llc = facts["cpu_caches"]["l3_bytes"] or facts["cpu_caches"]["l2_bytes"]
     for env in ("linux", "docker", "qemu", "hvt"):
-        assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == 4096} == \
+        assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == 4096 and s["kind"] == "file"} == \
             {"write_sync", "write", "read"}, env
     for env in ("linux", "docker", "qemu"):
         got = sizes(specs, env, "read")
@@ -66,6 +66,21 @@ def test_calibrate_covers_every_regime_it_can(facts, accel):
 
 
 @pytest.mark.parametrize("facts,accel", [(PI, "kvm"), (HERE, "tcg")], ids=["pi4", "this-vm"])
+def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
+    specs, _ = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
+    prim = [s for s in specs if s["kind"] == "primitive"]
+    trap = [("qemu", "trap")] if facts["arch"] == "x86_64" else []      # port I/O: x86 guests only
+    assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "exit"),
+                                                          ("hvt", "ring")] + trap
+    assert all(s["kind"] == "file" for s in specs if s not in prim)
+    ring = next(s for s in prim if s["op"] == "ring")
+    assert ring["reps"] % (64 * ring["batches"]) == 0           # whole notifications in every batch
+    assert next(s for s in prim if s["op"] == "copy")["size_bytes"] == P.COPY_PRIMITIVE
+    # short: seconds each of timed work, by the estimate (a qemu guest boots besides)
+    assert all(s["reps"] * s["per_op_estimate_s"] < 5 for s in prim)
+
+
+@pytest.mark.parametrize("facts,accel", [(PI, "kvm"), (HERE, "tcg")], ids=["pi4", "this-vm"])
 def test_every_environment_at_the_study_sizes(facts, accel):
     """Like for like: one large size (the study's 1 GiB, shrunk to the budget) and 4 KiB in
     every environment and op, besides each environment's own regimes."""
@@ -75,8 +90,8 @@ def test_every_environment_at_the_study_sizes(facts, accel):
     large = study.pop()
     for env in ("linux", "docker", "qemu", "hvt"):
         for size in (4096, large):
-            assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == size} == \
-                {"write_sync", "write", "read"}, (env, size)
+            assert {s["op"] for s in specs if s["env"] == env and s["size_bytes"] == size
+                    and s["kind"] == "file"} == {"write_sync", "write", "read"}, (env, size)
     assert MIB <= large <= GIB
     study_cost = sum(s["estimate_s"] for s in specs if s["size_bytes"] == large)
     assert study_cost <= 600 / P.STUDY_SHARE * 1.01
@@ -177,6 +192,12 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     assert any("qemu: no file beyond" in n for n in meta["options"]["protocol_info"]["notes"])
     records = store.Campaign.open(path).records()
     assert len(records) == len(cells) and all(r["status"] == "ok" for r in records.values())
+    # the primitives ran (whatever --op said), recorded with their kind
+    prim = {r["cell"]["op"]: r for r in records.values() if r["cell"].get("kind") == "primitive"}
+    assert set(prim) == {"call", "exit", "copy", "ring", "trap"}
+    assert prim["trap"]["cell"]["env"] == "qemu" and prim["trap"]["probe"]["op"] == "trap"
+    assert all(r["config"]["kind"] == "primitive" for r in prim.values())
+    assert prim["ring"]["config"]["transport"] == "ring" and prim["exit"]["config"]["transport"] == "hvt"
     for rec in records.values():
         assert rec["config"]["env"] == rec["cell"]["env"]
         if rec["cell"]["env"] == "qemu":

@@ -71,8 +71,9 @@ def test_unbuildable_scenarios_say_why():
     p = build("passthrough")
     assert p.fix == {} and "BitVisor" in p.unbuildable["qemu"]
     assert build("baseline").fix == {} and "changes nothing" in build("baseline").unbuildable["hvt"]
-    # the study's per-block fsync with several blocks per call: the edgeio tender cannot
-    assert build("hvt-flush", flush="each-block", blocks="8").fix == {}
+    # the study's tender fsynced per hypercall: with 8 blocks per call, an fsync per call
+    assert build("hvt-flush", flush="each-block", blocks="8").fix["hvt"] == {"flush": "each-write",
+                                                                            "blocks_per_call": "8"}
 
 
 def test_cells_pair_every_fix_cell_with_its_baseline():
@@ -478,3 +479,18 @@ def test_verify_format_json_and_the_verdict_shows_the_measured_fix(calibrated, t
                  and c.get("data-size") == "4096" and c.get("data-op") == "read")
     assert float(fixed["data-measured-ratio"]) == pytest.approx(float(hvt["data-ratio"]) / fix["measured_speedup"])
     assert "measured" in fixed["text"] and "verdict" in html
+
+
+@needs_kvm
+def test_resume_on_another_machine_is_refused(calibrated, tmp_path):
+    """Issue 19: a verify recorded on another host resumed here would label its new cells
+    with that host and compare this machine against predictions made for the other."""
+    path = _interrupted(calibrated, tmp_path, size="4KiB")
+    meta = json.loads((path / "metadata.json").read_text())
+    here = meta["targets"]["local"]
+    meta["targets"]["local"] = dict(here, host="raspberrypi", arch="aarch64")
+    (path / "metadata.json").write_text(json.dumps(meta))
+    proc = _cli("--resume", str(path))
+    _one_line_exit2(proc, f"host raspberrypi vs {here['host']}")
+    assert f"arch aarch64 vs {here['arch']}" in proc.stderr or here["arch"] == "aarch64"
+    assert not list((path / "cells").glob("*.json"))

@@ -36,6 +36,10 @@ def run(source: str | None = None, out: str | None = None, validate: bool = Fals
     print_fit(cal)
     if cal.validation is not None:
         print_validation(cal.validation)
+    whatifs = cal.metadata.get("whatif_unpinned") or {}
+    if whatifs:
+        print("\nWhat-ifs that need a parameter no cell pins (their intervals carry its prior's width): "
+              + "; ".join(f"{n} ({', '.join(s)})" for n, s in whatifs.items()))
     path = cal.save(target)
     print(f"\nParameter set written to {path}")
     return path

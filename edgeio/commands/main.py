@@ -69,8 +69,13 @@ def run(pi: bool = False, out: str | None = None, target: str | None = None, bud
         _target(target).close()
     if budget:
         from measure.adaptive import parse_duration
-        parse_duration(budget)
+        parse_duration(budget, "--budget")
+    if exclude:
+        from edgeio.commands.measure import _env_names
+        _env_names(exclude, "--exclude")
     root = Path(out) if out else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise UserError(f"--out {root}: not a directory")
     if remote and root is None:       # the device's own directory, named after it
         from edgeio import paths
         from measure.targets import target_slug

@@ -65,7 +65,8 @@ def parse_cell_timeout(value):
 
 def _new(env, size, op, reps, out, params, targets, cell_timeout, order, seed, io_size, sync,
          direct, cold, batches, ci, budget, quiet, exclude, protocol, max_size) -> Path:
-    batches = None if batches in (None, "") else parse_int("--batches", batches, lo=1)
+    # a batch holds at least one repetition (the probe caps batches at reps)
+    batches = None if batches in (None, "") else parse_int("--batches", batches, lo=1, hi=planning.MAX_REPS)
     seed = parse_int("--seed", seed, lo=0)
     protocol = protocol or "quick"
     if protocol not in ("quick", "calibrate"):
@@ -311,7 +312,7 @@ def _calibrate_specs(names, target, environments, facts, budget_s, cap, ops, pri
     except (UserError, TimeoutError):
         free = None
     specs, notes = protocol_mod.calibrate_specs(configs, facts, budget_s, cap, free, priors)
-    return [s for s in specs if s["op"] in ops], notes
+    return [s for s in specs if s.get("kind") == "primitive" or s["op"] in ops], notes
 
 
 def _target(spec: str):

@@ -104,6 +104,8 @@ def print_prediction(df, sc, cal) -> None:
         print(f"  {r.env:7s} {format_size(int(r.size_bytes)):>7s} {r.op:11s} {format_time(r.baseline_s):>10s} "
               f"{format_time(r.predicted_s):>10s} {pi:>23s} "
               f"{f'{r.speedup:.2f}x [{r.speedup_low:.2f}, {r.speedup_high:.2f}]':>20s}")
+    for env, g in df.groupby("env", sort=False):
+        print(f"  assumes ({env}): {'; '.join(dict.fromkeys(g['assumes']))}")
     slower = df[df["speedup"] < 1]
     for r in slower.itertuples(index=False):
         why = sc.explain or "the scenario removes something the baseline benefited from"

@@ -171,8 +171,10 @@ class Environment:
         probe = probe or {}
         size, op = int(cell["size_bytes"]), cell["op"]
         io = probe.get("io_size") or cell.get("io_size_bytes") or default_io_size(size)
+        from edgeio.records import PRIMITIVES
         return {
             "env": self.name,
+            "kind": "primitive" if op in PRIMITIVES else "file",
             "io_size_bytes": int(min(int(io), size)),
             # only write_sync syncs; the probe reports the call it would use for the others too
             "sync": (probe.get("sync") or cell.get("sync") or "fsync") if op == "write_sync" else "none",

@@ -14,6 +14,7 @@ import shlex
 
 from edgeio.errors import UserError
 from edgeio.limits import HVT_BLOCKS_PER_CALL, HVT_MEM_MIB, HVT_RING_BATCH, HVT_SECTOR_SIZE
+from edgeio.records import PRIMITIVES
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
                                        check_absolute_path, check_free_space, filesystem_facts, int_param)
 from measure.targets import kvm_kind
@@ -21,12 +22,13 @@ from measure.targets import kvm_kind
 FLUSH_POLICIES = ("none", "each-write", "on-request")
 TENDERS = ("edgeio", "solo5")
 TRANSPORTS = ("hvt", "ring", "mapped")
-RING_BATCH = 64                         # transport=ring without --param batch
+RING_BATCH = 64                         # transport=ring without --param batch; the ring primitive's
 MAPPED_PAGE = 4096                      # a mapped disk is whole pages
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
 STACK_AND_IMAGE = 2 << 20               # guest memory besides the probe's data buffers
-MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}   # stock solo5-hvt's limits, as the edgeio tender; HVT_MEM_MIB[1] is the larger
+# stock solo5-hvt's limits, as the edgeio tender's, per guest arch (HVT_MEM_MIB: the larger)
+MAX_MEM_MIB = {"x86_64": 1024, "aarch64": 4096}
 MAX_SPAN = 1 << 20                      # the probe reuses a buffer of at most 1 MiB
 DISK_IMAGE_SUFFIXES = (".img", ".raw", ".disk")
 
@@ -122,6 +124,9 @@ class HvtEnvironment(Environment):
 
     def preflight(self, cells):
         for cell in cells:
+            if cell["op"] in PRIMITIVES and self.params["tender"] != "edgeio":
+                raise UserError(f"hvt: the primitive {cell['op']!r} runs on the edgeio tender only "
+                                "(stock solo5-hvt has no counters and no ring)")
             size, k = cell["size_bytes"], self._blocks_for(cell)
             if size % (self.sector * k):
                 raise UserError(f"hvt: size {size} B is not a multiple of sector_size x blocks_per_call "
@@ -194,6 +199,22 @@ class HvtEnvironment(Environment):
         t = self.params["transport"]
         return [] if t == "hvt" else [f"transport={t}"] + ([f"batch={self.batch}"] if t == "ring" else [])
 
+    def _argv(self, cell: dict, disk: str, blocks: int) -> list[str]:
+        """Tender and guest command line of a cell. A primitive (the calibration protocol's
+        micro-probes, probe.c) runs on the transport it measures whatever the campaign's:
+        the ring's on a ring of RING_BATCH, the others on plain hvt; no flush policy."""
+        op = cell["op"]
+        guest = [f"op={op}", f"size={cell['size_bytes']}", f"reps={cell['reps']}",
+                 f"batches={cell.get('batches') or 100}", f"blocks={blocks}"]
+        if op not in PRIMITIVES:
+            return self.tender_argv(disk, blocks) + [self.probe] + guest + self.guest_transport_args()
+        argv = [self.tender, f"--mem={self.mem}", f"--block:{DISK_NAME}={disk}",
+                f"--block-sector-size:{DISK_NAME}={self.sector}", "--flush=none",
+                f"--max-blocks-per-call={blocks}", "--counters"]
+        if op == "ring":
+            return argv + ["--transport=ring", self.probe] + guest + ["transport=ring", f"batch={RING_BATCH}"]
+        return argv + [self.probe] + guest
+
     def run(self, cell, timeout=None):
         from measure.probe_build import parse_probe_output
         if not hasattr(self, "tender"):
@@ -201,9 +222,7 @@ class HvtEnvironment(Environment):
         size, blocks = cell["size_bytes"], self._blocks_for(cell)
         own_disk = not self.params["disk"]
         disk = f"{self.workdir}/disk-{cell.get('cell_id', 'cell')}.img" if own_disk else self.params["disk"]
-        guest = [f"op={cell['op']}", f"size={size}", f"reps={cell['reps']}",
-                 f"batches={cell.get('batches') or 100}", f"blocks={blocks}", *self.guest_transport_args()]
-        argv = self.tender_argv(disk, blocks) + [self.probe] + guest
+        argv = self._argv(cell, disk, blocks)
         log = ""
         try:
             if own_disk:
@@ -263,13 +282,16 @@ class HvtEnvironment(Environment):
         blocks = int(probe.get("blocks_per_call") or self._blocks_for(cell))
         sector = int(probe.get("block_size") or self.sector)
         transport = counters.get("transport") or self.params.get("transport", "hvt")   # issue-14's
+        if cell["op"] in PRIMITIVES:
+            transport = "ring" if cell["op"] == "ring" else "hvt"
         return {**super().effective_config(cell, probe, metadata),
                 "io_size_bytes": int(probe.get("io_size") or min(blocks * sector, int(cell["size_bytes"]))),
                 "direct": False, "cache": "warm",    # no guest page cache; preflight refuses the others
                 "tender": self.params["tender"], "transport": transport,
                 "blocks_per_call": blocks,
                 "batch": int(probe.get("batch") or self.batch) if transport == "ring" else 1,   # the guest's
-                "flush": counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none"),
+                "flush": ("none" if cell["op"] in PRIMITIVES else
+                          counters.get("flush") or (self.params["flush"] if self.params["tender"] == "edgeio" else "none")),
                 "block_size": sector}
 
     def metadata(self):

@@ -3,6 +3,7 @@
  *
  * Command line: op=write_sync|write|read size=BYTES reps=N [batches=B]
  *               [blocks=K] [disk=NAME] [transport=hvt|ring|mapped] [batch=N]
+ *        or op=call|exit|copy|ring (primitives, below) with the same options.
  * Each repetition writes (or reads) the whole size from offset 0, K blocks per
  * block call (1 = stock Solo5); write_sync then asks for a flush. transport=ring
  * posts the calls as ring requests, N per notification (edgeio tender
@@ -14,6 +15,20 @@
  *
  * The guest is emulated instruction by instruction on some hosts, so the
  * timed loop does nothing but the block calls.
+ *
+ * Primitives (the calibration protocol's micro-probes: each repetition is one
+ * of these, timed in batches like the file ops; no data reaches the disk):
+ *   call  a block call the guest's own checks refuse (offset = capacity): the
+ *         guest-side work of a block call, without its exit;
+ *   exit  a bare hypercall the tender answers at once (WALLTIME): the exit
+ *         and return;
+ *   copy  edgeio_copy of size bytes from guest RAM to guest RAM (the mapped
+ *         transport's data path);
+ *   ring  post one read of one block at offset 0 on the ring (transport=ring),
+ *         notifying once per batch: a request's post and complete, through the
+ *         same call a file op makes; the tender serves each with its own small
+ *         pread (requests at one offset are not contiguous: nothing merges),
+ *         from the host's page cache.
  */
 #include "solo5.h"
 #include "edgeio_ext.h"
@@ -95,6 +110,56 @@ static uint64_t checksum(const uint64_t *w, uint64_t bytes)
     return s;
 }
 
+/* One primitive per repetition (see the top of this file). */
+static int primitive(struct run *r, const struct solo5_start_info *si, solo5_handle_t h,
+                     const struct solo5_block_info *info, int prim)
+{
+    if (prim == 4 && !util_streq(r->transport, "ring"))
+        return fail(r, 22, "op=ring needs transport=ring", UINT64_MAX, 2);
+    if (prim != 4 && !util_streq(r->transport, "hvt"))
+        return fail(r, 22, "op=call, exit and copy need transport=hvt", UINT64_MAX, 2);
+    if (prim == 4 && edgeio_block_ring_setup(h, (uint32_t)r->batch) != SOLO5_R_OK)
+        return fail(r, 95, "op=ring needs the tender's ring extension (--transport=ring)", UINT64_MAX, 2);
+    if (prim == 3 && (r->size % 16 || 2 * r->size + 8192 > si->heap_size))
+        return fail(r, 22, "op=copy: size must be a multiple of 16 that fits twice in guest memory",
+                    UINT64_MAX, 2);
+    r->io_size = prim == 3 ? r->size : info->block_size;   /* a call of one block */
+    uint8_t *a = (uint8_t *)((si->heap_start + 4095) & ~4095UL);
+    uint8_t *b = a + ((r->size + 4095) & ~4095UL);
+    uint64_t refused = 0;
+    uint64_t base = r->reps / r->batches, extra = r->reps % r->batches;
+    for (uint64_t k = 0; k < r->batches; k++) {
+        uint64_t n = base + (k < extra), t0 = solo5_clock_monotonic();
+        switch (prim) {
+        case 1:
+            for (uint64_t i = 0; i < n; i++)
+                refused += solo5_block_read(h, info->capacity, a, info->block_size) == SOLO5_R_EINVAL;
+            break;
+        case 2:
+            for (uint64_t i = 0; i < n; i++)
+                (void)solo5_clock_wall();       /* one WALLTIME hypercall */
+            break;
+        case 3:
+            for (uint64_t i = 0; i < n; i++)
+                edgeio_copy(b, a, r->size);
+            break;
+        default:
+            for (uint64_t i = 0; i < n; i++)
+                if (edgeio_block_ring_post(0, 0, a, info->block_size) != SOLO5_R_OK)
+                    return fail(r, 5, "ring notification failed", UINT64_MAX, 1);
+            if (edgeio_block_ring_submit() != SOLO5_R_OK)
+                return fail(r, 5, "ring notification failed", UINT64_MAX, 1);
+        }
+        batch_ns[k] = solo5_clock_monotonic() - t0;
+        batch_reps[k] = n;
+        r->batches_done = k + 1;
+    }
+    if (prim == 1 && refused != r->reps)
+        return fail(r, 5, "a block call past the end of the disk was not refused", UINT64_MAX, 1);
+    report(r);
+    return 0;
+}
+
 int solo5_app_main(const struct solo5_start_info *si)
 {
     static struct run r;
@@ -115,8 +180,10 @@ int solo5_app_main(const struct solo5_start_info *si)
         return fail(&r, 22, "bad number in the command line", UINT64_MAX, 2);
     int writing = util_streq(r.op, "write") || util_streq(r.op, "write_sync");
     int syncing = util_streq(r.op, "write_sync");
-    if (!writing && !util_streq(r.op, "read"))
-        return fail(&r, 22, "op must be write_sync, write or read", UINT64_MAX, 2);
+    int prim = util_streq(r.op, "call") ? 1 : util_streq(r.op, "exit") ? 2 : util_streq(r.op, "copy") ? 3
+        : util_streq(r.op, "ring") ? 4 : 0;
+    if (!writing && !prim && !util_streq(r.op, "read"))
+        return fail(&r, 22, "op must be write_sync, write, read, call, exit, copy or ring", UINT64_MAX, 2);
     if (r.size == 0 || r.reps == 0 || r.blocks == 0 || r.blocks > 65536)
         return fail(&r, 22, "size, reps and blocks (<= 65536) must be positive", UINT64_MAX, 2);
     int ring = util_streq(r.transport, "ring"), mapped = util_streq(r.transport, "mapped");
@@ -135,6 +202,8 @@ int solo5_app_main(const struct solo5_start_info *si)
         return fail(&r, 19, "no block device of that name (disk=)", UINT64_MAX, 2);
     r.block_size = info.block_size;
     r.io_size = info.block_size * r.blocks;
+    if (prim)
+        return primitive(&r, si, h, &info, prim);
     if (r.size % r.io_size)
         return fail(&r, 22, "size must be a multiple of block_size x blocks", UINT64_MAX, 2);
     if (r.size > info.capacity)
