@@ -162,6 +162,12 @@ def speeds_from_pilot(pilot: dict) -> dict:
     for c in hvt.get("cells", []):
         calls = max(1, math.ceil(c["size_bytes"] / (c.get("io_size_bytes") or 512)))
         p["hvt_call_s_software"] = p["hvt_call_s_hardware"] = c["per_op_s"] / calls
+        # the primitives run in the same guest on the same KVM: scaled by the hvt call
+        # measured against its prior (not by the native CPU's ratio: a software KVM's
+        # priors already count the emulation)
+        for kind in ("software", "hardware"):
+            ratio = p[f"hvt_call_s_{kind}"] / PRIORS[f"hvt_call_s_{kind}"]
+            p[f"primitive_s_{kind}"] = {k: v * ratio for k, v in PRIORS[f"primitive_s_{kind}"].items()}
         p["start_s"]["hvt"] = max(c["wall_s"] - c["probe_s"] - p["cell_overhead_s"], 0.0)
         p["prepare_s"]["hvt"] = hvt["prepare_s"]
     p["scale"] = scale

@@ -236,6 +236,9 @@ def test_pilot_scaling_arithmetic():
     assert p["hvt_call_s_software"] == p["hvt_call_s_hardware"] == pytest.approx(400e-6)
     assert p["cell_overhead_s"] == pytest.approx(0.3)             # the median of wall - probe time
     assert p["start_s"]["hvt"] == pytest.approx(2.0) and p["prepare_s"]["hvt"] == 4.0
+    # the hvt primitives scale with the hvt call measured, not with the native CPU
+    ratio = 400e-6 / P.PRIORS["hvt_call_s_software"]
+    assert p["primitive_s_software"]["exit"] == pytest.approx(P.PRIORS["primitive_s_software"]["exit"] * ratio)
     assert p["prepare_s"]["linux"] == 1.5 and p["ship_bytes_per_s"] == 3e6
     # what was not is the prior scaled by the machine's speed against the priors' machine
     assert p["scale"] == pytest.approx(20.0, rel=1e-6)

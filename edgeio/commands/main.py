@@ -27,13 +27,14 @@ MULTIBLOCK = ("hvt-multiblock", ["blocks=8"], "hvt")
 EMULATED_DISK = {"x86_64": "ide", "aarch64": "ahci"}
 RING = ("hvt-ring", ["batch=8"], "hvt")
 VERIFY_MAX_BYTES = 2 << 20   # verifies use the calibration's sizes up to this (large files take minutes)
+FILE_OPS = ("write_sync", "write", "read")   # a fix is verified on files, not on the primitives' cells
 
 
 def _sizes(cal_path, env: str) -> str | None:
     """The calibration's sizes of `env` up to VERIFY_MAX_BYTES, as --size (None: none)."""
     import calibration
     sizes = sorted({int(w["size_bytes"]) for w in calibration.load(cal_path).workloads()
-                    if w["env"] == env and int(w["size_bytes"]) <= VERIFY_MAX_BYTES})
+                    if w["env"] == env and w["op"] in FILE_OPS and int(w["size_bytes"]) <= VERIFY_MAX_BYTES})
     return ",".join(str(s) for s in sizes) or None
 
 
