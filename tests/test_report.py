@@ -489,3 +489,21 @@ def test_every_plot_names_the_machine_and_its_caveat():
     fig2.add_subplot(1, 1, 1)
     plots._png(fig2)
     assert fig2._suptitle is None            # outside a report: no stale note
+
+
+@pytest.mark.parametrize("lo, hi", [(14.2e-3, 15.9e-3), (1.1e-3, 9e-3), (2e-6, 3e-3), (0.9e-6, 1.3e-6)])
+def test_time_axis_never_repeats_a_label(lo, hi):
+    """Two significant digits printed '15 ms' on four ticks of a short log axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+    from report import plots
+    fig = MplFigure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [lo, hi])
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    plots._time_y(ax)
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)
+              if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(labels) == len(set(labels)), labels
