@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeio.units import format_size, format_time, parse_size  # noqa: E402
+from edgeio.parse import parse_size  # noqa: E402
+from edgeio.units import format_size, format_time  # noqa: E402
 from measure.environments.base import CellFailed, probe_args  # noqa: E402
 from measure.environments.qemu import QemuEnvironment  # noqa: E402
 from measure.probe_build import parse_probe_output, probe_binary  # noqa: E402

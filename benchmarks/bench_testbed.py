@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeio.units import format_size, format_time, parse_sizes  # noqa: E402
+from edgeio.parse import parse_sizes  # noqa: E402
+from edgeio.units import format_size, format_time  # noqa: E402
 from measure import testbed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

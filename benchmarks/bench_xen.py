@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_testbed import ROOT, load  # noqa: E402  (the pi board's benchmark, same directory)
-from edgeio.units import format_size, format_time, parse_sizes  # noqa: E402
+from edgeio.parse import parse_sizes  # noqa: E402
+from edgeio.units import format_size, format_time  # noqa: E402
 from measure import testbed  # noqa: E402
 
 

@@ -15,18 +15,6 @@ SIZE_UNITS = {"": 1, "b": 1,
               "t": TIB, "tb": TIB, "tib": TIB}
 
 
-def parse_size(text) -> int:
-    """edgeio.parse.parse_size, for callers that import it from here."""
-    from edgeio.parse import parse_size as parse
-    return parse(text)
-
-
-def parse_sizes(text) -> list[int]:
-    """edgeio.parse.parse_sizes, for callers that import it from here."""
-    from edgeio.parse import parse_sizes as parse
-    return parse(text)
-
-
 def format_size(n: int) -> str:
     """4096 -> '4 KiB'; exact binary units only, else bytes."""
     for unit, factor in (("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):

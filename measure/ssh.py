@@ -32,6 +32,7 @@ import fabric
 import paramiko
 
 from edgeio.errors import UserError
+from edgeio.parse import parse_int
 from measure.environments.base import CellFailed
 from measure.targets import Target, _check, emulation_facts, machine_facts
 
@@ -172,17 +173,15 @@ class SshTarget(Target):
         rules = self._config.base_ssh_config.lookup(host)
         self.host = rules.get("hostname", host)
         self.user = user or rules.get("user") or getpass.getuser()
-        try:
-            self.port = int(port or rules.get("port") or 22)
-        except ValueError:
-            raise UserError(f"ssh_config Host {host}: Port {rules.get('port')!r} is not a number") from None
+        self.port = port if port else parse_int(f"ssh_config Host {host}: Port", rules.get("port") or "22", 1, 65535)
         self.identity = identity or os.environ.get(ENV_KEY) or None
         listed = (rules.get("userknownhostsfile") or "").split()
         self.known_hosts = os.path.expanduser(
             known_hosts or os.environ.get(ENV_KNOWN_HOSTS) or (listed[0] if listed else DEFAULT_KNOWN_HOSTS))
         self._system_keys = not (known_hosts or os.environ.get(ENV_KNOWN_HOSTS) or listed)
-        if rules.get("serveraliveinterval", "").isdigit():
-            self.keepalive_s = int(rules["serveraliveinterval"])
+        if rules.get("serveraliveinterval"):
+            self.keepalive_s = parse_int(f"ssh_config Host {host}: ServerAliveInterval",
+                                         rules["serveraliveinterval"], 0, 86400)
         bracket = f"[{host}]" if ":" in host else host
         self.name = name or f"ssh://{self.user}@{bracket}" + (f":{self.port}" if self.port != 22 else "")
         self._conn = None

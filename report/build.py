@@ -207,11 +207,11 @@ def _fmt_any(col: str, v) -> str:
     return str(v)
 
 
-def speedup_text(r) -> str:
+def speedup_text(r: dict) -> str:
     """'7.2× [3.1, 15]': the speed-up over the calibrated baseline with its 95% interval."""
     from report.verdict import _interval, format_ratio
-    low, high = getattr(r, "speedup_low", None), getattr(r, "speedup_high", None)
-    return format_ratio(r.speedup) + (_interval(low, high) if low is not None else "")
+    low, high = r.get("speedup_low"), r.get("speedup_high")
+    return format_ratio(r["speedup"]) + (_interval(low, high) if low is not None else "")
 
 
 def _held(scenario, param: str) -> str:
@@ -286,24 +286,31 @@ def whatif_section(cal, scenarios: dict) -> Section:
                     + (" (log-log)" if sw.numeric and sw.loglog else ""), kind="whatif",
                     attrs={"scenario": name, "param": sw.param}))
             distinct = whatif.distinct_rows(sw.rows, sw.values)
+            ops = sorted(set(sw.rows["op"]), key=data.op_rank)
+            distinct.sort(key=lambda r: (data.env_rank(r["env"]), r["size_bytes"]))
             rows = []
-            for r in distinct.sort_values(["env", "size_bytes", "op"], key=_sort_key, kind="stable").itertuples():
-                values = r.sweep_values
-                rows.append([Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
-                             Cell(_values_text(sw.param, values, sw.values)),
-                             Cell(format_time(r.baseline_s)),
-                             Cell(time_with_ci(r.predicted_s, r.pi95_low_s, r.pi95_high_s),
-                                  {"scenario": name, "env": r.env, "size": int(r.size_bytes), "op": r.op,
-                                   "param": sw.param, "value": values[0],
-                                   "values": ",".join(str(v) for v in values),
-                                   "predicted": _num(r.predicted_s)}),
-                             Cell(speedup_text(r), {"speedup": _num(r.speedup)})])
+            for r in distinct:
+                values = r["sweep_values"]
+                row = [Cell(r["env"], header=True), Cell(format_size(r["size_bytes"])),
+                       Cell(_values_text(sw.param, values, sw.values))]
+                for op in ops:
+                    o = r["ops"].get(op)
+                    if o is None:
+                        row.append(Cell("—"))
+                        continue
+                    row.append(Cell(f"{speedup_text(o)} · {time_with_ci(o['predicted_s'], o['pi95_low_s'], o['pi95_high_s'])}",
+                                    {"scenario": name, "env": r["env"], "size": r["size_bytes"], "op": op,
+                                     "param": sw.param, "value": values[0],
+                                     "values": ",".join(str(v) for v in values),
+                                     "predicted": _num(o["predicted_s"]), "speedup": _num(o["speedup"])}))
+                rows.append(row)
             by = "" if sw.param == whatif.DEFAULTS else f" by {sw.param}"
             hold = f", holding {held}" if held else ""
             if rows:
-                sub.add(Table(f"{name}: predictions{by}{hold} (95% prediction interval)",
-                              ["env", "size", "op", sw.param, "baseline", "predicted", "speed-up [95%]"],
-                              rows, kind="whatif", attrs={"scenario": name, "param": sw.param}))
+                sub.add(Table(f"{name}: speed-up over the baseline [95% interval] · predicted time per op "
+                              f"[95% prediction interval]{by}{hold}",
+                              ["env", "size", sw.param] + ops, rows, kind="whatif",
+                              attrs={"scenario": name, "param": sw.param}))
             else:
                 sub.add(Paragraph(f"{sw.param}: every prediction stays within {whatif.SAME:.1%} of its baseline."))
     return sec

@@ -152,34 +152,39 @@ def linux_levels(frame: pd.DataFrame, calibration) -> dict:
 SAME = 0.005
 
 
-def distinct_rows(rows: pd.DataFrame, values: list) -> pd.DataFrame:
-    """Per (env, size, op), runs of consecutive swept values whose predictions (and
-    intervals) agree within SAME collapse into one row, `sweep_values` listing them; rows
-    at the baseline (speed-up 1 within SAME) are left out. The plot shows every value."""
+def distinct_rows(rows: pd.DataFrame, values: list) -> list[dict]:
+    """The rows of a sweep's table: per (env, size), one row per run of consecutive swept
+    values whose predictions (and intervals) agree within SAME for every op, listing the
+    values (`sweep_values`) and each op's record (`ops`); a run at the baseline for every
+    op (speed-up 1 within SAME) is left out. The plot shows every value."""
     order = {str(v): i for i, v in enumerate(values)}
     out = []
-    for _, g in rows.groupby(["env", "size_bytes", "op"], sort=False):
-        g = g.assign(_pos=[order.get(str(v), len(order)) for v in g["sweep_value"]]).sort_values("_pos")
-        run = []
+    for (env, size), g in rows.groupby(["env", "size_bytes"], sort=False):
+        by_value = {}
         for r in g.to_dict("records"):
-            if run and all(abs(r[c] / run[0][c] - 1) <= SAME for c in ("predicted_s", "pi95_low_s", "pi95_high_s")
-                           if run[0][c]):
-                run.append(r)
+            by_value.setdefault(str(r["sweep_value"]), {})[r["op"]] = r
+        run, first = [], None
+        for v in sorted(by_value, key=lambda v: order.get(v, len(order))):
+            ops = by_value[v]
+            if first is not None and _same(first, ops):
+                run.append(ops)
                 continue
             if run:
-                out.append(_merged(run))
-            run = [r]
+                out.append(_merged(env, size, run))
+            run, first = [ops], ops
         if run:
-            out.append(_merged(run))
-    frame = pd.DataFrame(out, columns=list(rows.columns) + ["sweep_values"])
-    if not len(frame):
-        return frame
-    moved = (frame["predicted_s"] / frame["baseline_s"] - 1).abs() > SAME
-    return frame[moved].reset_index(drop=True)
+            out.append(_merged(env, size, run))
+    return [r for r in out if any(abs(o["predicted_s"] / o["baseline_s"] - 1) > SAME
+                                  for o in r["ops"].values() if o["baseline_s"])]
 
 
-def _merged(run: list[dict]) -> dict:
-    first = dict(run[0])
-    first.pop("_pos", None)
-    first["sweep_values"] = [r["sweep_value"] for r in run]
-    return first
+def _same(a: dict, b: dict) -> bool:
+    if set(a) != set(b):
+        return False
+    return all(abs(b[op][c] / a[op][c] - 1) <= SAME for op in a
+               for c in ("predicted_s", "pi95_low_s", "pi95_high_s") if a[op][c])
+
+
+def _merged(env, size, run: list[dict]) -> dict:
+    return {"env": env, "size_bytes": int(size), "ops": run[0],
+            "sweep_values": [next(iter(ops.values()))["sweep_value"] for ops in run]}

@@ -369,17 +369,23 @@ def check_model_sections(parsed: ReportHTML, calibration_file: Path):
         for param, values in sweeps.items():
             frame = pd.concat([model.predict(cal, name, {} if v is None else {param: v}, draws=0)
                                .assign(v=str(v) if v is not None else "default") for v in values])
+            # a row per (env, size) and run of values: kept where any op moves off its baseline
             moved = frame[(frame["predicted_s"] / frame["baseline_s"] - 1).abs() > SAME]
             want = {}
             for r in moved.itertuples():
-                want.setdefault((r.env, int(r.size_bytes), r.op), set()).add(r.v)
+                want.setdefault((r.env, int(r.size_bytes)), set()).add(r.v)
             mine = [c for c in cells if c["data-param"] == param]
-            got = {}
+            rows = {}
             for c in mine:
-                key = (c["data-env"], int(c["data-size"]), c["data-op"])
-                listed = c["data-values"].split(",")
-                assert not (got.get(key, set()) & set(listed)), "a value in two rows"
-                got.setdefault(key, set()).update(listed)
+                rows.setdefault((c["data-env"], int(c["data-size"]), c["data-values"]), set()).add(c["data-op"])
+            got = {}
+            for (env, size, listed), ops in rows.items():
+                listed = set(listed.split(","))
+                assert not (got.get((env, size), set()) & listed), "a value in two rows"
+                got.setdefault((env, size), set()).update(listed)
+                ever = frame[(frame["env"] == env) & (frame["size_bytes"] == size)
+                             & ((frame["predicted_s"] / frame["baseline_s"] - 1).abs() > 1e-6)]
+                assert ops == set(ever["op"])          # every op the scenario changes, in one row
             assert got == want, (name, param)
             if param != "(defaults)":
                 assert bool(want) == any(f["attrs"]["data-param"] == param for f in figs), (name, param)
@@ -407,21 +413,26 @@ def test_calibration_of_the_campaign_itself_found_as_the_newest(campaign, result
 
 def test_whatif_table_keeps_only_rows_that_differ():
     """hvt-multiblock on a 4 KiB file: 8 blocks, so blocks 8..2048 predict the same time,
-    and blocks=1 is the baseline: one row for 2, one for 4, one for 8..2048."""
+    and blocks=1 is the baseline: one row for 2, one for 4, one for 8..2048 (per env and
+    size, every op in the row)."""
     from report.whatif import distinct_rows
     values = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
     base = 8e-4
     pred = {1: base, 2: base / 2, 4: base / 4}
-    rows = pd.DataFrame([{"env": "hvt", "size_bytes": 4096, "op": "write", "baseline_s": base,
+    rows = pd.DataFrame([{"env": "hvt", "size_bytes": 4096, "op": op, "baseline_s": base,
                           "predicted_s": pred.get(v, base / 8), "pi95_low_s": pred.get(v, base / 8) / 2,
                           "pi95_high_s": pred.get(v, base / 8) * 2, "speedup": base / pred.get(v, base / 8),
-                          "sweep_value": v} for v in values])
+                          "sweep_value": v} for v in values for op in ("write", "read")])
     out = distinct_rows(rows, values)
-    assert [list(v) for v in out["sweep_values"]] == [[2], [4], values[3:]]
-    assert list(out["predicted_s"]) == [base / 2, base / 4, base / 8]
-    # a cell no value changes has no row at all
+    assert [r["sweep_values"] for r in out] == [[2], [4], values[3:]]
+    assert [r["ops"]["read"]["predicted_s"] for r in out] == [base / 2, base / 4, base / 8]
+    assert all(set(r["ops"]) == {"write", "read"} for r in out)
+    # one op moving keeps the row; no op moving drops it
     flat = rows.assign(predicted_s=base, pi95_low_s=base / 2, pi95_high_s=base * 2, speedup=1.0)
-    assert not len(distinct_rows(flat, values))
+    assert not distinct_rows(flat, values)
+    one = flat.copy()
+    one.loc[(one["op"] == "read") & (one["sweep_value"] == 16), "predicted_s"] = base / 3
+    assert [r["sweep_values"] for r in distinct_rows(one, values)] == [[16]]
 
 
 @pytest.mark.parametrize("value, unit, text", [
