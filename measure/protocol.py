@@ -317,7 +317,30 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                 s["reason"] = f"study size too ({_approx(large)} in every environment); {s['reason']}"
     specs, dropped = _fit_budget(specs, budget_s, priors)
     notes += dropped
+    _stretch(specs, budget_s, priors)
     return specs, notes
+
+
+STRETCH_SHARE = 0.5     # a plan well inside its budget grows its batches up to half of it
+MAX_STRETCH = 8         # ... at most 8x longer
+
+
+def _stretch(specs: list[dict], budget_s: float, priors: dict | None) -> None:
+    """A plan that uses little of its budget gets longer batches (more repetitions each),
+    up to STRETCH_SHARE of the budget: on a noisy or emulated machine a cell's median then
+    spans seconds of the neighbours' load rather than a burst (the emulated board's cells
+    are mostly overhead: its plan used 20 s of a 10 min budget, and its fit showed it)."""
+    fixed = sum(s["start_estimate_s"] for s in specs) + sum(_prepare(specs, priors).values())
+    measuring = sum(s["reps"] * s["per_op_estimate_s"] for s in specs)
+    if measuring <= 0:
+        return
+    factor = min(MAX_STRETCH, int((budget_s * STRETCH_SHARE - fixed) // measuring))
+    if factor < 2:
+        return
+    for s in specs:
+        s["reps"] *= factor
+        s["reason"] += f"; batches {factor}x longer: the plan used little of the {format_time(budget_s)} budget"
+        _estimate(s)
 
 
 STUDY_LARGE = GIB           # the study's large-file case (its 4 KiB case is SMALL)

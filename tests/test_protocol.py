@@ -257,3 +257,17 @@ def test_the_budget_leaves_out_what_does_not_fit_and_says_so():
     assert "linux" in {s["env"] for s in specs}
     assert "qemu" not in {s["env"] for s in specs}            # its images over a 3 MB/s link alone
     assert any(n.startswith("qemu: left out") for n in notes), notes
+
+
+def test_a_plan_well_inside_its_budget_gets_longer_batches(monkeypatch):
+    slow = P.speeds_from_pilot(_pilot(slow=30.0, hvt_call=2e-3))
+    facts = dict(PI, emulated=True)
+    cfg = {k: v for k, v in configs(PI, "kvm").items() if k in ("linux", "hvt")}
+    roomy, _ = P.calibrate_specs(cfg, facts, budget_s=3600, priors=slow)
+    monkeypatch.setattr(P, "_stretch", lambda *a: None)
+    base, _ = P.calibrate_specs(cfg, facts, budget_s=3600, priors=slow)
+    assert [(s["env"], s["size_bytes"], s["op"]) for s in base] == [(s["env"], s["size_bytes"], s["op"]) for s in roomy]
+    ratios = {r["reps"] / b["reps"] for b, r in zip(base, roomy)}
+    assert len(ratios) == 1 and 2 <= ratios.pop() <= P.MAX_STRETCH
+    assert all("longer" in r["reason"] for r in roomy) and not any("longer" in b["reason"] for b in base)
+    assert P.plan_estimate(roomy, slow)["total_s"] <= 3600 * P.STRETCH_SHARE
