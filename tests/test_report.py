@@ -507,3 +507,19 @@ def test_time_axis_never_repeats_a_label(lo, hi):
     labels = [t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)
               if t.get_text() and lo <= t.get_position()[1] <= hi]
     assert len(labels) == len(set(labels)), labels
+
+
+def test_a_calibration_older_than_the_model_is_one_line(tmp_path, results_tmp):
+    """A calibration written before the model gained a (fixed) parameter is refused when it
+    is loaded, in one line, rather than as a KeyError deep inside the what-if sweep."""
+    import calibration
+    results = calibration.load_results(None)
+    cal = calibration.fit(results[results["size_bytes"] == 4096].copy())
+    path = cal.save(tmp_path / "cal.json")
+    data = json.loads(path.read_text())
+    fixed = next(k for k, v in data["params"].items() if v["description"].endswith("[fixed]"))
+    del data["params"][fixed]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="older model") as e:
+        report_cmd.run([], reference=True, calibration=str(path))
+    assert fixed in str(e.value) and "\n" not in str(e.value)
