@@ -592,3 +592,8 @@ def test_resume_on_another_machine_is_refused_unless_allowed(sandbox):
     # the machine now recorded is this one: the next resume goes on without the flag
     code, err = run_invoke("measure", "--resume", str(campaign), "--quiet")
     assert code == 0, err
+    # recorded facts of the wrong shape are named, not skipped
+    meta["targets"] = {"local": "vm"}
+    (campaign / "metadata.json").write_text(json.dumps(meta))
+    code, err = run_invoke("measure", "--resume", str(campaign))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "targets.local: expected an object" in err, err
