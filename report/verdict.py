@@ -256,12 +256,19 @@ def _attach_measured(d: Design, name, held, env, verified, base: Design, wls) ->
             continue
         fixes = comp[(comp["role"] == "fix") & (comp["env"] == env)]
         for size, op in wls:
-            hit = fixes[(fixes["size_bytes"] == size) & (fixes["op"] == op)]["measured_speedup"].astype(float)
-            hit = hit[np.isfinite(hit) & (hit > 0)]
+            rows = fixes[(fixes["size_bytes"] == size) & (fixes["op"] == op)]
+            hit = rows["measured_speedup"].astype(float)
+            ok = np.isfinite(hit) & (hit > 0)
             b = base.cells.get((size, op))
-            if len(hit) and b is not None and np.isfinite(b["ratio"]):
+            if ok.any() and b is not None and np.isfinite(b["ratio"]):
+                r = rows[ok].iloc[0]
                 cell = d.cells.setdefault((size, op), {"ratio": math.nan, "low": math.nan, "high": math.nan})
-                cell["measured"] = b["ratio"] / float(hit.iloc[0])
+                cell["measured"] = b["ratio"] / float(r["measured_speedup"])
+                # the measured speed-up's bootstrap interval, where the verify had batches for one
+                lo, hi = (float(r.get("measured_speedup_ci95_high", math.nan)),
+                          float(r.get("measured_speedup_ci95_low", math.nan)))
+                cell["measured_low"] = b["ratio"] / lo if lo > 0 else math.nan
+                cell["measured_high"] = b["ratio"] / hi if hi > 0 else math.nan
 
 
 def best(designs: list[Design], wl) -> tuple[str, float, str] | None:
@@ -302,7 +309,8 @@ def _cell_text(d: Design, c: dict | None) -> str:
         return f"{format_time(c['time'])} · {_ratio(c['ratio'])}{_interval(c['low'], c['high'])}"
     text = f"{_ratio(c['ratio'])}{_interval(c['low'], c['high'])}" if np.isfinite(c["ratio"]) else ""
     if np.isfinite(c.get("measured", math.nan)):
-        text += ("; " if text else "") + f"measured {_ratio(c['measured'])}"
+        text += ("; " if text else "") + (f"measured {_ratio(c['measured'])}"
+                                          f"{_interval(c.get('measured_low'), c.get('measured_high'))}")
     return text or "—"
 
 
@@ -358,7 +366,7 @@ def section(sources, df, samples, cal=None, scenarios=None, verified=None, plots
         "interval over batches. Fixes (one row each, naming every parameter it holds; it inherits its "
         "environment's caveat): predicted ratio to native [95% prediction interval] = the environment's "
         "measured ratio times the fix's predicted speed-up; 'measured' = times the speed-up an "
-        "`invoke verify` campaign measured beside its baseline. The large-file case is the largest size "
+        "`invoke verify` campaign measured beside its baseline [that speed-up's 95% bootstrap interval]. The large-file case is the largest size "
         f"the environments share here (the study's is {format_size(STUDY_LARGE)})."))
     if cal is not None:
         sentences = where_time_goes(cal, designs, wls)
