@@ -50,6 +50,8 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     cells = cells_from(results, machine)
     t0 = time.perf_counter()
     prior, prior_sd = priors(machine), prior_sds(machine)
+    measured = dict(results.attrs.get("measured_fixed") or {})   # e.g. the guest cache's capacity
+    prior.update(measured)
     fitter = Fitter(cells, prior=prior, prior_sd=prior_sd)
     fr = fitter.fit(start=dict(prior))
     final = fitter.model(fr.values)
@@ -74,6 +76,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "statistic": attrs.get("statistic", "mean_per_op_s"),
         "prior": {k: prior[k] for k in SPECS if k in prior},
         "prior_sd": prior_sd,
+        "measured_fixed": measured,
         "environments": {f"{c.env} {c.config}": _cfg_dict(c.cfg) for c in cells},
         "workloads": [{"env": c.env, "size_bytes": c.size_bytes, "op": c.op, "reps": c.reps,
                        "io_size": c.io_size, "config": c.config, "rel_se": c.rel_se, "regime": g}
@@ -98,7 +101,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                                         "leave-one-cell-out, linearised (PRESS residuals e/(1-h) "
                                         "of the joint Gauss-Newton fit)"),
     }
-    cal = Calibration(_param_table(fr, prior, prior_sd), table, source, metadata)
+    cal = Calibration(_param_table(fr, prior, prior_sd, measured), table, source, metadata)
     if validate:
         cal.validation = _validate(cells, fr.values, progress=progress, sim=fitter.sim, prior=prior,
                                    prior_sd=prior_sd)
@@ -161,7 +164,7 @@ def _cfg_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def _param_table(fr, prior, prior_sd) -> dict:
+def _param_table(fr, prior, prior_sd, measured=None) -> dict:
     """value, stderr and 95% interval per parameter: from the joint covariance (so the
     intervals carry the confounding between costs), Student t; times symmetric and cut
     at zero, the others log-symmetric; unidentified ones get their prior's spread."""
@@ -174,7 +177,7 @@ def _param_table(fr, prior, prior_sd) -> dict:
         desc = spec.description
         if spec.kind == "fixed":
             se, lo, hi = 0.0, val, val
-            desc += " [fixed]"
+            desc += " [measured]" if name in (measured or {}) else " [fixed]"
         elif name in idx:
             i = idx[name]
             rel = float(math.sqrt(max(fr.cov[i, i], 0)))

@@ -166,8 +166,10 @@ def load(path) -> Calibration:
         check_machine(data["machine"], str(path), "machine.")
     try:
         params = data["params"]
-        missing = [k for k in FITTED if k not in params]
-        if missing and len(missing) < len(FITTED):
+        # every parameter the model has, fixed ones too: a file written before the model
+        # gained one would fail deep inside a simulation (KeyError) instead of here
+        missing = [k for k in SPECS if k not in params]
+        if missing and len(missing) < len(SPECS):
             raise UserError(f"{path}: calibration made by an older model (no value for {', '.join(missing)}): "
                             "calibrate again")
         if missing:

@@ -125,8 +125,28 @@ def _from_campaign(path: Path, profile) -> pd.DataFrame:
     df.attrs["source"] = f"campaign: {path.resolve()}"
     df = _check(df, str(path))
     df.attrs.update(machine=facts, profile=(profile or {}).get("profile"), target=target, notes=notes,
-                    host=facts.get("host") or meta.get("host", ""), statistic="median_per_op_s")
+                    host=facts.get("host") or meta.get("host", ""), statistic="median_per_op_s",
+                    measured_fixed=guest_cache(records))
     return df
+
+
+def guest_cache(records) -> dict:
+    """The guest page cache's capacity, as a Linux guest (qemu) reported it after reading a
+    file beyond its memory: {guest_cache_share: Cached / MemTotal, guest_kernel_reserve:
+    memory - MemTotal} (medians over such cells), or {} when no cell read beyond memory."""
+    share, kernel = [], []
+    for rec in records:
+        cell, meta, cfg = rec.get("cell") or {}, rec.get("metadata") or {}, rec.get("config") or {}
+        mem, total, cached = cfg.get("memory_bytes"), meta.get("guest_mem_total_bytes"), meta.get("guest_cached_bytes")
+        if (cell.get("env") != "qemu" or cell.get("op") != "read" or not all(
+                isinstance(v, (int, float)) and v > 0 for v in (mem, total, cached))
+                or int(cell.get("size_bytes", 0)) <= mem):
+            continue
+        share.append(min(1.0, cached / total))
+        kernel.append(max(0.0, mem - total))
+    if not share:
+        return {}
+    return {"guest_cache_share": float(np.median(share)), "guest_kernel_reserve": float(np.median(kernel))}
 
 
 def campaign_facts(meta: dict, target: str) -> dict:

@@ -23,7 +23,7 @@ import math
 import re
 
 from edgeio.errors import UserError
-from edgeio.units import SIZE_UNITS
+from edgeio.units import SIZE_UNITS, format_size
 
 MAX_SIZE = 1 << 50           # 1 PiB: past any file, memory or disk edgeio handles
 MAX_INT = (1 << 63) - 1      # what JSON readers and numpy keep exactly
@@ -83,7 +83,8 @@ def parse_size(value, what: str = "size", lo: int = 1, hi: int = MAX_SIZE) -> in
         if factor is None:
             raise UserError(f"{_named(what, value)}: malformed size: use {SIZE_HELP}")
         n = int(m.group(1)) * factor
-    _bounds(what, n, lo, hi, shown=show(value) if isinstance(value, str) else n)
+    if not lo <= n <= hi:
+        raise UserError(f"{_named(what, value)}: expected {format_size(lo)} to {format_size(hi)}")
     return n
 
 

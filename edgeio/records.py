@@ -144,6 +144,9 @@ def check_metadata(meta, known_version: int) -> None:
     if version > known_version:
         raise Invalid("format", f"written by a newer edgeio (format {version}; this one reads up to "
                       f"{known_version}): update edgeio to read it")
+    _dict(meta.get("targets"), "targets")        # what a resume checks its machine against
+    for name, facts in (meta.get("targets") or {}).items():
+        _dict(facts, f"targets.{name}", optional=False)
     _str(meta.get("resource_tag"), "resource_tag")
     if meta.get("resource_tag") is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", meta["resource_tag"]):
         raise Invalid("resource_tag", f"expected lower-case letters, digits and '-', got {show(meta['resource_tag'])}")

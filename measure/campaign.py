@@ -202,8 +202,11 @@ def check_same_machine(campaign, facts: dict, allow_other: bool = False) -> list
     gathered now) against metadata.json's targets. Another machine is a UserError saying
     which facts differ, unless `allow_other`: then the change is recorded in metadata.json
     (machine_changes) and returned, one line per target."""
-    from edgeio.identity import differences
-    recorded = campaign.metadata().get("targets") or {}
+    from edgeio.identity import IDENTITY, differences
+    meta = campaign.metadata()
+    recorded = meta.get("targets") or {}
+    if not recorded and len(facts) == 1:        # a campaign from before per-target facts: its top level
+        recorded = {next(iter(facts)): {k: meta.get(k) for k in IDENTITY + ("memory_bytes",)}}
     changed = {}
     for name, now in facts.items():
         was = recorded.get(name)
@@ -217,7 +220,6 @@ def check_same_machine(campaign, facts: dict, allow_other: bool = False) -> list
         raise UserError(f"{campaign.path}: recorded on another machine than this resume's: {' / '.join(lines)}; "
                         "its samples would mix two machines: resume where it began, or pass "
                         "--allow-other-machine to record the change and go on")
-    meta = campaign.metadata()
     history = list(meta.get("machine_changes") or [])
     history += [{"at": store.now_iso(), "target": name, "from": recorded[name], "to": facts[name],
                  "differences": changed[name]} for name in changed]

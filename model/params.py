@@ -86,6 +86,11 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     Spec("cpu_cache_bytes", "fixed", None, "B", "CPU last-level cache (machine fact: cpu_caches)"),
     Spec("kernel_reserve_bytes", "fixed", 256 * MIB, "B", "memory a kernel and its processes keep out of the page "
          "cache, at most half the memory (generic assumption: a small Linux userland)"),
+    Spec("guest_cache_share", "fixed", 0.0, "share", "share of a Linux guest's MemTotal its page cache holds of a "
+         "file read beyond its memory: measured (the guest's Cached after such a read, "
+         "calibration/results.py guest_cache); 0 = not measured: streaming_cache_share x (memory - reserve)"),
+    Spec("guest_kernel_reserve", "fixed", 0.0, "B", "memory a Linux guest's kernel keeps (memory - MemTotal, "
+         "measured with guest_cache_share)"),
     Spec("streaming_cache_share", "fixed", 0.5, "fraction",
          "share of free memory a file read once per pass can hold (Linux's inactive list)"),
     Spec("host_memory_bytes", "fixed", None, "B", "host memory (machine fact: memory_bytes)"),

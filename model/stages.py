@@ -89,6 +89,11 @@ class PageCache:
                 from edgeio.errors import UserError
                 raise UserError(f"{name}: memory {memory_bytes:.0f} B leaves nothing for the page cache")
             self.capacity_pages = int(p["streaming_cache_share"] * free // self.P)
+            if name == "guest" and p["guest_cache_share"] > 0:
+                # what the target's guest was measured to hold (its Cached after reading a
+                # file beyond its memory), for this guest's memory
+                held = p["guest_cache_share"] * (memory_bytes - p["guest_kernel_reserve"])
+                self.capacity_pages = max(1, int(held // self.P))
         self.limit_pages = max(1, int(p["dirty_ratio"] * free // self.P))
         self.background_pages = max(1, int(self.limit_pages * p["dirty_background_share"]))
         self.fsync_flushes = fsync_flushes

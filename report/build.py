@@ -39,6 +39,23 @@ def _num(x) -> str:
     return repr(float(x)) if x is not None and not (isinstance(x, float) and math.isnan(x)) else ""
 
 
+def _caveated_headers(df, series, sources) -> dict:
+    """series -> its column header with what qualifies its numbers: 'hvt (software KVM)'."""
+    from report.verdict import env_caveats
+    by_name = {s.name: s for s in sources}
+    out = {}
+    for s in series:
+        row = df[df["series"] == s].iloc[0]
+        src = by_name.get(row["source"])
+        if src is None or src.kind != "campaign":
+            continue
+        cav = env_caveats(src.metadata, src.records, [row["env"]]).get(row["env"], "")
+        short = "; ".join(part.split(":")[0] for part in cav.split("; ") if part)
+        if short:
+            out[s] = f"{s} ({short})"
+    return out
+
+
 def _panels(df) -> list[tuple[int, str]]:
     keys = df[["size_bytes", "op"]].drop_duplicates()
     return sorted(((int(s), o) for s, o in keys.itertuples(index=False)),
@@ -57,8 +74,9 @@ def sources_section(sources) -> Section:
     return _sources.section(sources)
 
 
-def measured_section(df, samples, series) -> Section:
+def measured_section(df, samples, series, sources=()) -> Section:
     sec = Section("measured", "Measured time per operation")
+    headers = _caveated_headers(df, series, sources)
     sec.add(Paragraph("Mean time per operation (total time over total repetitions) and its 95% "
                       "confidence interval over batches, in brackets in the same unit. Rows: "
                       "operation at a size; columns: environments (as the study's Tables 2 and 3)."))
@@ -79,7 +97,8 @@ def measured_section(df, samples, series) -> Section:
                                  "op": op, "mean": _num(r["mean_per_op_s"]),
                                  "ci-low": _num(r.get("ci95_low_s")), "ci-high": _num(r.get("ci95_high_s"))}))
             rows.append(row)
-        sec.add(Table(f"{format_size(size)} per operation", ["op"] + cols, rows, kind="measured",
+        sec.add(Table(f"{format_size(size)} per operation", ["op"] + [headers.get(c, c) for c in cols], rows,
+                      kind="measured",
                       attrs={"size": size}))
     notes = df[df["warnings"].fillna("").astype(str) != ""] if "warnings" in df else df.iloc[0:0]
     if len(notes):
@@ -430,7 +449,7 @@ def _document(sources, cal, scenarios, comparison, verified, df, series, samples
     if warnings:
         doc.sections.append(warnings_section(warnings))
     if len(df):
-        doc.sections.append(measured_section(df, samples, series))
+        doc.sections.append(measured_section(df, samples, series, sources))
     else:
         doc.sections.append(Section("measured", "Measured time per operation",
                                     [Paragraph("No finished cell with samples in these sources.")]))

@@ -34,6 +34,7 @@ class Design:
     kind: str                                   # native | measured | fix
     caveat: str = ""
     cells: dict = field(default_factory=dict)   # (size, op) -> dict(ratio, low, high, time, measured)
+    durable: bool = True        # its write_sync reaches the disk (hvt with flush=none does not)
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -156,7 +157,8 @@ def _run_configs(rows, series: dict) -> dict:
 def measured_designs(df, samples, src, wls) -> tuple[list[Design], dict]:
     series = _series_of_env(df, src.name)
     rows = df[df["source"] == src.name]
-    cav = env_caveats(src.metadata, src.records, series, _run_configs(rows, series))
+    run_configs = _run_configs(rows, series)
+    cav = env_caveats(src.metadata, src.records, series, run_configs)
     native = {}
     if NATIVE in series:
         for size, op in wls:
@@ -166,7 +168,8 @@ def measured_designs(df, samples, src, wls) -> tuple[list[Design], dict]:
     designs = []
     for env, s in sorted(series.items(), key=lambda kv: data.env_rank(kv[0])):
         d = Design(f"{env} (native)" if env == NATIVE else env, env,
-                   "native" if env == NATIVE else "measured", cav.get(env, ""))
+                   "native" if env == NATIVE else "measured", cav.get(env, ""),
+                   durable=run_configs.get(env, {}).get("flush") != "none")
         for size, op in wls:
             hit = rows[(rows["series"] == s) & (rows["size_bytes"] == size) & (rows["op"] == op)]
             if not len(hit):
@@ -220,7 +223,9 @@ def fix_designs(cal, scenarios: dict, verified: list, measured: dict, wls) -> li
         held = sc.parse(params)
         label = f"{name} ({', '.join(f'{k}={x}' for k, x in held.items())})" if held else name
         for env in [e for e in sc.envs if e in measured]:
-            d = Design(label + (f" on {env}" if len(sc.envs) > 1 else ""), env, "fix", measured[env].caveat)
+            durable = held["flush"] != "none" if "flush" in held else measured[env].durable
+            d = Design(label + (f" on {env}" if len(sc.envs) > 1 else ""), env, "fix", measured[env].caveat,
+                       durable=durable)
             if frame is not None and len(frame):
                 rows = frame[frame["env"] == env]
                 for size, op in wls:
@@ -251,12 +256,19 @@ def _attach_measured(d: Design, name, held, env, verified, base: Design, wls) ->
             continue
         fixes = comp[(comp["role"] == "fix") & (comp["env"] == env)]
         for size, op in wls:
-            hit = fixes[(fixes["size_bytes"] == size) & (fixes["op"] == op)]["measured_speedup"].astype(float)
-            hit = hit[np.isfinite(hit) & (hit > 0)]
+            rows = fixes[(fixes["size_bytes"] == size) & (fixes["op"] == op)]
+            hit = rows["measured_speedup"].astype(float)
+            ok = np.isfinite(hit) & (hit > 0)
             b = base.cells.get((size, op))
-            if len(hit) and b is not None and np.isfinite(b["ratio"]):
+            if ok.any() and b is not None and np.isfinite(b["ratio"]):
+                r = rows[ok].iloc[0]
                 cell = d.cells.setdefault((size, op), {"ratio": math.nan, "low": math.nan, "high": math.nan})
-                cell["measured"] = b["ratio"] / float(hit.iloc[0])
+                cell["measured"] = b["ratio"] / float(r["measured_speedup"])
+                # the measured speed-up's bootstrap interval, where the verify had batches for one
+                lo, hi = (float(r.get("measured_speedup_ci95_high", math.nan)),
+                          float(r.get("measured_speedup_ci95_low", math.nan)))
+                cell["measured_low"] = b["ratio"] / lo if lo > 0 else math.nan
+                cell["measured_high"] = b["ratio"] / hi if hi > 0 else math.nan
 
 
 def best(designs: list[Design], wl) -> tuple[str, float, str] | None:
@@ -264,12 +276,14 @@ def best(designs: list[Design], wl) -> tuple[str, float, str] | None:
 
     Measured designs (environments, verified fixes) compete on their measured ratio; a fix
     only predicted wins only if its whole 95% interval lies below the best measured ratio
-    (a point prediction with a wide interval does not beat a measurement)."""
+    (a point prediction with a wide interval does not beat a measurement). A design whose
+    write_sync does not reach the disk (hvt's tender with flush=none) is not a candidate for
+    write_sync."""
     measured, predicted = [], []
     for d in designs:
         c = d.cells.get(wl)
-        if d.kind == "native" or c is None:
-            continue
+        if d.kind == "native" or c is None or (wl[1] == "write_sync" and not d.durable):
+            continue            # a write_sync that syncs nothing is no candidate
         if d.kind == "measured" and np.isfinite(c["ratio"]):
             measured.append((c["ratio"], d.label))
         elif np.isfinite(c.get("measured", math.nan)):
@@ -295,7 +309,8 @@ def _cell_text(d: Design, c: dict | None) -> str:
         return f"{format_time(c['time'])} · {_ratio(c['ratio'])}{_interval(c['low'], c['high'])}"
     text = f"{_ratio(c['ratio'])}{_interval(c['low'], c['high'])}" if np.isfinite(c["ratio"]) else ""
     if np.isfinite(c.get("measured", math.nan)):
-        text += ("; " if text else "") + f"measured {_ratio(c['measured'])}"
+        text += ("; " if text else "") + (f"measured {_ratio(c['measured'])}"
+                                          f"{_interval(c.get('measured_low'), c.get('measured_high'))}")
     return text or "—"
 
 
@@ -351,7 +366,7 @@ def section(sources, df, samples, cal=None, scenarios=None, verified=None, plots
         "interval over batches. Fixes (one row each, naming every parameter it holds; it inherits its "
         "environment's caveat): predicted ratio to native [95% prediction interval] = the environment's "
         "measured ratio times the fix's predicted speed-up; 'measured' = times the speed-up an "
-        "`invoke verify` campaign measured beside its baseline. The large-file case is the largest size "
+        "`invoke verify` campaign measured beside its baseline [that speed-up's 95% bootstrap interval]. The large-file case is the largest size "
         f"the environments share here (the study's is {format_size(STUDY_LARGE)})."))
     if cal is not None:
         sentences = where_time_goes(cal, designs, wls)
@@ -373,7 +388,8 @@ def answers(designs, wls, large) -> list[str]:
     for d in designs:
         if d.kind != "measured":
             continue
-        ratios = {wl: c["ratio"] for wl, c in d.cells.items() if np.isfinite(c["ratio"])}
+        ratios = {wl: c["ratio"] for wl, c in d.cells.items() if np.isfinite(c["ratio"])
+                  and (d.durable or wl[1] != "write_sync")}       # a write_sync that syncs nothing
         if not ratios:
             continue
         worst = max(ratios, key=ratios.get)

@@ -154,12 +154,12 @@ MEASURE = [
     ("--env linux,linux", "'linux' given twice"),
     ("--env all,linux", "all already names every one"),
     ("--env linux --exclude docker,docker", "'docker' given twice"),
-    ("--env linux --size 0", "--size '0': expected 1 to"),
+    ("--env linux --size 0", "--size '0': expected 1 B to 1024 TiB"),
     ("--env linux --size -4k", "--size '-4k': malformed size"),
     ("--env linux --size 4.5k", "malformed size"),
     ("--env linux --size nan", "malformed size"),
     ("--env linux --size 4XB", "malformed size"),
-    ("--env linux --size 99999999999999999999G", "expected 1 to"),
+    ("--env linux --size 99999999999999999999G", "expected 1 B to 1024 TiB"),
     ("--env linux --reps nan", "--reps 'nan': expected a whole number"),
     ("--env linux --reps 1e3", "expected a whole number"),
     ("--env linux --reps 100000000000", "--reps 100000000000: expected 1 to 100000000"),
@@ -270,7 +270,7 @@ PREDICT = [(f"--scenario {s} --calibration {{f}}/cal.json " + " ".join(f"--param
     ("hvt-flush", "flush=sometimes", "hvt-flush: --param flush='sometimes': use none, each-write"),
     ("hvt-blocksize", "block_size=1000", "hvt-blocksize: --param block_size=1000: must be a power of two"),
     ("hvt-blocksize", "block_size=65536", "expected 512 to 32768"),
-    ("guest-memory", "memory=1k", "guest-memory: --param memory='1k': expected 67108864 to"),
+    ("guest-memory", "memory=1k", "guest-memory: --param memory='1k': expected 64 MiB to 1 TiB"),
     ("guest-memory", "memory=nan", "malformed size"),
     ("guest-memory", "memory=-1GiB", "malformed size"),
     ("passthrough", "guest_cache_mib=nan", "expected a finite number"),
@@ -307,7 +307,7 @@ VERIFY = [
     ("--scenario hvt-multiblock --size 4KiB,4KiB", "4096 B given twice"),
     # more
     ("--scenario hvt-multiblock --op read,read", "'read' given twice"),
-    ("--scenario hvt-multiblock --size 0", "--size '0': expected 1 to"),
+    ("--scenario hvt-multiblock --size 0", "--size '0': expected 1 B to"),
     ("--scenario hvt-multiblock --reps 0", "--reps 0: expected 1 to"),
     ("--scenario hvt-multiblock --reps nan", "--reps 'nan': expected a whole number"),
     ("--scenario passthrough --param exits_per_request=inf", "expected a finite number"),
@@ -320,12 +320,27 @@ VERIFY = [
     ("--scenario hvt-multiblock --calibration {f}/no-such.json", "no such calibration file"),
     ("--scenario hvt-multiblock --calibration {f}/cal.json", "fitted for another machine"),
     ("--scenario hvt-multiblock --calibration {f}/cal_param_nan.json", "params.syscall_s.value"),
+    ("--scenario hvt-multiblock --calibration {f}/caches_big.json", "not an edgeio-calibration/1"),
+    ("--scenario hvt-multiblock --size nan", "--size 'nan': malformed size"),
+    ("--scenario hvt-multiblock --size 4k,4096", "4096 B given twice"),
+    ("--scenario hvt-multiblock --op nope", "--op 'nope': unknown"),
+    ("--scenario hvt-multiblock --param =8", "use key=value"),
+    ("--scenario hvt-multiblock --reps 1e3", "--reps '1e3': expected a whole number"),
+    ("--scenario hvt-blocksize --param block_size=1000", "must be a power of two"),
+    ("--scenario hvt-ring --param batch=nan", "hvt-ring: --param batch='nan': expected a whole number"),
+    ("--scenario guest-memory --param memory=1k", "guest-memory: --param memory='1k': expected"),
+    ("--scenario qemu-disk --param disk=scsi", "use virtio, ide, ahci"),
+    ("--scenario hvt-multiblock --format yaml", "--format 'yaml'"),
 ]
 REPORT = [
     ("--campaign {f}/no-such-campaign", "no-such-campaign"),
     ("--campaign {f}/a_file", "a_file"),
     ("--campaign {f}", "is not a campaign directory"),
     ("--reference --format xml", "--format 'xml': expected one of json, csv, md"),
+    ("--reference --calibration {f}/cal_fit_env.json", "fit[0].env: expected one of"),
+    ("--reference --calibration {f}/cal_truncated.json", "corrupt calibration file"),
+    ("--reference --calibration {f}/cal_machine_page_0.json", "machine.page_bytes: expected at least 512"),
+    ("--reference --compare linux --compare linux", "two different things"),
     ("--reference --calibration {f}/no-such.json", "no such calibration file"),
     ("--reference --calibration {f}/cal_param_nan.json", "params.syscall_s.value"),
     ("--reference --calibration {f}/caches_big.json", "not an edgeio-calibration/1"),
@@ -577,3 +592,8 @@ def test_resume_on_another_machine_is_refused_unless_allowed(sandbox):
     # the machine now recorded is this one: the next resume goes on without the flag
     code, err = run_invoke("measure", "--resume", str(campaign), "--quiet")
     assert code == 0, err
+    # recorded facts of the wrong shape are named, not skipped
+    meta["targets"] = {"local": "vm"}
+    (campaign / "metadata.json").write_text(json.dumps(meta))
+    code, err = run_invoke("measure", "--resume", str(campaign))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "targets.local: expected an object" in err, err

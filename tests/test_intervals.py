@@ -151,3 +151,21 @@ def test_multiblock_under_the_studys_flush_fsyncs_per_call(k):
     calls = 256 * KIB // 512 // k
     assert led.coef["fsync_overhead_s"] == pytest.approx(calls)
     assert led.coef["hypercall_s"] == pytest.approx(calls)
+
+
+def test_a_measured_guest_cache_decides_whether_a_file_fits():
+    """The guest page cache's capacity as the guest reported it (Cached after reading a
+    file beyond its memory) replaces the generic share x (memory - reserve)."""
+    from calibration.results import guest_cache
+    rec = {"cell": {"env": "qemu", "op": "read", "size_bytes": 384 * MIB},
+           "config": {"memory_bytes": 256 * MIB},
+           "metadata": {"guest_mem_total_bytes": 208 * MIB, "guest_cached_bytes": 156 * MIB}}
+    m = guest_cache([rec, {**rec, "cell": {"env": "qemu", "op": "read", "size_bytes": 4 * KIB}}])
+    assert m == {"guest_cache_share": 0.75, "guest_kernel_reserve": 48 * MIB}
+    assert guest_cache([{**rec, "cell": {"env": "linux", "op": "read", "size_bytes": 384 * MIB}}]) == {}
+    cfg = config_for("qemu", {"mem": "256"}, HERE)
+    w = Workload(128 * MIB, "read", 3)
+    generic = simulate(Params({}, machine=HERE), cfg, w)       # 0.5 x (256 - 128) MiB: misses
+    measured = simulate(Params(m, machine=HERE), cfg, w)        # 0.75 x 208 MiB = 156 MiB: fits
+    assert generic.ledger.coef["page_io_s"] > 0 and measured.ledger.coef.get("page_io_s", 0) == 0
+    assert measured.per_op_s < 0.7 * generic.per_op_s

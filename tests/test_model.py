@@ -357,3 +357,17 @@ def test_a_campaign_without_cache_sizes_falls_back_with_its_source_said():
     assert fixed["cpu_caches"]["l2_bytes"] == FALLBACK_LLC_BYTES
     assert fixed["cpu_caches"]["source"]["l2_bytes"].startswith("assumed: 1 MiB") and "sweep failed: x" in note
     assert campaign_cache_fallback(PI) == (PI, None)
+
+
+def test_ledger_by_stage_adds_up_and_names_every_cost():
+    """model/ledger.py: where a cell's time goes, summed by stage, is the cell's time."""
+    import calibration
+    from model.ledger import STAGES, cell_ledger, sentence
+    from model.params import SPECS
+    assert {n for n, s in SPECS.items() if s.kind == "linear"} <= set(STAGES)
+    results = calibration.load_results(None)
+    cal = calibration.fit(results[results["size_bytes"] == 4096].copy())
+    total, stages = cell_ledger(cal, "hvt", 4096, "write")
+    assert sum(stages.values()) == pytest.approx(total, rel=1e-6)
+    assert next(iter(stages)) == "hypercalls (VM exits)"       # the study's hvt: 8 exits per 4 KiB
+    assert sentence(stages, total).startswith(f"{next(iter(stages.values())) / total:.0%} hypercalls")

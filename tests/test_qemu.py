@@ -146,6 +146,13 @@ def test_page_cache_effect_is_observable(envs):
     assert large.metadata["guest_mem_total_bytes"] < big
     assert large.metadata["guest_warmup_reads_bytes"] >= big      # warming up did not help
     assert large.metadata["guest_block_reads_bytes"] >= 0.9 * big * reps
+    # the guest's cache capacity for its memory (issue 18): what Cached holds after the pass
+    held = large.metadata["guest_cached_bytes"]
+    assert 0.1 * large.metadata["guest_mem_total_bytes"] < held < large.metadata["guest_mem_total_bytes"]
+    from calibration.results import guest_cache
+    m = guest_cache([{"cell": dict(cell(big, "read"), env="qemu"), "metadata": large.metadata, "config": {"memory_bytes": 128 * MiB}}])
+    assert 0 < m["guest_cache_share"] < 1 and m["guest_kernel_reserve"] == 128 * MiB - large.metadata[
+        "guest_mem_total_bytes"]
     small = env.run(cell(4096, "read", reps=100, batches=10))
     assert small.metadata["guest_warmup_reads_bytes"] >= 4096     # read once from the device...
     assert small.metadata["guest_block_reads_bytes"] <= 8192      # ...then from the page cache

@@ -489,3 +489,37 @@ def test_every_plot_names_the_machine_and_its_caveat():
     fig2.add_subplot(1, 1, 1)
     plots._png(fig2)
     assert fig2._suptitle is None            # outside a report: no stale note
+
+
+@pytest.mark.parametrize("lo, hi", [(14.2e-3, 15.9e-3), (1.1e-3, 9e-3), (2e-6, 3e-3), (0.9e-6, 1.3e-6)])
+def test_time_axis_never_repeats_a_label(lo, hi):
+    """Two significant digits printed '15 ms' on four ticks of a short log axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+    from report import plots
+    fig = MplFigure()
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [lo, hi])
+    ax.set_yscale("log")
+    ax.set_ylim(lo, hi)
+    plots._time_y(ax)
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)
+              if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(labels) == len(set(labels)), labels
+
+
+def test_a_calibration_older_than_the_model_is_one_line(tmp_path, results_tmp):
+    """A calibration written before the model gained a (fixed) parameter is refused when it
+    is loaded, in one line, rather than as a KeyError deep inside the what-if sweep."""
+    import calibration
+    results = calibration.load_results(None)
+    cal = calibration.fit(results[results["size_bytes"] == 4096].copy())
+    path = cal.save(tmp_path / "cal.json")
+    data = json.loads(path.read_text())
+    fixed = next(k for k, v in data["params"].items() if v["description"].endswith("[fixed]"))
+    del data["params"][fixed]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="older model") as e:
+        report_cmd.run([], reference=True, calibration=str(path))
+    assert fixed in str(e.value) and "\n" not in str(e.value)

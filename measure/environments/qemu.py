@@ -297,7 +297,8 @@ class QemuEnvironment(Environment):
                 "guest_arch": self.arch, "guest_mem_mib": self.mem_mib,
                 "guest_kernel": self.guest.kernel_description, "kernel_boot": self.guest.boot}
         for key, value in probe.items():
-            if key.startswith(("guest_block_", "guest_warmup")) or key == "guest_mem_total_bytes":
+            if key.startswith(("guest_block_", "guest_warmup")) or key in ("guest_mem_total_bytes",
+                                                                             "guest_cached_bytes"):
                 meta[key] = value
         meta.update(_timings(probe, console, wrapper_out))
         return meta
