@@ -72,13 +72,22 @@ def _show(value, how) -> str:
     return str(value)
 
 
+def _recorded_source(facts: dict, path: str) -> str | None:
+    """Where the target said a fact came from, where it records that (cpu_caches.source:
+    sysfs, the device tree or a pointer-chase sweep measured on the target)."""
+    group, _, key = path.partition(".")
+    recorded = _get(facts, f"{group}.source") if key else None
+    return recorded.get(key) if isinstance(recorded, dict) and isinstance(recorded.get(key), str) else None
+
+
 def fact_rows(facts: dict) -> list[list[Cell]]:
     rows = []
     for path, what, how, where in FACTS:
         value = _get(facts, path)
         if value in (None, "", {}):
             continue
-        rows.append([Cell(what, {"fact": path}, header=True), Cell(_show(value, how)), Cell(where)])
+        rows.append([Cell(what, {"fact": path}, header=True), Cell(_show(value, how)),
+                     Cell(_recorded_source(facts, path) or where)])
     return rows
 
 

@@ -523,3 +523,16 @@ def test_a_calibration_older_than_the_model_is_one_line(tmp_path, results_tmp):
     with pytest.raises(UserError, match="older model") as e:
         report_cmd.run([], reference=True, calibration=str(path))
     assert fixed in str(e.value) and "\n" not in str(e.value)
+
+
+def test_sources_table_names_where_the_target_said_a_cache_size_came_from():
+    """A cache size measured on the target (no sizes in its sysfs) is shown as measured, not
+    as read from sysfs."""
+    from report.sources import fact_rows
+    facts = {"host": "board", "cpu_caches": {
+        "l1d_bytes": 32768, "l2_bytes": 1 << 20,
+        "source": {"l1d_bytes": "device tree", "l2_bytes": "measured: pointer-chase (the last level before memory)"}}}
+    rows = {r[0].text: r[2].text for r in fact_rows(facts)}
+    assert rows["L2 cache"].startswith("measured: pointer-chase")
+    assert rows["L1 data cache"] == "device tree"
+    assert rows["host name"] == "uname -n"
