@@ -21,6 +21,7 @@ def default_io_size(size: int) -> int:
 HVT_BLOCKS_PER_CALL = (1, 65536)
 HVT_SECTOR_SIZE = (512, 32768)
 HVT_RING_BATCH = (1, 4096)
+HVT_RING_DEFAULT_BATCH = 64     # the tender's requests per notification when none is given (issue 14)
 HVT_MEM_MIB = (1, 4096)
 # qemu and xen guests: the smallest memory their kernels boot in (MiB)
 QEMU_MIN_MEM_MIB = 64

@@ -259,7 +259,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             per_op = per_op_estimate(cfg, size, op, kvm, priors)
             reps, batches, sizing = batch_sizing(per_op)
             if op == "ring":          # whole notifications of the ring primitive's batch
-                from measure.environments.hvt import RING_BATCH
+                from edgeio.limits import HVT_RING_DEFAULT_BATCH as RING_BATCH
                 reps = -(-reps // (RING_BATCH * batches)) * RING_BATCH * batches
             specs.append({"env": env, "kind": kind, "size_bytes": size, "op": op, "cache": cache, "reps": reps,
                           "batches": batches, "per_op_estimate_s": per_op,

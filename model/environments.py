@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from edgeio.errors import UserError
 from edgeio.records import PRIMITIVES
+from edgeio.limits import HVT_RING_DEFAULT_BATCH as RING_BATCH
 from edgeio.limits import default_io_size  # noqa: F401  (model.simulate imports it from here)
 from model.engine import Ctx
 from model.machine import guest_code
@@ -84,7 +85,6 @@ ENV_DEFAULTS = {
             "flush": "none", "block_size": 512},
     "xen": {"memory_bytes": 1024 * MIB, "backend": "phy"},
 }
-RING_BATCH = 64        # the ring's requests per notification when --param batch is not given (issue 14)
 # legacy --param names (cell params of campaigns without a recorded config)
 PARAM_NAMES = {"mem": "memory_bytes", "sector_size": "block_size", "cache": "cache_mode"}
 

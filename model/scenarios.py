@@ -146,7 +146,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario(
         "hvt-ring", "a paravirtual transport for hvt: requests on a shared ring, one notification "
         "(hypercall) per batch; the tender still does one host call per request",
-        ("hvt",), {"batch": 32, "blocks": 1}, {"batch": _powers(1, 256)},
+        ("hvt",), {"batch": limits.HVT_RING_DEFAULT_BATCH, "blocks": 1}, {"batch": _powers(1, 256)},
         {"batch": _int(limits.HVT_RING_BATCH), "blocks": BLOCKS},
         lambda cfg, p: cfg.replace(transport="ring", batch=p["batch"], blocks_per_call=p["blocks"]),
         "a ring still costs one host call per request; with batch=1 it saves nothing, and a slower "

@@ -76,7 +76,7 @@ def test_predict_json_has_the_documented_keys(calibration_4k, tmp_path):
     doc = json.loads(r.stdout)                       # stdout is the JSON and nothing else
     assert doc["kind"] == "prediction" and doc["scenario"] == "hvt-ring"
     assert doc["edgeio_version"] == edgeio.__version__ and doc["schema_version"] == 1
-    assert doc["params"] == {"batch": 32, "blocks": 1}
+    assert doc["params"] == {"batch": 64, "blocks": 1}      # the tender's default ring batch
     keys = {"scenario", "env", "size_bytes", "op", "baseline_s", "predicted_s", "pi95_low_s",
             "pi95_high_s", "speedup", "speedup_low", "speedup_high"}
     assert keys <= set(doc["columns"]) and doc["rows"]

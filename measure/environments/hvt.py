@@ -14,6 +14,7 @@ import shlex
 
 from edgeio.errors import UserError
 from edgeio.limits import HVT_BLOCKS_PER_CALL, HVT_MEM_MIB, HVT_RING_BATCH, HVT_SECTOR_SIZE
+from edgeio.limits import HVT_RING_DEFAULT_BATCH as RING_BATCH
 from edgeio.records import PRIMITIVES
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
                                        check_absolute_path, check_free_space, filesystem_facts, int_param)
@@ -22,7 +23,6 @@ from measure.targets import kvm_kind
 FLUSH_POLICIES = ("none", "each-write", "on-request")
 TENDERS = ("edgeio", "solo5")
 TRANSPORTS = ("hvt", "ring", "mapped")
-RING_BATCH = 64                         # transport=ring without --param batch; the ring primitive's
 MAPPED_PAGE = 4096                      # a mapped disk is whole pages
 DISK_NAME = "storage"                   # the probe's manifest declares this block device
 MIN_MEM_MIB = 4                         # image, stack and the smallest buffers
