@@ -207,3 +207,36 @@ def test_a_corrupt_predictions_file_with_its_digest_is_one_line(tmp_path):
         vpred.load(tmp_path, meta)
     with pytest.raises(UserError, match="not a file name"):
         vpred.load(tmp_path, {"predictions": {"file": "../x.csv", "sha256": ""}})
+
+
+def test_the_speedup_recorded_before_measuring_is_the_one_judged():
+    """A fix's speed-up interval written into predictions.csv (the model's joint draws) is
+    what the comparison judges against; without it (an older verify) the two cells'
+    intervals are combined as independent."""
+    rng = np.random.default_rng(2)
+    samples = _samples(1e-3 * rng.lognormal(0, 0.02, 30), 2.5e-4 * rng.lognormal(0, 0.02, 30))
+    recorded = _pred().assign(predicted_speedup=[math.nan, 3.9], speedup_low=[math.nan, 3.5],
+                              speedup_high=[math.nan, 4.3])
+    fix = vc.compare(recorded, samples).iloc[1]
+    assert (fix["predicted_speedup"], fix["speedup_low"], fix["speedup_high"]) == (3.9, 3.5, 4.3)
+    assert str(fix["speedup_inside"]) == "True"
+    older = vc.compare(_pred(), samples).iloc[1]
+    assert older["predicted_speedup"] == pytest.approx(4.0)
+    assert older["speedup_high"] / older["speedup_low"] > 4.3 / 3.5      # independent: wider here
+
+
+def test_predictions_record_the_models_speedup_for_fix_cells_only():
+    """predict_speedups pairs each fix with the baseline of the same env, size and op, and
+    asks the model once for both; a baseline, or a fix with no baseline, gets none."""
+    import calibration
+    cal = calibration.fit(calibration.load_results(None))      # the study's Pi 4 figures
+    cells = [{"env": "hvt", "size_bytes": 4096, "op": "read", "reps": 100, "role": "baseline",
+              "config": {"blocks_per_call": 1}},
+             {"env": "hvt", "size_bytes": 4096, "op": "read", "reps": 100, "role": "fix",
+              "config": {"blocks_per_call": 8}},
+             {"env": "hvt", "size_bytes": 8192, "op": "read", "reps": 100, "role": "fix",
+              "config": {"blocks_per_call": 8}}]
+    (b, f, orphan) = vpred.predict_speedups(cal, cells, draws=8)
+    assert all(math.isnan(v) for v in b + orphan)
+    ratio, low, high = f
+    assert 1.5 < ratio and low < ratio < high and math.isfinite(high)

@@ -41,6 +41,8 @@ def compare(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
                for cid, g in samples.groupby("cell_id", sort=False)}
     per_op = {cid: stats.per_op(sec, reps) for cid, (sec, reps) in batches.items()}
     rows = []
+    said = {p["cell_id"]: tuple(p.get(c, math.nan) for c in ("predicted_speedup", "speedup_low", "speedup_high"))
+            for p in preds}
     for p in preds:
         if p["cell_id"] not in batches:
             continue
@@ -59,7 +61,7 @@ def compare(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
         base = next((b for b in rows if b["role"] == "baseline" and all(b[k] == row[k] for k in KEYS)), None)
         if row["role"] != "fix" or base is None:
             continue
-        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op)))
+        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op, said[row["cell_id"]])))
         re = _drift.reanchored((row["predicted_s"], row["low_s"], row["high_s"]), base["predicted_s"], base["measured_s"])
         row.update(zip(DRIFT_COLUMNS[7:], [*re, re[0] / row["measured_s"] - 1]))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -77,9 +79,14 @@ def _with_cell_ids(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataF
     return p
 
 
-def _speedup_of(base, fix, per_op: dict) -> list:
-    r, lo, hi = _speedup.predicted_ratio((base["predicted_s"], base["low_s"], base["high_s"]),
-                                         (fix["predicted_s"], fix["low_s"], fix["high_s"]))
+def _speedup_of(base, fix, per_op: dict, said: tuple) -> list:
+    """said: the speed-up predictions.csv recorded for the fix (the model's joint draws);
+    a verify from before it was recorded gets the two cells' intervals combined."""
+    if all(isinstance(v, float) and math.isfinite(v) for v in said):
+        r, lo, hi = said
+    else:
+        r, lo, hi = _speedup.predicted_ratio((base["predicted_s"], base["low_s"], base["high_s"]),
+                                             (fix["predicted_s"], fix["low_s"], fix["high_s"]))
     measured = base["measured_s"] / fix["measured_s"]
     mlo, mhi = stats.ratio_of_medians_ci95(per_op[base["cell_id"]], per_op[fix["cell_id"]])
     pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)

@@ -23,7 +23,8 @@ FILE = "predictions.csv"
 COLUMNS = ["env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", "high_s",
            "model_config", "predicted_at", "calibration",
            "cell_id", "reps", "cell",
-           "calibration_measured_s", "calibration_low_s", "calibration_high_s"]
+           "calibration_measured_s", "calibration_low_s", "calibration_high_s",
+           "predicted_speedup", "speedup_low", "speedup_high"]
 DRAWS = 24
 # A cell's fields that decide what is measured: a plan cell differing in one of them from
 # the cell its prediction was made for measures something else.
@@ -41,12 +42,39 @@ def predict_cells(cal, cells: list[dict], draws: int = DRAWS) -> pd.DataFrame:
     return df[["predicted_s", "low_s", "high_s"]].reset_index(drop=True)
 
 
+def predict_speedups(cal, cells: list[dict], draws: int = DRAWS) -> list[tuple]:
+    """Per cell, the speed-up baseline / fix predicted for a fix cell (ratio, 95% low,
+    high) by the model's joint draws of both cells (model.predict.predict_speedups: a cost
+    they share cancels in the ratio, what remains is the fix regime's structural error);
+    NaNs for a baseline cell or a fix without its baseline. cells as predict_cells takes them."""
+    from model.predict import predict_speedups as model_speedups
+    nan3 = (math.nan,) * 3
+    given = [{k: c[k] for k in ("env", "size_bytes", "op", "reps", "config")} for c in cells]
+    base = {(c["env"], int(c["size_bytes"]), c["op"]): g
+            for c, g in zip(cells, given) if c.get("role") == "baseline"}
+    pairs, where = [], []
+    for i, (c, g) in enumerate(zip(cells, given)):
+        b = base.get((c["env"], int(c["size_bytes"]), c["op"]))
+        if c.get("role") == "fix" and b is not None:
+            pairs.append((b, g))
+            where.append(i)
+    out = [nan3] * len(cells)
+    if pairs:
+        df = model_speedups(cal, pairs, draws=draws)
+        for i, r in zip(where, df.itertuples(index=False)):
+            out[i] = (float(r.predicted_speedup), float(r.low), float(r.high))
+    return out
+
+
 def prediction_table(cells: list[dict], predicted: pd.DataFrame, model_configs: list[dict],
-                     stamp: str, calibration: str, reference: list[tuple] | None = None) -> pd.DataFrame:
+                     stamp: str, calibration: str, reference: list[tuple] | None = None,
+                     speedups: list[tuple] | None = None) -> pd.DataFrame:
     """predictions.csv: one row per cell, in plan order. reference: per cell, the
-    calibration campaign's (median, low, high) of the same cell (NaNs where none)."""
+    calibration campaign's (median, low, high) of the same cell (NaNs where none);
+    speedups: per cell, predict_speedups' (ratio, low, high)."""
     nan3 = (math.nan,) * 3
     ref = reference or [nan3] * len(cells)
+    sp = speedups or [nan3] * len(cells)
     df = pd.DataFrame({
         "env": [c["env"] for c in cells], "size_bytes": [int(c["size_bytes"]) for c in cells],
         "op": [c["op"] for c in cells], "config": [cell_key(c) for c in cells],
@@ -59,6 +87,8 @@ def prediction_table(cells: list[dict], predicted: pd.DataFrame, model_configs: 
         "cell": [_json(c) for c in cells],
         "calibration_measured_s": [r[0] for r in ref], "calibration_low_s": [r[1] for r in ref],
         "calibration_high_s": [r[2] for r in ref],
+        "predicted_speedup": [s[0] for s in sp], "speedup_low": [s[1] for s in sp],
+        "speedup_high": [s[2] for s in sp],
     })
     return df[COLUMNS]
 
@@ -157,7 +187,8 @@ def load(path: Path, verify_meta: dict) -> pd.DataFrame:
             df[c] = df[c].astype(float)
     except (TypeError, ValueError) as e:
         raise UserError(f"{p}: corrupt predictions file ({str(e).splitlines()[0]})") from None
-    for c in ("calibration_measured_s", "calibration_low_s", "calibration_high_s"):
+    for c in ("calibration_measured_s", "calibration_low_s", "calibration_high_s",
+              "predicted_speedup", "speedup_low", "speedup_high"):
         if c in df.columns:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df

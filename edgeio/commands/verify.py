@@ -88,10 +88,11 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     model_configs = [environments[(c["env"], c["target"])].effective_config(c) for c in cells]
     if not quiet:
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
-    predicted = vpred.predict_cells(cal, [dict(c, config=m) for c, m in zip(cells, model_configs)])
+    asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
+    predicted = vpred.predict_cells(cal, asked)
     stamp = store.now_iso()
     table = vpred.prediction_table(cells, predicted, model_configs, stamp, str(cal_path),
-                                   vpred.calibration_reference(cal, cells))
+                                   vpred.calibration_reference(cal, cells), vpred.predict_speedups(cal, asked))
     text = table.to_csv(index=False)
     verify_meta = {"scenario": sc.name, "values": b.values, "fix": {e: b.fix[e] for e in envs},
                    "baseline": baselines, "unbuildable": b.unbuildable,
