@@ -205,6 +205,14 @@ def check_file(data: dict) -> None:
     from edgeio.records import PRIMITIVES
     from model.environments import ENVS, OPS
     OPS = OPS + PRIMITIVES          # a calibration's cells include the protocol's primitives
+
+    def cell_key(row, where: str) -> None:
+        """A fit row or a workload names one cell: env, size_bytes, op."""
+        check_dict(row, where, optional=False)
+        check_choice(row.get("env"), f"{where}.env", ENVS, optional=False)
+        check_int(row.get("size_bytes"), f"{where}.size_bytes", lo=1)
+        check_choice(row.get("op"), f"{where}.op", OPS, optional=False)
+
     check_str(data.get("source"), "source", optional=False)
     for key in ("created", "target", "host"):
         check_str(data.get(key), key)
@@ -223,10 +231,7 @@ def check_file(data: dict) -> None:
         check_list(rows, table, optional=table == "validation")
         for i, row in enumerate(rows or []):
             where = f"{table}[{i}]"
-            check_dict(row, where, optional=False)
-            check_choice(row.get("env"), f"{where}.env", ENVS, optional=False)
-            check_int(row.get("size_bytes"), f"{where}.size_bytes", lo=1)
-            check_choice(row.get("op"), f"{where}.op", OPS, optional=False)
+            cell_key(row, where)
             check_str(row.get("kind"), f"{where}.kind", optional=table == "fit")
             for key in columns[3:] if table == "fit" else columns[4:]:
                 check_number(row.get(key), f"{where}.{key}", optional=True)
@@ -237,10 +242,7 @@ def check_file(data: dict) -> None:
     check_list(workloads, "metadata.workloads")
     for i, w in enumerate(workloads or []):
         where = f"metadata.workloads[{i}]"
-        check_dict(w, where, optional=False)
-        check_choice(w.get("env"), f"{where}.env", ENVS, optional=False)
-        check_int(w.get("size_bytes"), f"{where}.size_bytes", lo=1)
-        check_choice(w.get("op"), f"{where}.op", OPS, optional=False)
+        cell_key(w, where)
         check_int(w.get("reps"), f"{where}.reps", lo=0, optional=True)
         check_int(w.get("io_size"), f"{where}.io_size", lo=1, optional=True)
     s = meta.get("structural_error")
