@@ -17,9 +17,9 @@ into the estimate's costs. Nothing of the pilot is kept on the target.
 import time
 
 from edgeio.errors import UserError
+from edgeio.units import KIB, MIB
 from measure.environments.base import CellFailed, Unavailable
 
-KIB, MIB = 1 << 10, 1 << 20
 # (env, size, op, reps): each lasts well under a second natively, a few under emulation
 CELLS = (("linux", 4 * KIB, "write", 2000), ("linux", 4 * KIB, "write_sync", 20),
          ("linux", MIB, "write", 10), ("linux", MIB, "read", 10), ("linux", MIB, "write_sync", 5),
