@@ -164,8 +164,11 @@ def test_testbed_names_resolve_to_the_boards_sshd(sshd, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEIO_CACHE", str(tmp_path / "cache"))
     from measure.testbed import state_dir
     directory = state_dir("pi")
-    board = subprocess.Popen(["sh", "-c", "read line", "sh", str(directory / "qemu.stand-in")],
-                             stdin=subprocess.PIPE)
+    board = subprocess.Popen(["sh", "-c", "echo up; read line", "sh", str(directory / "qemu.stand-in")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # Until sh has exec'd, /proc/PID/cmdline is still pytest's and the board reads as down:
+    # wait for the line sh prints, not for time to pass.
+    assert board.stdout.readline() == b"up\n"
     try:
         (directory / "state.json").write_text(json.dumps({
             "pid": board.pid, "port": sshd.port, "identity": str(sshd.identity),
