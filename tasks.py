@@ -155,17 +155,19 @@ def setup(c):
     "out": "parent directory of the verify campaign (default: results/verify/)",
     "resume": "continue a killed verify campaign directory",
     "quiet": "print no progress line per cell",
-    "format": "print the comparison as json, csv or md on stdout (the rest on stderr)"})
+    "format": "print the comparison as json, csv or md on stdout (the rest on stderr)",
+    "rounds": "runs (boots) of each cell, baseline beside fix in each; the measured speed-up's "
+              "CI holds their spread (default 3)"})
 @_user_errors
 def verify(c, scenario=None, param=None, calibration=None, target=None, size=None, op=None,
-           reps=None, out=None, resume=None, quiet=False, format=None):
+           reps=None, out=None, resume=None, quiet=False, format=None, rounds=None):
     """Predict a fix, write the prediction down, then build it, measure it and compare."""
     from edgeio.commands import verify as command
     if not scenario and not resume:
         from edgeio.errors import UserError
         raise UserError("give --scenario NAME (invoke predict --scenario list) or --resume DIR")
     command.run(scenario=scenario, params=param or [], calibration=calibration, target=target,
-                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet, fmt=format)
+                size=size, op=op, reps=reps, out=out, resume=resume, quiet=quiet, fmt=format, rounds=rounds)
 
 
 @task(help={"pi": "calibrate on the bundled Raspberry Pi 4 figures instead of this machine's campaign",

@@ -125,3 +125,20 @@ def ratio_of_medians_ci95(numerator, denominator, resamples: int = BOOTSTRAP_RES
     mb = np.median(b[rng.integers(0, b.size, size=(resamples, b.size))], axis=1)
     low, high = np.percentile(ma / mb, [2.5, 97.5])
     return float(low), float(high)
+
+
+def ratio_across_runs_ci95(numerators, denominators) -> tuple[float, float]:
+    """Student-t 95% interval of a ratio measured in several paired runs (round r's
+    numerator median over round r's denominator median, e.g. a baseline's and a fix's,
+    each run a fresh process or boot): the geometric mean of the per-run ratios +-
+    t_{n-1} x their log sd / sqrt(n). What batches inside one boot cannot show, the
+    boot-to-boot spread (a TCG guest's cached read differs by 0.8-1.3x from one boot to
+    the next here), is what this interval holds. Fewer than 2 runs: (nan, nan)."""
+    a, b = np.asarray(numerators, float), np.asarray(denominators, float)
+    n = min(a.size, b.size)
+    if n < 2 or not (np.all(a[:n] > 0) and np.all(b[:n] > 0)):
+        return math.nan, math.nan
+    r = np.log(a[:n] / b[:n])
+    half = float(_st.t.ppf(0.975, n - 1) * r.std(ddof=1) / math.sqrt(n))
+    centre = float(r.mean())
+    return math.exp(centre - half), math.exp(centre + half)

@@ -64,6 +64,22 @@ def test_ratio_of_medians_interval_covers_the_true_ratio():
     assert all(math.isnan(x) for x in stats.ratio_of_medians_ci95([1.0] * 60, [1.0] * 3))
 
 
+def test_ratio_across_runs_covers_a_ratio_that_each_boot_shifts():
+    """Each run (a boot) multiplies both cells' level by its own luck (sd 0.2 in log) and
+    the fix's by an independent one too; batches inside a run cannot see that, the
+    interval across runs does: about 95% of repeated 3-run experiments hold the true 2.0."""
+    rng = np.random.default_rng(11)
+    hits, trials = 0, 400
+    for _ in range(trials):
+        base = 2e-3 * np.exp(rng.normal(0, 0.2, 3))
+        fix = 1e-3 * np.exp(rng.normal(0, 0.2, 3))
+        lo, hi = stats.ratio_across_runs_ci95(base, fix)
+        hits += lo <= 2.0 <= hi
+    assert 0.90 <= hits / trials <= 0.99, hits / trials
+    assert all(math.isnan(x) for x in stats.ratio_across_runs_ci95([1.0], [2.0]))
+    assert all(math.isnan(x) for x in stats.ratio_across_runs_ci95([1.0, 0.0], [2.0, 1.0]))
+
+
 def test_predicted_ratio_interval_and_direction():
     # cells 4 ms [2, 8] and 1 ms [0.5, 2]: log half-widths ln 2 each, ratio 4x +- sqrt(2) ln 2
     r, lo, hi = speedup.predicted_ratio((4e-3, 2e-3, 8e-3), (1e-3, 0.5e-3, 2e-3))
@@ -176,7 +192,7 @@ def test_a_stored_comparison_that_differs_from_the_records_is_refused(tmp_path):
 def _cells():
     from verification.plan import cells, Build
     b = Build("hvt-multiblock", {"blocks": 8}, {"hvt": {"blocks_per_call": "8"}}, {})
-    return cells(b, {"hvt": [(4096, "read", 20), (65536, "read", 5)]}, {"hvt": {}}, "local")
+    return cells(b, {"hvt": [(4096, "read", 20), (65536, "read", 5)]}, {"hvt": {}}, "local", rounds=1)
 
 
 def test_plan_is_checked_against_the_cells_predicted():

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -78,7 +79,7 @@ def test_unbuildable_scenarios_say_why():
 
 def test_cells_pair_every_fix_cell_with_its_baseline():
     b = vp.build(model.scenarios.get("hvt-multiblock"), {"blocks": "8"}, _specs())
-    cells = vp.cells(b, {"hvt": [(4096, "write", 10), (65536, "read", 5)]}, {"hvt": {"mem": "64"}}, "local")
+    cells = vp.cells(b, {"hvt": [(4096, "write", 10), (65536, "read", 5)]}, {"hvt": {"mem": "64"}}, "local", rounds=1)
     assert [(c["size_bytes"], c["op"], c["role"]) for c in cells] == [
         (4096, "write", "baseline"), (4096, "write", "fix"), (65536, "read", "baseline"), (65536, "read", "fix")]
     assert cells[0]["params"] == {"mem": "64"}
@@ -93,6 +94,15 @@ def test_cells_pair_every_fix_cell_with_its_baseline():
     router = envs[("hvt", "local")]
     router.resource_tag = "camp"
     assert sorted(i.resource_tag for i in router.instances.values()) == ["camp-0", "camp-1"]
+
+
+def test_rounds_alternate_baseline_and_fix_and_split_the_batches():
+    b = vp.build(model.scenarios.get("hvt-multiblock"), {"blocks": "8"}, _specs())
+    cells = vp.cells(b, {"hvt": [(4096, "write", 10)]}, {"hvt": {}}, "local", batches=100, rounds=3)
+    assert [(c["role"], c["round"]) for c in cells] == [
+        ("baseline", 1), ("fix", 1), ("baseline", 2), ("fix", 2), ("baseline", 3), ("fix", 3)]
+    assert all(c["batches"] == 34 for c in cells)
+    assert len({c["cell_id"] for c in cells}) == 6 and cells[2]["cell_id"].endswith("-baseline-r2")
 
 
 def test_unbuildable_block_count_is_refused():
@@ -154,7 +164,7 @@ def calibrated(tmp_path_factory):
 
 def _verify_args(calibrated, **kw):
     return dict(dict(scenario="hvt-multiblock", params=["blocks=8"], calibration=str(calibrated["calibration"]),
-                     size="4KiB,64KiB", op="write_sync,read", reps="20", quiet=True), **kw)
+                     size="4KiB,64KiB", op="write_sync,read", reps="20", quiet=True, rounds=1), **kw)
 
 
 @needs_kvm
@@ -251,11 +261,34 @@ def test_bad_input_is_one_line_and_measures_nothing(calibrated, tmp_path):
                     "fitted for another machine (host raspberrypi vs")
     _one_line_exit2(_cli("--scenario", "passthrough", "--calibration", cal, "--out", str(out)),
                     "no buildable fix")
+    _one_line_exit2(_cli("--scenario", "hvt-multiblock", "--calibration", cal, "--rounds", "0", "--out", str(out)),
+                    "--rounds")
     # nothing was created, let alone measured
     assert not out.exists() or not list(out.iterdir())
     # with no --calibration, the newest calibration of *this* target is taken: here none exists
     _one_line_exit2(_cli("--scenario", "hvt-multiblock", "--out", str(out),
                          env={"EDGEIO_RESULTS": str(tmp_path / "empty")}), "no calibration for target local")
+
+
+@needs_kvm
+def test_rounds_are_pooled_and_their_spread_is_in_the_measured_ci(calibrated, tmp_path):
+    """Two rounds: one comparison row per cell and role, the rounds' batches pooled, and the
+    measured speed-up's CI holding both rounds' own ratios (the boot-to-boot spread)."""
+    from edgeio import stats, store
+    path = verify.run(**_verify_args(calibrated, op="read", size="4KiB", out=str(tmp_path), rounds=2))
+    plan = store.Campaign.open(path).plan()
+    assert [(c["role"], c["round"]) for c in plan] == [("baseline", 1), ("fix", 1), ("baseline", 2), ("fix", 2)]
+    comp = pd.read_csv(path / "comparison.csv")
+    assert list(comp["role"]) == ["baseline", "fix"]
+    samples = store.Campaign.open(path).samples()
+    assert list(comp["n_batches"]) == [int(samples["cell_id"].isin([plan[i]["cell_id"], plan[i + 2]["cell_id"]]).sum())
+                                       for i in (0, 1)]
+    assert comp["n_batches"].min() > samples.groupby("cell_id").size().max()      # more than one round's
+    med = {c["cell_id"]: float(np.median(stats.per_op(g["seconds"], g["repetitions"])))
+           for c in plan for _, g in [(0, samples[samples["cell_id"] == c["cell_id"]])]}
+    ratios = [med[plan[i]["cell_id"]] / med[plan[i + 1]["cell_id"]] for i in (0, 2)]
+    fix = comp[comp["role"] == "fix"].iloc[0]
+    assert fix["measured_speedup_ci95_low"] <= min(ratios) and max(ratios) <= fix["measured_speedup_ci95_high"]
 
 
 @needs_kvm
@@ -398,7 +431,7 @@ def test_resume_removes_what_a_run_killed_before_its_first_cell_left(calibrated,
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "verify", "--scenario", "hvt-multiblock",
                              "--param", "blocks=8", "--calibration", str(calibrated["calibration"]),
-                             "--size", "4KiB", "--op", "read", "--reps", "20", "--out", str(out)],
+                             "--size", "4KiB", "--op", "read", "--reps", "20", "--rounds", "1", "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     left = []
     try:

@@ -14,6 +14,7 @@ cell, the prediction re-anchored on today's baseline.
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from edgeio import stats
@@ -35,24 +36,40 @@ KEYS = ["env", "size_bytes", "op"]
 
 def compare(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
     """One row per predicted cell that has batches (a cell not measured yet has none), in
-    plan order. rel_error = predicted / measured - 1; inside: measured in [low, high]."""
+    plan order; a cell run in rounds (verification.plan.ROUNDS) is one row, its rounds'
+    batches pooled, named by its first round's cell_id. rel_error = predicted / measured
+    - 1; inside: measured in [low, high]."""
     preds = _with_cell_ids(predictions, samples).to_dict("records")
     batches = {str(cid): (g["seconds"].to_numpy(float), g["repetitions"].to_numpy(float))
                for cid, g in samples.groupby("cell_id", sort=False)}
-    per_op = {cid: stats.per_op(sec, reps) for cid, (sec, reps) in batches.items()}
+    rounds = {}                     # first round's cell_id -> its rounds' cell_ids, in plan order
+    first = {}
+    for p in preds:
+        key = (p["env"], int(p["size_bytes"]), p["op"], p["role"], str(p["config"]))
+        first.setdefault(key, p["cell_id"])
+        rounds.setdefault(first[key], []).append(p["cell_id"])
+    per_op, per_round = {}, {}
+    for cid, members in rounds.items():
+        measured = [m for m in members if m in batches]
+        if measured:
+            per_op[cid] = np.concatenate([stats.per_op(*batches[m]) for m in measured])
+            per_round[cid] = [float(np.median(stats.per_op(*batches[m]))) for m in measured]
     rows = []
     said = {p["cell_id"]: tuple(p.get(c, math.nan) for c in ("predicted_speedup", "speedup_low", "speedup_high"))
             for p in preds}
     for p in preds:
-        if p["cell_id"] not in batches:
+        cid = p["cell_id"]
+        if cid not in per_op:
             continue
-        s = stats.summarize(*batches[p["cell_id"]])
+        measured = [m for m in rounds[cid] if m in batches]
+        s = stats.summarize(np.concatenate([batches[m][0] for m in measured]),
+                            np.concatenate([batches[m][1] for m in measured]))
         m = s["median_per_op_s"]
         row = dict.fromkeys(COLUMNS, math.nan)
         row.update({k: p[k] for k in ("env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", "high_s")})
         row.update(measured_s=m, ci95_low_s=s["median_ci95_low_s"], ci95_high_s=s["median_ci95_high_s"],
                    rel_error=p["predicted_s"] / m - 1, inside=bool(p["low_s"] <= m <= p["high_s"]),
-                   cell_id=p["cell_id"], n_batches=s["n_batches"], speedup_inside="", direction_agrees="",
+                   cell_id=cid, n_batches=s["n_batches"], speedup_inside="", direction_agrees="",
                    predicted_direction="", measured_direction="", drifted="")
         if p["role"] == "baseline":
             row.update(zip(DRIFT_COLUMNS[:7], _drift_of(row, p)))
@@ -61,7 +78,7 @@ def compare(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
         base = next((b for b in rows if b["role"] == "baseline" and all(b[k] == row[k] for k in KEYS)), None)
         if row["role"] != "fix" or base is None:
             continue
-        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op, said[row["cell_id"]])))
+        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op, per_round, said[row["cell_id"]])))
         re = _drift.reanchored((row["predicted_s"], row["low_s"], row["high_s"]), base["predicted_s"], base["measured_s"])
         row.update(zip(DRIFT_COLUMNS[7:], [*re, re[0] / row["measured_s"] - 1]))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -79,9 +96,11 @@ def _with_cell_ids(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataF
     return p
 
 
-def _speedup_of(base, fix, per_op: dict, said: tuple) -> list:
+def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple) -> list:
     """said: the speed-up predictions.csv recorded for the fix (the model's joint draws);
-    a verify from before it was recorded gets the two cells' intervals combined."""
+    a verify from before it was recorded gets the two cells' intervals combined. The
+    measured ratio's CI spans both the batches' bootstrap and, with two or more rounds,
+    the spread between rounds (a boot's own luck, which batches inside it cannot show)."""
     if all(isinstance(v, float) and math.isfinite(v) for v in said):
         r, lo, hi = said
     else:
@@ -89,6 +108,9 @@ def _speedup_of(base, fix, per_op: dict, said: tuple) -> list:
                                              (fix["predicted_s"], fix["low_s"], fix["high_s"]))
     measured = base["measured_s"] / fix["measured_s"]
     mlo, mhi = stats.ratio_of_medians_ci95(per_op[base["cell_id"]], per_op[fix["cell_id"]])
+    rlo, rhi = stats.ratio_across_runs_ci95(per_round[base["cell_id"]], per_round[fix["cell_id"]])
+    if math.isfinite(rlo):
+        mlo, mhi = (rlo, rhi) if not math.isfinite(mlo) else (min(mlo, rlo), max(mhi, rhi))
     pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)
     return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(lo <= measured <= hi), pdir, mdir, pdir == mdir]
 

@@ -78,25 +78,38 @@ def check_buildable(b: Build, size: int, env: str, params: dict, spec: dict) -> 
                         f"{format_size(k * sector)})")
 
 
-def cells(b: Build, workloads: dict, baselines: dict, target: str, batches: int = 100) -> list[dict]:
+# Runs (boots, for a guest) per cell and role: pyperf spawns many worker processes for
+# the same reason. Batches inside one boot share that boot's luck (where the guest's
+# memory landed, the TCG translation cache), and one boot per cell made a TCG guest's
+# cached read "1.3x faster" on an IDE disk it never touched.
+ROUNDS = 3
+MAX_ROUNDS = 100               # each round is one boot per cell and role
+
+
+def cells(b: Build, workloads: dict, baselines: dict, target: str, batches: int = 100,
+          rounds: int = ROUNDS) -> list[dict]:
     """Baseline and fix cells, interleaved (baseline, fix, baseline, fix...) so drift on a
-    shared machine falls on both alike. workloads: env -> [(size, op, reps)];
-    baselines: env -> the baseline's --param dict (what the calibration campaign ran)."""
+    shared machine falls on both alike, each in `rounds` runs of batches/rounds batches
+    (round r of the baseline beside round r of the fix; verification.compare pools a
+    cell's rounds). workloads: env -> [(size, op, reps)]; baselines: env -> the
+    baseline's --param dict (what the calibration campaign ran)."""
     out = []
+    per_round = max(1, -(-int(batches) // int(rounds)))
     for env in sorted(b.fix):
         base = dict(baselines.get(env) or {})
         fixed = {**base, **b.fix[env]}
         roles = [("baseline", base)] + ([("fix", fixed)] if fixed != base else [])
         for size, op, reps in workloads.get(env, []):
-            for role, params in roles:
-                out.append({"env": env, "target": target, "size_bytes": int(size), "op": op,
-                            "reps": int(reps), "io_size_bytes": None, "batches": batches,
-                            "sync": "fsync", "direct": False, "cache": "warm",
-                            "params": dict(params), "role": role})
+            for r in range(int(rounds)):
+                for role, params in roles:
+                    out.append({"env": env, "target": target, "size_bytes": int(size), "op": op,
+                                "reps": int(reps), "io_size_bytes": None, "batches": per_round,
+                                "sync": "fsync", "direct": False, "cache": "warm",
+                                "params": dict(params), "role": role, "round": r + 1})
     for i, cell in enumerate(out):
         cell["index"] = i
         cell["cell_id"] = (f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}"
-                           f"-{cell['op']}-{cell['role']}")
+                           f"-{cell['op']}-{cell['role']}" + (f"-r{cell['round']}" if rounds > 1 else ""))
     return out
 
 

@@ -28,7 +28,7 @@ COLUMNS = ["env", "size_bytes", "op", "config", "role", "predicted_s", "low_s", 
 DRAWS = 24
 # A cell's fields that decide what is measured: a plan cell differing in one of them from
 # the cell its prediction was made for measures something else.
-_CELL_FIELDS = ("env", "target", "size_bytes", "op", "reps", "params", "role", "batches",
+_CELL_FIELDS = ("env", "target", "size_bytes", "op", "reps", "params", "role", "round", "batches",
                 "io_size_bytes", "sync", "direct", "cache")
 
 

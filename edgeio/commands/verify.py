@@ -23,7 +23,7 @@ import pandas as pd
 
 from edgeio import exports, paths, store
 from edgeio.errors import UserError
-from edgeio.parse import parse_params, parse_sizes
+from edgeio.parse import parse_int, parse_params, parse_sizes
 from edgeio.units import format_size, format_time
 from verification import campaign as vcampaign, plan as vp, predictions as vpred
 from verification.compare import compare
@@ -36,12 +36,15 @@ COMPARISON = vcampaign.COMPARISON
 def run(scenario: str, params: list[str] | None = None, calibration: str | None = None,
         target: str | None = None, size: str | None = None, op: str | None = None,
         reps: str | None = None, out: str | None = None, quiet: bool = False,
-        resume: str | None = None, on_start=None, fmt: str | None = None) -> Path:
+        resume: str | None = None, on_start=None, fmt: str | None = None, rounds=None) -> Path:
     """Verify `scenario`; returns the campaign directory. on_start(cell): called by the
     engine as each cell starts (tests hold the predictions file against it). fmt: json,
     csv or md: the comparison goes to stdout in that format (docs/formats.md), and every
-    other line to stderr."""
+    other line to stderr. rounds: runs of each cell (verification.plan.ROUNDS by default)."""
     fmt = exports.parse_format(fmt)
+    n_rounds = vp.ROUNDS if rounds is None else parse_int("--rounds", rounds, lo=1, hi=vp.MAX_ROUNDS)
+    if resume and rounds is not None:
+        raise UserError("--rounds goes with a new verify: a resumed one keeps the rounds it was planned with")
     quiet = quiet or bool(fmt)
     if resume:
         return _resume(Path(resume), quiet, on_start, fmt)
@@ -77,7 +80,7 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     plan = vp.source_plan(cal)
     baselines = {e: vp.baseline_params(plan, e) for e in envs}
     cells = vp.cells(vp.Build(b.scenario, b.values, {e: b.fix[e] for e in envs}, {}),
-                     workloads, baselines, target_obj.name)
+                     workloads, baselines, target_obj.name, rounds=n_rounds)
     for cell in cells:
         cell["host"], cell["arch"] = facts.get("host", ""), facts.get("arch", "")
         vp.check_buildable(b, cell["size_bytes"], cell["env"], cell["params"], specs[cell["env"]])
