@@ -84,7 +84,9 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
         "fit": {"median_abs_rel_error": float(abs_err.median()), "max_abs_rel_error": float(abs_err.max()),
                 "outer_iterations": fr.outer_iterations, "seconds": round(time.perf_counter() - t0, 2),
                 "method": "statsmodels WLS (per-call costs) alternated with scipy least_squares "
-                          "on relative errors, worst cells weighed more (nonlinear parameters), weak priors"},
+                          "on relative errors, worst cells weighed more (nonlinear parameters, and per-call "
+                          "costs only cells that waited carry: scanned, then searched), weak priors",
+                "by_simulation": fr.nonlinear_names},
         "unidentified": fr.unidentified,
         # what a buildable what-if needs and no cell pins: its intervals carry the prior
         "whatif_unpinned": whatif_needs(cells, machine),

@@ -264,3 +264,34 @@ def test_leave_one_env_out_does_not_leak_the_left_out_environment(recovered):
     c = cells[hvt[0]]
     sim = Simulator()
     assert sim(values, c.cfg, c.workload).per_op_s != pytest.approx(sim(full, c.cfg, c.workload).per_op_s)
+
+
+def test_a_per_call_cost_only_waiting_cells_carry_is_fitted():
+    """A write beyond the dirty limit waits for the device: its per-call cost enters only
+    once the CPU overtakes the device (a hinge, no gradient at the prior), and no WLS row
+    carries it. Two such cells, small calls and large ones (bmcd's dd by block size), pin
+    it; a fit that left it at its prior modelled both alike and missed the large calls."""
+    import math
+    small = {**PROFILE, "machine": {**PROFILE["machine"], "memory_bytes": 128 * 2 ** 20}}
+    truth = {"write_call_s": 200e-6, "dev_write_bps": 5e6}
+    p = Params(truth, machine=small["machine"])
+    size = 200 * 2 ** 20
+
+    def cell(io):
+        return {"env": "linux", "size_bytes": size, "op": "write_sync", "reps": 1,
+                "config": json.dumps({"io_size_bytes": io})}
+
+    given = [cell(512), cell(512 * 1024), cell(4 * 2 ** 20)]
+    shape = calibration.results_set(pd.DataFrame(given).assign(mean_per_op_s=1.0), small, "synthetic dd")
+    cells = cells_from(shape, small["machine"])
+    times = [simulate(p, c.cfg, c.workload) for c in cells]
+    assert not any(t.linear for t in times)                  # both wait: no WLS row
+    assert times[0].per_op_s > 1.5 * times[1].per_op_s      # the small calls are CPU-bound
+    results = calibration.results_set(pd.DataFrame(given[:2]).assign(mean_per_op_s=[t.per_op_s for t in times[:2]]),
+                                      small, "synthetic dd")
+    cal = calibration.fit(results)
+    fitted = cal.values()["write_call_s"]
+    assert abs(math.log(fitted / truth["write_call_s"])) < 0.3, fitted
+    assert cal.fit_table["rel_error"].abs().max() < 0.15
+    held_out = simulate(Params(cal.values(), machine=small["machine"]), cells[2].cfg, cells[2].workload).per_op_s
+    assert held_out == pytest.approx(times[2].per_op_s, rel=0.15)
