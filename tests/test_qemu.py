@@ -129,7 +129,7 @@ def test_virtio_read(envs):
 def test_x86_64_ide_write_sync_reaches_the_device(envs):
     env = envs(arch="x86_64", disk="ide", mem=256, cache="unsafe")
     result = env.run(cell(4096, "write_sync", reps=50, batches=10))
-    check_result(result, env, "sda", "pc")
+    check_result(result, env, "sda", "q35")
     assert "cache=unsafe" in result.log
     # every fsync of a 4 KiB write sends at least one write to the disk
     assert result.metadata["guest_block_write_ops"] >= 50
@@ -217,7 +217,8 @@ def test_measure_command_runs_qemu_cells_into_a_campaign(tmp_path):
         [r.get("error") for r in records.values()]
     for rec in records.values():
         assert rec["cell"]["params"]["disk"] == "ide"
-        assert rec["env_metadata"]["transport"] == "ide" and rec["env_metadata"]["machine"] == "pc"
+        assert rec["env_metadata"]["transport"] == "ide" and rec["env_metadata"]["machine"] == "q35"
         assert rec["env_metadata"]["guest_block_device"] == "sda"
+        assert "piix3-ide" in (Path(path) / rec["log"]).read_text()  # the PIIX controller, on q35
         log = Path(path) / rec["log"]                  # the serial log kept with the result
         assert "reboot: Power down" in log.read_text()
