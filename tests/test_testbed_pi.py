@@ -93,6 +93,23 @@ def test_seeded_initrd_is_the_cached_archive_then_an_aligned_seed(tmp_path):
     assert out.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_started_process_is_recorded_once_it_reads_as_the_board(tmp_path):
+    """Popen returns while the child is still inside exec (/proc/PID/cmdline empty): the
+    board's state must name its pid only once /proc shows the command naming the state
+    directory, or `status` reads it as down and a failed `up` leaves it running. A
+    stand-in (named as such) for QEMU: sh whose command line names the directory."""
+    from measure.testbed.machine import _alive, _until_exec
+    for _ in range(20):        # the window is short: caught nearly every time unwaited
+        proc = subprocess.Popen(["sh", "-c", "read line", "sh", str(tmp_path / "qemu.stand-in")],
+                                stdin=subprocess.PIPE)
+        try:
+            _until_exec(proc, tmp_path)
+            assert _alive(proc.pid, tmp_path)
+        finally:
+            proc.communicate(b"\n", timeout=60)
+    assert not _alive(proc.pid, tmp_path)      # reaped: gone
+
+
 # -- on the board (slow) --------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -157,9 +157,10 @@ def _start(board: Board, directory: Path, timeout: float | None) -> dict:
         state = {"board": board.name, "arch": board.arch, "pid": proc.pid, "port": port, "url": url(port),
                  "identity": str(key), "known_hosts": str(directory / "known_hosts"),
                  "started": time.time(), "argv": argv, "facts": board.facts}
-        _write_state(directory, state)
         limit = timeout or board.boot_timeout_s
         try:
+            _until_exec(proc, directory)
+            _write_state(directory, state)
             _wait_ssh(proc, port, key, directory, limit)
             state["boot_s"] = time.monotonic() - t0
             _write_state(directory, state)
@@ -175,6 +176,16 @@ def _start(board: Board, directory: Path, timeout: float | None) -> dict:
         _write_state(directory, state)
         return state
     raise UserError(f"testbed {board.name}: could not bind a loopback port for sshd")
+
+
+def _until_exec(proc: subprocess.Popen, directory: Path, within: float = 60.0) -> None:
+    """Until /proc shows QEMU (or it has exited). Popen returns once the child has begun
+    its exec, when /proc/PID/cmdline is still empty: a state file naming the pid then would
+    read as down, and a failure right after would leave QEMU unkilled (_kill checks
+    the command line)."""
+    deadline = time.monotonic() + within
+    while proc.poll() is None and not _alive(proc.pid, directory) and time.monotonic() < deadline:
+        time.sleep(0.001)       # polling interval only: the event is the exec done
 
 
 class _PortTaken(Exception):
