@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 
 from edgeio.errors import UserError  # noqa: E402
 from edgeio.units import format_size  # noqa: E402
+from verification.speedup import SAME_MARGIN, direction, wrong_way  # noqa: E402
 
 SIZES = "4KiB,1MiB"
 # name -> (scenario, params)
@@ -44,7 +45,7 @@ WHATIFS = {
     "qemu-disk-ide": ("qemu-disk", ["disk=ide"]),
     "guest-memory-512MiB": ("guest-memory", ["memory=512MiB"]),
 }
-TARGETS = {"median": 0.15, "largest": 0.40, "direction_change": 0.10, "cover": (0.80, 0.99), "width": 2.0}
+TARGETS = {"median": 0.15, "largest": 0.40, "direction_change": SAME_MARGIN, "cover": (0.80, 0.99), "width": 2.0}
 
 
 def mark(ok: bool) -> str:
@@ -88,20 +89,18 @@ def speedup_table(cal, path: Path, name: str) -> pd.DataFrame:
     out["error"] = out["predicted"] / out["measured"] - 1
     out["inside"] = (out["p_low"] <= out["measured"]) & (out["measured"] <= out["p_high"])
     out["width"] = out["p_high"] / out["p_low"]
-    change = out["measured"].map(lambda m: abs(math.log(m)) > math.log1p(TARGETS["direction_change"]))
-    same_side = (out["predicted"] > 1) == (out["measured"] > 1)
-    out["wrong_direction"] = change & ~same_side
+    # directions as verify judges them (verification.speedup: one home for the 10% margin):
+    # a prediction within it says "no change", which no measurement contradicts in direction
+    out["predicted_direction"] = out["predicted"].map(direction)
+    out["measured_direction"] = [direction(m, lo, hi) for m, lo, hi in zip(out["measured"], out["m_low"], out["m_high"])]
+    out["wrong_direction"] = [wrong_way(p, m) for p, m in zip(out["predicted_direction"], out["measured_direction"])]
     return out
 
 
 def _direction(r) -> str:
-    def word(x):
-        return "faster" if x > 1.0 else "slower"
     if r.wrong_direction:
-        return f"{word(r.predicted)}->{word(r.measured)} WRONG"
-    if abs(math.log(r.measured)) <= math.log1p(TARGETS["direction_change"]):
-        return f"{word(r.predicted)} (~same)"
-    return word(r.measured)
+        return f"{r.predicted_direction}->{r.measured_direction} WRONG"
+    return f"{r.predicted_direction}/{r.measured_direction}"
 
 
 def main() -> int:
@@ -166,7 +165,7 @@ def main() -> int:
             print(f"{r.whatif:20s} {r.env:5s} {format_size(int(r.size_bytes)):>7s} {r.op:10s} {p:>27s} {m:>25s} "
                   f"{r.error:+7.1%} {'yes' if r.inside else 'NO ':6s} {_direction(r)}")
         a = sp["error"].abs()
-        big = sp[sp["measured"].map(lambda m: abs(math.log(m)) > math.log1p(TARGETS["direction_change"]))]
+        big = sp[sp["measured_direction"] != "same"]      # measured changed beyond the margin, CI included
         cover, width = float(sp["inside"].mean()), float(sp["width"].median())
         lo, hi = TARGETS["cover"]
         print(f"\n{'target (' + str(len(sp)) + ' fix cells)':52s} {'value':>10s} {'goal':>10s}  status")
