@@ -387,17 +387,26 @@ class SshTarget(Target):
                 raise ConnectionLost(f"{self.name}: connection lost while running {argv[0]}",
                                      log=(bytes(out) + bytes(err)).decode(errors="replace"))
             if deadline is not None and time.monotonic() > deadline:
-                self._kill_remote(err)
+                self._kill_remote(self._await_pid(chan, out, err))
                 raise TimeoutError(f"{argv[0]} timed out after {timeout:g} s on {self.name}")
             select.select([chan], [], [], 0.01)
 
-    def _kill_remote(self, err: bytes):
+    def _await_pid(self, chan, out: bytearray, err: bytearray) -> str | None:
+        """The remote pid of a timed-out command, or None if it has ended. A timeout can
+        come before the wrapper's pid line has (a loaded machine, a short timeout): wait
+        for that line too, or the command would live on unkilled."""
+        limit = time.monotonic() + self.connect_timeout
+        while b"\n" not in err and not chan.closed and self._alive() and time.monotonic() < limit:
+            select.select([chan], [], [], 0.05)
+            _drain(chan, out, err)
+        return None if chan.exit_status_ready() else _pid_of(err)
+
+    def _kill_remote(self, pid: str | None):
         """A timed-out remote command would live on without us: kill its whole session.
 
         sshd starts every exec channel in a session of its own, so the session id of
         the wrapper's pid covers the command's children too (sh -c, docker run...).
         """
-        pid = _pid_of(err)
         if pid:
             try:
                 self.run(["sh", "-c", _KILL_SESSION, "sh", pid], timeout=15)

@@ -148,6 +148,7 @@ def _meminfo_total(text: str | None) -> int | None:
 
 # Where the probes write unless told otherwise (linux, hvt and qemu all default to it).
 PROBE_DIR = "/var/tmp"
+FACT_TIMEOUT_S = 120      # per fact command (uname, nproc, test -c /dev/kvm...)
 
 
 def _cpus(nproc: str, cpuinfo: str) -> int:
@@ -166,9 +167,11 @@ def machine_facts(target: Target, path: str = PROBE_DIR, sys_root: str = "") -> 
     Keys: docs/formats.md, "Machine facts".
     """
     from measure.facts import gather
+    # Generous timeouts: they only bound a failure, and a command cut short on a slow target
+    # (an emulated board on a loaded machine) silently gives a wrong fact (the local arch).
     def out(argv):
         try:
-            p = target.run(argv, timeout=20)
+            p = target.run(argv, timeout=FACT_TIMEOUT_S)
             return p.stdout.decode(errors="replace").strip() if p.returncode == 0 else ""
         except (UserError, TimeoutError):
             return ""
@@ -180,7 +183,7 @@ def machine_facts(target: Target, path: str = PROBE_DIR, sys_root: str = "") -> 
     pretty = next((ln.split("=", 1)[1].strip('"') for ln in os_release.splitlines()
                    if ln.startswith("PRETTY_NAME=")), "")
     try:
-        kvm_present = target.run(["test", "-c", "/dev/kvm"], timeout=10).returncode == 0
+        kvm_present = target.run(["test", "-c", "/dev/kvm"], timeout=FACT_TIMEOUT_S).returncode == 0
     except (UserError, TimeoutError):
         kvm_present = False
     return {

@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from edgeio import store
@@ -57,6 +58,20 @@ class Kill:
                 die()
 
 
+def _exec_done(proc: subprocess.Popen, program: str, within: float = 120) -> None:
+    """Until the child runs `program`: Popen returns once the vforked child has begun
+    its exec, when /proc/PID still shows this Python (a test reading the held probe's
+    name right after HELD would see python3)."""
+    deadline = time.monotonic() + within
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[0] == program.encode():
+                return
+        except OSError:
+            pass
+        time.sleep(0.001)
+
+
 class HoldingTarget(LocalTarget):
     """The local machine; the held cell's probe gets HOLD_REPS repetitions."""
 
@@ -69,6 +84,7 @@ class HoldingTarget(LocalTarget):
             argv[argv.index("--reps") + 1] = str(HOLD_REPS)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
+            _exec_done(proc, argv[0])
             say("HELD", self.hold_id, proc.pid)
             out, err = proc.communicate()
             return subprocess.CompletedProcess(argv, proc.returncode, out, err)

@@ -76,11 +76,18 @@ class Sshd:
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {key_type} {key_b64}\n")
         return self
 
-    def _wait_listening(self, timeout=10.0) -> bool:
+    def _wait_listening(self, timeout=120.0) -> bool:
+        """Until this sshd says it listens on its port and a banner comes from there
+        (events: another program that took the port between _free_port and sshd's bind
+        would answer too); the deadline only bounds a failure."""
+        listening = f"Server listening on 127.0.0.1 port {self.port}.".encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
+            if listening not in self.log.read_bytes():
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.settimeout(2)

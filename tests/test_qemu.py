@@ -176,13 +176,18 @@ def test_guest_panic_fails_the_cell_with_the_serial_tail_and_the_next_cell_runs(
 
 @pytest.mark.slow
 def test_timeout_stops_the_guest_and_shows_the_serial_tail(envs):
-    env = envs(arch=HOST_ARCH, mem=256, timeout=20)     # boots in ~4-9 s here, even when busy
+    env = envs(arch=HOST_ARCH, mem=256, timeout=20)
     t0 = time.monotonic()
     with pytest.raises(CellFailed, match=r"timed out after 20 s[\s\S]*serial log ends") as e:
         env.run(cell(4096, "write_sync", reps=1000000))    # hours under TCG
-    assert time.monotonic() - t0 < 50
-    assert "edgeio-guest: init started" in str(e.value)   # the tail shows how far the guest got
+    assert time.monotonic() - t0 < 120                     # 20 s, QEMU stopped: not hours
     assert e.value.log.startswith(f"$ qemu-system-{HOST_ARCH}")
+    # The tail shows how far the guest got: the last lines of its console, wherever the
+    # boot was at 20 s (~4-9 s to init here; a loaded machine may not get that far).
+    console = e.value.log.split("\n", 1)[1].split("\n[qemu stderr]\n")[0]
+    lines = [ln.strip() for ln in console.splitlines() if ln.strip()]
+    tail = [ln.strip() for ln in str(e.value).split("serial log ends:\n", 1)[1].splitlines()]
+    assert lines and tail == lines[-len(tail):] and len(tail) == min(len(lines), 25)
 
 
 @pytest.mark.slow

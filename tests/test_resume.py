@@ -163,7 +163,9 @@ def test_killed_at_random_points_then_resumed_every_cell_once(tmp_path):
             point = rng.choice(["record-torn", "log-written", "finish-torn"][-(left + 1):])
         n = rng.randint(1, 2) if point not in ("finish-torn", "outside") else 1
         if point == "outside":
-            proc = _driver(out, cells=n_cells)
+            # the last cell held: the run cannot finish before the kill (cells take ms
+            # here; a kill that came too late would end the loop short of its kills)
+            proc = _driver(out, cells=n_cells, hold=n_cells - 1)
             _until(proc, "START")
             time.sleep(rng.uniform(0, 0.2))      # a random moment, not a synchronisation
             _kill(proc)
@@ -313,15 +315,33 @@ def _probe_pids(cell_id: str) -> set[int]:
     return pids
 
 
-def _drop_during(sshd, cell_id, repeat: bool):
-    """A thread that kills the sshd session while cell_id's probe runs (each attempt if repeat)."""
+def _pid_lines(monkeypatch) -> set[int]:
+    """The remote pids whose line the SSH client holds (what a reconnection kills by),
+    filled as they arrive: a spy on measure.ssh's channel reader."""
+    import measure.ssh
+    held, drain = set(), measure.ssh._drain
+
+    def spy(chan, out, err):
+        drain(chan, out, err)
+        pid = measure.ssh._pid_of(err)
+        if pid:
+            held.add(int(pid))
+    monkeypatch.setattr(measure.ssh, "_drain", spy)
+    return held
+
+
+def _drop_during(sshd, cell_id, repeat: bool, pid_lines: set[int]):
+    """A thread that kills the sshd session while cell_id's probe runs (each attempt if
+    repeat). The event is the probe running AND the client holding its pid line: a
+    probe seen in /proc whose pid line is still in sshd's pipe could not be killed on
+    reconnection, and the test would fail for the race, not the product."""
     finished, drops = threading.Event(), []
 
     def dropper():
         seen = set()
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while not finished.is_set() and time.monotonic() < deadline:
-            new = _probe_pids(cell_id) - seen
+            new = (_probe_pids(cell_id) & pid_lines) - seen
             if new:
                 seen |= new
                 drops.append(sshd.drop_connections())
@@ -338,7 +358,7 @@ def _drop_during(sshd, cell_id, repeat: bool):
 
 
 @pytest.mark.parametrize("repeat", [False, True], ids=["retried", "marked-failed"])
-def test_ssh_connection_dropped_mid_cell(sshd, tmp_path, repeat):
+def test_ssh_connection_dropped_mid_cell(sshd, tmp_path, repeat, monkeypatch):
     target = _ssh_target(sshd)
     plan = planning.make_plan(["linux"], [4096, 8192, 12288], ["write_sync"], 1000, target=target.name,
                               order="interleaved", batches=20)
@@ -347,13 +367,13 @@ def test_ssh_connection_dropped_mid_cell(sshd, tmp_path, repeat):
     env.check()
     env.prepare()
     victim = plan[1]["cell_id"]
-    on_cell, drops, thread = _drop_during(sshd, victim, repeat)
+    on_cell, drops, thread = _drop_during(sshd, victim, repeat, _pid_lines(monkeypatch))
     try:
         res = engine.run(campaign, plan, {("linux", target.name): env}, on_cell=on_cell)
     finally:
         env.teardown()
         target.close()
-    thread.join(5)
+    thread.join(60)
     assert not _probe_pids(victim)           # the orphaned probe was killed on reconnection
     assert drops and drops[0] >= 1 and len(drops) == (2 if repeat else 1)
     recs = campaign.records()

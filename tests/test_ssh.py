@@ -8,6 +8,7 @@ import time
 import pytest
 
 from edgeio.errors import UserError
+import measure.ssh
 from measure.reach import parse_target
 from measure.ssh import ConnectionLost, SshTarget
 from measure.targets import target_slug
@@ -99,15 +100,29 @@ def test_exit_status_stderr_input(target):
         target.run(["edgeio-no-such-program"])
 
 
+def _ps() -> str:
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+def _gone(marker: str, within: float = 60) -> bool:
+    """The event: no process shows `marker` (a SIGKILLed one may take a moment to exit)."""
+    deadline = time.monotonic() + within
+    while marker in _ps():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_timeout_kills_the_remote_command(target):
-    # A child of the command (sleep under sh) must die too; its odd duration marks it.
-    marker = f"sleep 30.{time.monotonic_ns() % 10**6:06d}"
+    # A child of the command (sleep under sh) must die too; its odd duration marks it, and
+    # it is far longer than any wait here (ending by itself proves nothing).
+    marker = f"sleep 600.{time.monotonic_ns() % 10**6:06d}"
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         target.run(["sh", "-c", f"{marker}; true"], timeout=1)
-    assert time.monotonic() - t0 < 10
-    time.sleep(0.5)
-    assert marker not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert time.monotonic() - t0 < 120          # far below the command's 600 s
+    assert _gone(marker)
 
 
 def test_files_facts_arch(target, tmp_path):
@@ -127,31 +142,36 @@ def test_files_facts_arch(target, tmp_path):
     target.run(["rm", "-rf", d], check=True)
 
 
-def test_dropped_connection_mid_command_then_reconnect(sshd, target):
+def test_dropped_connection_mid_command_then_reconnect(sshd, target, monkeypatch):
     target.run(["true"])
     before = target.connects
-    marker = f"59.{time.monotonic_ns() % 10**6:06d}"
+    marker = f"sleep 600.{time.monotonic_ns() % 10**6:06d}"   # far longer than any wait here
+    # The event the drop waits for: the client holds the command's pid line (what the
+    # reconnection kills by). Seeing the command in ps is not it: its pid line may still
+    # be in sshd's pipe, or the wrapper not have printed it yet.
+    pid_line = threading.Event()
+    drain = measure.ssh._drain
 
-    def ps():
-        return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    def spy(chan, out, err):
+        drain(chan, out, err)
+        if measure.ssh._pid_of(err):
+            pid_line.set()
+    monkeypatch.setattr(measure.ssh, "_drain", spy)
 
     def drop_once_running():
-        # the event is the remote command running (not half a second gone by: on a loaded
-        # machine it may not have started yet)
-        deadline = time.monotonic() + 120
-        while f"sleep {marker}" not in ps() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        pid_line.wait(120)
         sshd.drop_connections()
     killer = threading.Thread(target=drop_once_running, daemon=True)
     killer.start()
     with pytest.raises(ConnectionLost):
-        target.run(["sleep", marker], timeout=180)
+        target.run(marker.split(), timeout=180)
     killer.join()
+    assert pid_line.is_set()
     # the orphaned command still runs there until the reconnection kills it
-    assert f"sleep {marker}" in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert marker in _ps()
     assert target.run(["echo", "back"]).stdout == b"back\n"
     assert target.connects == before + 1
-    assert f"sleep {marker}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert _gone(marker)
 
 
 def test_unreachable_host_is_connection_lost(tmp_path, sshd, monkeypatch):

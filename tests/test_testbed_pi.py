@@ -93,6 +93,51 @@ def test_seeded_initrd_is_the_cached_archive_then_an_aligned_seed(tmp_path):
     assert out.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_started_process_is_recorded_once_it_reads_as_the_board(tmp_path):
+    """Popen returns while the child is still inside exec (/proc/PID/cmdline empty): the
+    board's state must name its pid only once /proc shows the command naming the state
+    directory, or `status` reads it as down and a failed `up` leaves it running. A
+    stand-in (named as such) for QEMU: sh whose command line names the directory."""
+    from measure.testbed.machine import _alive, _until_exec
+    for _ in range(20):        # the window is short: caught nearly every time unwaited
+        proc = subprocess.Popen(["sh", "-c", "read line", "sh", str(tmp_path / "qemu.stand-in")],
+                                stdin=subprocess.PIPE)
+        try:
+            _until_exec(proc, tmp_path)
+            assert _alive(proc.pid, tmp_path)
+        finally:
+            proc.communicate(b"\n", timeout=60)
+    assert not _alive(proc.pid, tmp_path)      # reaped: gone
+
+
+def test_a_ready_command_try_that_loses_its_connection_is_retried(sshd, tmp_path):
+    """`up` polls the board's ready commands over SSH until the boot deadline: one try
+    whose connection drops (or that outlasts its 60 s, on a loaded machine) is a failed
+    try, not a failed `up`. The board's sshd is the loopback one (a stand-in for the
+    emulated board, named as such); the first try's session is killed under it."""
+    import shutil
+    import threading
+    import time
+    from measure.testbed.board import Board
+    from measure.testbed.machine import _wait_ready
+    shutil.copy(sshd.known_hosts, tmp_path / "known_hosts")
+    tried = tmp_path / "tried"
+    ready = ("sh", "-c", '[ -e "$1" ] && exit 0; touch "$1"; sleep 600', "sh", str(tried))
+    board = Board("stand-in", "x86_64", "qemu", "qemu", (), tmp_path, tmp_path, tmp_path, "",
+                  ready_commands=(ready,))
+
+    def drop_once_tried():
+        deadline = time.monotonic() + 120
+        while not tried.exists() and time.monotonic() < deadline:     # the event: the first try runs
+            time.sleep(0.02)
+        sshd.drop_connections()
+    dropper = threading.Thread(target=drop_once_tried, daemon=True)
+    dropper.start()
+    _wait_ready(board, sshd.port, sshd.identity, tmp_path, time.monotonic() + 120)
+    dropper.join(60)
+    assert tried.exists()
+
+
 # -- on the board (slow) --------------------------------------------------------------
 
 @pytest.fixture(scope="module")

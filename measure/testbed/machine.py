@@ -157,9 +157,10 @@ def _start(board: Board, directory: Path, timeout: float | None) -> dict:
         state = {"board": board.name, "arch": board.arch, "pid": proc.pid, "port": port, "url": url(port),
                  "identity": str(key), "known_hosts": str(directory / "known_hosts"),
                  "started": time.time(), "argv": argv, "facts": board.facts}
-        _write_state(directory, state)
         limit = timeout or board.boot_timeout_s
         try:
+            _until_exec(proc, directory)
+            _write_state(directory, state)
             _wait_ssh(proc, port, key, directory, limit)
             state["boot_s"] = time.monotonic() - t0
             _write_state(directory, state)
@@ -175,6 +176,16 @@ def _start(board: Board, directory: Path, timeout: float | None) -> dict:
         _write_state(directory, state)
         return state
     raise UserError(f"testbed {board.name}: could not bind a loopback port for sshd")
+
+
+def _until_exec(proc: subprocess.Popen, directory: Path, within: float = 60.0) -> None:
+    """Until /proc shows QEMU (or it has exited). Popen returns once the child has begun
+    its exec, when /proc/PID/cmdline is still empty: a state file naming the pid then would
+    read as down, and a failure right after would leave QEMU unkilled (_kill checks
+    the command line)."""
+    deadline = time.monotonic() + within
+    while proc.poll() is None and not _alive(proc.pid, directory) and time.monotonic() < deadline:
+        time.sleep(0.001)       # polling interval only: the event is the exec done
 
 
 class _PortTaken(Exception):
@@ -227,13 +238,24 @@ def _wait_ready(board: Board, port, key, directory, deadline) -> None:
                        known_hosts=str(directory / "known_hosts"))
     try:
         for argv in board.ready_commands:
-            while target.run(list(argv), timeout=60).returncode != 0:
+            while not _succeeds(target, argv):
                 if time.monotonic() > deadline:
                     raise UserError(f"testbed {board.name}: `{' '.join(argv)}` did not succeed in time; "
                                     f"console ends:\n{_tail(directory / 'serial.log')}")
                 time.sleep(1.0)    # polling interval only: readiness is the command succeeding
     finally:
         target.close()
+
+
+def _succeeds(target, argv) -> bool:
+    """argv exits 0 there. One try that outlasts its 60 s or loses its connection is a
+    failed try, not a failed `up`: a loaded machine's emulated board can be that slow
+    (docker's first start under TCG), and only the boot deadline bounds the wait."""
+    from measure.environments.base import CellFailed
+    try:
+        return target.run(list(argv), timeout=60).returncode == 0
+    except (TimeoutError, CellFailed):      # ConnectionLost is a CellFailed; the next run reconnects
+        return False
 
 
 def _banner(port: int) -> bool:
