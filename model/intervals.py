@@ -8,10 +8,10 @@ own cells (leave-one-cell-out), per regime: pooled over every cell, the worst re
 (a docker write outrunning its dirty limit) would set every interval's width. Within a
 regime the scale is robust (1.4826 x the median |error|, the sd for normal errors): on a
 shared machine one cell measured while a neighbour ran a benchmark is off by 3x, and a
-root-mean-square would let that one cell set every interval of its regime. A regime
-with few cells is shrunk towards the pooled estimate, as SHRINK pseudo-cells would
-(empirical Bayes in its simplest form), so that one lucky cell cannot make an interval
-narrow; a regime no cell measured takes the pooled value.
+root-mean-square would let that one cell set every interval of its regime. A regime's
+scale is shrunk towards the other regimes' (a random-effects mean of their log scales:
+a thin regime most), so that one lucky cell cannot make an interval narrow and a quiet
+regime is not given a noisy one's width; a regime no cell measured takes the pooled value.
 
   regime(env, op, device_share) -> str
   regime_spreads(residuals, regimes) -> {regime: {"log_sd", "n", "df"}, POOLED: ...}
@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats as _st
 
 POOLED = "pooled"
-SHRINK = 3.0               # pseudo-cells of the pooled estimate in each regime's
+SHRINK = 3.0               # pseudo-cells added to each regime's df (its scale is shrunk, not known)
 DEVICE_BOUND = 0.5         # share of a cell's time spent waiting for its device
 
 
@@ -46,18 +46,57 @@ def robust_sd(e) -> float:
 
 
 def regime_spreads(residuals, regimes) -> dict:
-    """Per-regime robust sd of out-of-sample log errors, shrunk towards the pooled one."""
+    """Per-regime robust sd of out-of-sample log errors, shrunk towards the other regimes'.
+
+    Shrinkage is on the log of the scale, as a random-effects mean (DerSimonian and Laird):
+    each regime's log sd is pulled towards the regimes' common mean by its sampling
+    variance (a MAD from k cells: about 1.35/k in log) against the spread between
+    regimes. A thin regime is pulled most, so one lucky cell cannot make an interval
+    narrow; a well-measured quiet regime (hvt here, 9 cells at 0.10) keeps its scale
+    rather than taking the noisy ones' (qemu under TCG at 0.67), which a pooled target
+    would give it. df: the regime's cells plus SHRINK pseudo-cells, as before."""
     e = np.asarray(residuals, float)
     regimes = list(regimes)
     n = len(e)
     pooled = robust_sd(e)
     out = {POOLED: {"log_sd": pooled, "n": n, "df": max(1, n - 1)}}
+    own = {}
     for r in dict.fromkeys(regimes):
         mine = e[[i for i, x in enumerate(regimes) if x == r]]
-        k = len(mine)
-        var = (k * robust_sd(mine) ** 2 + SHRINK * pooled ** 2) / (k + SHRINK)
-        out[r] = {"log_sd": math.sqrt(var), "n": k, "df": max(1, int(round(k + SHRINK)) - 1)}
+        own[r] = (math.log(max(robust_sd(mine), SD_FLOOR)), LOG_MAD_VAR / len(mine), len(mine))
+    # the regimes' common scale from those measured by a few cells (a lone cell's |error|,
+    # 0 when the fit went through it, would be an outlier of the log scales)
+    enough = [(lv, v) for lv, v, k in own.values() if k >= MIN_CELLS]
+    mu, tau2 = _between_regimes(enough if len(enough) >= 2 else [(lv, v) for lv, v, _ in own.values()], pooled)
+    for r, (lv, v, k) in own.items():
+        shrunk = mu + tau2 / (tau2 + v) * (lv - mu)
+        if k < MIN_CELLS:            # too few cells to be credited narrower than the common scale
+            shrunk = max(shrunk, mu)
+        out[r] = {"log_sd": math.exp(shrunk), "n": k, "df": max(1, int(round(k + SHRINK)) - 1)}
     return out
+
+
+MIN_CELLS = 3
+# Var(log MAD-based sd) from k normal errors: 1 / (2 x 0.37 k), 0.37 the MAD's efficiency.
+LOG_MAD_VAR = 1.35
+# The smallest scale a regime is credited with (1% in log): a lone cell fitted exactly
+# says nothing about the next one.
+SD_FLOOR = 0.01
+
+
+def _between_regimes(regimes: list[tuple[float, float]], pooled: float) -> tuple[float, float]:
+    """(mean, between-regime variance) of the regimes' log sds, DerSimonian-Laird; with
+    fewer than two regimes, the pooled scale and no between-regime spread."""
+    if len(regimes) < 2:
+        return math.log(max(pooled, SD_FLOOR)), 0.0
+    lv = np.array([x for x, _ in regimes])
+    w = 1.0 / np.array([v for _, v in regimes])
+    mean_fixed = float(np.sum(w * lv) / np.sum(w))
+    q = float(np.sum(w * (lv - mean_fixed) ** 2))
+    c = float(np.sum(w) - np.sum(w ** 2) / np.sum(w))
+    tau2 = max(0.0, (q - (len(regimes) - 1)) / c) if c > 0 else 0.0
+    wr = 1.0 / (np.array([v for _, v in regimes]) + tau2)
+    return float(np.sum(wr * lv) / np.sum(wr)), tau2
 
 
 def spread_for(spreads: dict, name: str) -> tuple[float, int]:
