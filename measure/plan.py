@@ -73,18 +73,33 @@ def plan_from_specs(specs: list[dict], target: str = "local", params: dict[str, 
                     order: str = "random", seed: int = 0, io_size: int | None = None,
                     sync: str = "fsync", direct: bool = False) -> list[dict]:
     """A protocol's cells (measure/protocol.py: env, size_bytes, op, cache, reps, batches,
-    reason, estimates) as a plan, in the same cell format and order rules as make_plan."""
+    reason, estimates) as a plan, in the same cell format and order rules as make_plan. A
+    spec with "rounds": R becomes R cells (round 1..R, cell ids ending -rN), its batches
+    and repetitions split between them, each its own run (boot) at its own place in the
+    order; the campaign's summary pools them (one summary key)."""
     if order not in ("random", "interleaved"):
         raise UserError(f"unknown order {order!r}: random or interleaved")
-    cells = [{"env": s["env"], "target": target, "size_bytes": int(s["size_bytes"]), "op": s["op"],
-              "io_size_bytes": io_size, "sync": sync, "direct": direct,
-              "params": dict((params or {}).get(s["env"], {})), **s} for s in specs]
+    cells = []
+    for s in specs:
+        rounds = max(1, int(s.get("rounds") or 1))
+        batches = max(1, -(-int(s["batches"]) // rounds)) if rounds > 1 else s["batches"]
+        per_batch = max(1, int(s["reps"]) // max(1, int(s["batches"])))
+        for r in range(rounds):
+            cell = {"env": s["env"], "target": target, "size_bytes": int(s["size_bytes"]), "op": s["op"],
+                    "io_size_bytes": io_size, "sync": sync, "direct": direct,
+                    "params": dict((params or {}).get(s["env"], {})), **s}
+            if rounds > 1:
+                cell.update(batches=batches, reps=per_batch * batches, round=r + 1, rounds=1)
+                if "per_op_estimate_s" in cell and "start_estimate_s" in cell:
+                    cell["estimate_s"] = round(cell["start_estimate_s"] + cell["reps"] * cell["per_op_estimate_s"], 3)
+            cells.append(cell)
     if order == "random":
         random.Random(seed).shuffle(cells)
     for i, cell in enumerate(cells):
         cell["index"] = i
         cell["cell_id"] = (f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}-{cell['op']}"
-                           + ("-cold" if cell.get("cache") == "cold" else ""))
+                           + ("-cold" if cell.get("cache") == "cold" else "")
+                           + (f"-r{cell['round']}" if cell.get("round") else ""))
     return cells
 
 

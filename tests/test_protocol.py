@@ -200,6 +200,16 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     assert prim["trap"]["cell"]["env"] == "qemu" and prim["trap"]["probe"]["op"] == "trap"
     assert all(r["config"]["kind"] == "primitive" for r in prim.values())
     assert prim["ring"]["config"]["transport"] == "ring" and prim["exit"]["config"]["transport"] == "hvt"
+    # each primitive in PRIMITIVE_ROUNDS runs of its own, pooled into one summary row
+    rounds = {}
+    for r in records.values():
+        if r["cell"].get("kind") == "primitive":
+            rounds.setdefault(r["cell"]["op"], []).append(r["cell"]["round"])
+    assert all(sorted(v) == list(range(1, P.PRIMITIVE_ROUNDS + 1)) for v in rounds.values()), rounds
+    summary = store.Campaign.open(path).summary()
+    ring = summary[summary["op"] == "ring"]
+    assert len(ring) == 1 and int(ring["n_batches"].iloc[0]) == sum(
+        len(r["probe"]["batch_seconds"]) for r in records.values() if r["cell"]["op"] == "ring")
     for rec in records.values():
         assert rec["config"]["env"] == rec["cell"]["env"]
         if rec["cell"]["env"] == "qemu":
@@ -208,6 +218,17 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
             # sized from the estimate: a batch is far longer than the old 10 x 0.7 µs
             per_batch = statistics.median(rec["probe"]["batch_seconds"])
             assert per_batch >= P.MIN_BATCH_S / 4, per_batch
+
+
+def test_a_spec_in_rounds_becomes_one_cell_per_round_with_its_batches_split():
+    from measure.plan import plan_from_specs
+    spec = {"env": "hvt", "kind": "primitive", "size_bytes": 512, "op": "ring", "cache": "warm",
+            "reps": 64 * 20, "batches": 20, "rounds": 3, "per_op_estimate_s": 1e-5, "start_estimate_s": 1.0}
+    cells = plan_from_specs([spec], order="interleaved")
+    assert [c["round"] for c in cells] == [1, 2, 3] and [c["cell_id"][-3:] for c in cells] == ["-r1", "-r2", "-r3"]
+    assert all(c["batches"] == 7 and c["reps"] == 64 * 7 for c in cells)     # whole notifications per batch
+    assert all(c["estimate_s"] == round(1.0 + 64 * 7 * 1e-5, 3) for c in cells)
+    assert len(plan_from_specs([dict(spec, rounds=1)])) == 1
 
 
 # -- the estimate from a pilot on the target ----------------------------------------------
