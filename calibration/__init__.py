@@ -127,7 +127,7 @@ def _structural(loo, table, p, regimes, method) -> dict:
         method = "in-sample residuals inflated by n/(n-p) (no Jacobian)"
     spreads = regime_spreads(loo, regimes)
     return {"log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "method": method,
-            "regimes": spreads}
+            "regimes": spreads, "within_regimes": regime_spreads(loo, regimes, within=True)}
 
 
 def _record_validation(cal) -> None:
@@ -139,6 +139,7 @@ def _record_validation(cal) -> None:
         spreads = regime_spreads(e, regimes)
         cal.metadata["structural_error"] = {
             "log_sd": spreads[POOLED]["log_sd"], "df": spreads[POOLED]["df"], "regimes": spreads,
+            "within_regimes": regime_spreads(e, regimes, within=True),
             "method": "leave-one-cell-out refits (invoke calibrate --validate)"}
 
 

@@ -77,6 +77,15 @@ class Calibration:
         n = len(self.fit_table)
         return self.residual_log_sd() * math.sqrt(n / max(1, n - 1)) if n else 0.0
 
+    def structural_within_log_sd(self, regime: str) -> tuple[float, int] | None:
+        """(log sd, df) of the regime's errors around its own level (model/intervals.py
+        regime_spreads within=True); None for a calibration from before it was recorded."""
+        s = self.metadata.get("structural_error") or {}
+        per = (s.get("within_regimes") or {}).get(regime)
+        if per and isinstance(per.get("log_sd"), (int, float)) and math.isfinite(per["log_sd"]) and per.get("df"):
+            return float(per["log_sd"]), int(per["df"])
+        return None
+
     def structural_df(self, regime: str | None = None) -> int:
         s = self.metadata.get("structural_error") or {}
         per = (s.get("regimes") or {}).get(regime) if regime else None
@@ -249,12 +258,13 @@ def check_file(data: dict) -> None:
     check_dict(s, "metadata.structural_error")
     check_number((s or {}).get("log_sd"), "metadata.structural_error.log_sd", lo=0, optional=True)
     check_int((s or {}).get("df"), "metadata.structural_error.df", lo=0, optional=True)
-    regimes = (s or {}).get("regimes")
-    check_dict(regimes, "metadata.structural_error.regimes")
-    for name, r in (regimes or {}).items():
-        check_dict(r, f"metadata.structural_error.regimes.{name}", optional=False)
-        check_number(r.get("log_sd"), f"metadata.structural_error.regimes.{name}.log_sd", lo=0)
-        check_int(r.get("df"), f"metadata.structural_error.regimes.{name}.df", lo=1)
+    for field in ("regimes", "within_regimes"):
+        regimes = (s or {}).get(field)
+        check_dict(regimes, f"metadata.structural_error.{field}")
+        for name, r in (regimes or {}).items():
+            check_dict(r, f"metadata.structural_error.{field}.{name}", optional=False)
+            check_number(r.get("log_sd"), f"metadata.structural_error.{field}.{name}.log_sd", lo=0)
+            check_int(r.get("df"), f"metadata.structural_error.{field}.{name}.df", lo=1)
     check_dict(meta.get("prior_sd"), "metadata.prior_sd")
     for name, v in (meta.get("prior_sd") or {}).items():
         check_number(v, f"metadata.prior_sd.{name}", lo=0)

@@ -14,7 +14,8 @@ a thin regime most), so that one lucky cell cannot make an interval narrow and a
 regime is not given a noisy one's width; a regime no cell measured takes the pooled value.
 
   regime(env, op, device_share) -> str
-  regime_spreads(residuals, regimes) -> {regime: {"log_sd", "n", "df"}, POOLED: ...}
+  regime_spreads(residuals, regimes, within=False) -> {regime: {"log_sd", "n", "df"}, POOLED: ...}
+  ratio_log_sd(within_sd) -> log sd of a ratio of two cells of one regime
   interval(pred, var_params, log_sd, df) -> (low, high)      95%, Student t
   coverage(measured, low, high) -> share inside
 """
@@ -45,7 +46,7 @@ def robust_sd(e) -> float:
     return float(MAD_SD * np.median(e)) if e.size else 0.0
 
 
-def regime_spreads(residuals, regimes) -> dict:
+def regime_spreads(residuals, regimes, within: bool = False) -> dict:
     """Per-regime robust sd of out-of-sample log errors, shrunk towards the other regimes'.
 
     Shrinkage is on the log of the scale, as a random-effects mean (DerSimonian and Laird):
@@ -54,9 +55,19 @@ def regime_spreads(residuals, regimes) -> dict:
     regimes. A thin regime is pulled most, so one lucky cell cannot make an interval
     narrow; a well-measured quiet regime (hvt here, 9 cells at 0.10) keeps its scale
     rather than taking the noisy ones' (qemu under TCG at 0.67), which a pooled target
-    would give it. df: the regime's cells plus SHRINK pseudo-cells, as before."""
+    would give it. df: the regime's cells plus SHRINK pseudo-cells, as before.
+
+    within: the spread of each regime's errors around the regime's own median error (the
+    level it is off by, which a cell shares with every cell of its regime): what a ratio
+    of two cells of one regime is left with, since that level cancels in it (see
+    ratio_log_sd)."""
     e = np.asarray(residuals, float)
     regimes = list(regimes)
+    if within:
+        e = e.copy()
+        for r in dict.fromkeys(regimes):
+            idx = [i for i, x in enumerate(regimes) if x == r]
+            e[idx] -= np.median(e[idx])
     n = len(e)
     pooled = robust_sd(e)
     out = {POOLED: {"log_sd": pooled, "n": n, "df": max(1, n - 1)}}
@@ -97,6 +108,14 @@ def _between_regimes(regimes: list[tuple[float, float]], pooled: float) -> tuple
     tau2 = max(0.0, (q - (len(regimes) - 1)) / c) if c > 0 else 0.0
     wr = 1.0 / (np.array([v for _, v in regimes]) + tau2)
     return float(np.sum(wr * lv) / np.sum(wr)), tau2
+
+
+def ratio_log_sd(within_sd: float) -> float:
+    """The structural error of a ratio of two cells of one regime: each cell's own error
+    around the regime's level, the two independent (sqrt 2); the level cancels. A fix is
+    measured beside its baseline, so a level error of the calibration campaign (measured
+    at another time, under another load) cancels too."""
+    return math.sqrt(2.0) * within_sd
 
 
 def spread_for(spreads: dict, name: str) -> tuple[float, int]:

@@ -100,30 +100,43 @@ SPEEDUP_COLUMNS = ["env", "size_bytes", "op", "predicted_speedup", "low", "high"
 
 def _ratio_interval(sim, samples, base, fix, fix_res, calibration, ratio=None):
     """95% interval of baseline / fix time: the ratio in every parameter draw (both cells
-    at once) and the fix regime's structural error (see predict_speedups)."""
-    from model.intervals import interval, regime
+    at once) and the structural error of a ratio (see predict_speedups)."""
+    from model.intervals import interval, ratio_log_sd
     (bc, bw), (fc, fw) = base, fix
+    base_res = sim(calibration.values(), bc, bw)
     if ratio is None:
-        ratio = sim(calibration.values(), bc, bw).per_op_s / fix_res.per_op_s
+        ratio = base_res.per_op_s / fix_res.per_op_s
     var = 0.0
     if len(samples) > 1:
         r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
         var = float(np.var(r, ddof=1))
-    led = fix_res.ledger
-    share = (led.device_s + led.wait_s) / fix_res.per_op_s if fix_res.per_op_s > 0 else 0.0
-    name = regime(fc.name, fw.op, share)
-    lo, hi = interval(ratio, var, calibration.structural_log_sd(name), calibration.structural_df(name))
+    name = _regime_of(fc, fw, fix_res)
+    within = calibration.structural_within_log_sd(name)
+    if within is not None and _regime_of(bc, bw, base_res) == name:
+        # one regime: its level error is common to both cells and cancels in the ratio
+        log_sd, df = ratio_log_sd(within[0]), within[1]
+    else:
+        log_sd, df = calibration.structural_log_sd(name), calibration.structural_df(name)
+    lo, hi = interval(ratio, var, log_sd, df)
     return float(lo), float(hi)
+
+
+def _regime_of(cfg, wl, res) -> str:
+    from model.intervals import regime
+    led = res.ledger
+    share = (led.device_s + led.wait_s) / res.per_op_s if res.per_op_s > 0 else 0.0
+    return regime(cfg.name, wl.op, share)
 
 
 def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
     """The speed-up a user sees, baseline time / fix time, of each pair of cells as they
     will run (pairs: [(baseline_cell, fix_cell)], cells as predict_cells takes them), with
     its 95% interval: parameter draws give both cells at once (a cost they share cancels
-    in the ratio), plus the structural error of the fix's regime (model/intervals.py):
-    the baseline is a configuration the calibration measured, and a level error common
-    to both (the machine's load that day) cancels in a ratio measured in one run, so
-    what remains is how well the model predicts a configuration it has not seen."""
+    in the ratio), plus the structural error of a ratio (model/intervals.py): where both
+    cells fall in one regime, each cell's error around that regime's level, twice (a
+    level error common to the regime, like the machine's load when the calibration
+    campaign ran, cancels in a ratio measured in one run); where the fix moves to
+    another regime, the fix regime's whole structural error, since nothing cancels."""
     machine = calibration.machine
     values = calibration.values()
     Params(values)

@@ -13,7 +13,7 @@ from calibration.coverage import whatif_needs
 from calibration.fit import cells_from
 from model import Params, simulate
 from model.environments import config_for
-from model.intervals import POOLED, coverage, interval, regime_spreads, spread_for
+from model.intervals import POOLED, coverage, interval, ratio_log_sd, regime_spreads, spread_for
 from model.machine import machine_prior_sds
 from model.params import SPECS, prior_sds
 from model.predict import predict_cells
@@ -139,6 +139,35 @@ def test_coverage_with_a_known_truth_lands_between_90_and_99_percent():
     rms = float(np.sqrt(np.mean(np.square(resid))))
     assert spread_for(spreads, "linux cpu")[0] < 0.6 * rms
     assert spread_for(spreads, "no such regime")[0] == regime_spreads(resid, regimes)[POOLED]["log_sd"]
+
+
+def test_a_ratio_within_one_regime_is_not_charged_its_level_error():
+    """Known truth: each campaign puts all cells of a regime off by a common level (sd 0.3 in
+    log: the load when it ran) plus each cell's own error (sd 0.05). A ratio of two cells
+    of one regime sees only the own errors: intervals from the within-regime spread cover
+    90-99% of fresh ratios and are far narrower than the absolute ones, which the level
+    inflates."""
+    rng = np.random.default_rng(3)
+    inside, widths, abs_widths = [], [], []
+    for _ in range(300):
+        regimes, resid = [], []
+        for name, n in (("hvt cpu", 9), ("qemu cpu", 11), ("linux cpu", 10)):
+            level = rng.normal(0, 0.3)
+            regimes += [name] * n
+            resid += list(level + rng.normal(0, 0.05, n))
+        within = regime_spreads(resid, regimes, within=True)
+        absolute = regime_spreads(resid, regimes)
+        for name in ("hvt cpu", "qemu cpu", "linux cpu"):
+            sd, df = spread_for(within, name)
+            lo, hi = interval(1.0, 0.0, ratio_log_sd(sd), df)
+            level = rng.normal(0, 0.3)                   # a fresh campaign's level, common to both
+            fresh = np.exp((level + rng.normal(0, 0.05, 4)) - (level + rng.normal(0, 0.05, 4)))
+            inside += list((lo <= fresh) & (fresh <= hi))
+            widths.append(hi / lo)
+            abs_widths.append(np.exp(2 * 1.96 * spread_for(absolute, name)[0]))
+    share = float(np.mean(inside))
+    assert 0.90 <= share <= 0.99, share
+    assert np.median(widths) < 1.5 < np.median(abs_widths)
 
 
 def test_a_quiet_regime_keeps_its_scale_beside_noisy_ones_and_a_lone_cell_does_not():
