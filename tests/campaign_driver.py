@@ -155,4 +155,8 @@ def main(out: Path, env_name: str, n_cells: int):
 
 
 if __name__ == "__main__":
+    # ^C as a terminal sends it, whatever this process inherited: a runner started in the
+    # background by a non-interactive shell (`cmd &`) ignores SIGINT, and so would this
+    # driver and its probe, and the ^C test would wait for a probe of 10^8 repetitions
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
