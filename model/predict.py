@@ -98,14 +98,13 @@ def predict_cells(calibration, cells, draws: int = N_DRAWS) -> pd.DataFrame:
 SPEEDUP_COLUMNS = ["env", "size_bytes", "op", "predicted_speedup", "low", "high"]
 
 
-def _ratio_interval(sim, samples, base, fix, fix_res, calibration, ratio=None):
-    """95% interval of baseline / fix time: the ratio in every parameter draw (both cells
-    at once) and the structural error of a ratio (see predict_speedups)."""
+def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
+    """95% interval of baseline / fix time (base_res, fix_res: both cells simulated at the
+    calibrated values): the ratio in every parameter draw (both cells at once) and the
+    structural error of a ratio (see predict_speedups)."""
     from model.intervals import interval, ratio_log_sd
     (bc, bw), (fc, fw) = base, fix
-    base_res = sim(calibration.values(), bc, bw)
-    if ratio is None:
-        ratio = base_res.per_op_s / fix_res.per_op_s
+    ratio = base_res.per_op_s / fix_res.per_op_s
     var = 0.0
     if len(samples) > 1:
         r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
@@ -157,7 +156,7 @@ def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
         (bc, bw), (fc, fw) = built
         b, f = sim(values, bc, bw), sim(values, fc, fw)
         ratio = b.per_op_s / f.per_op_s
-        lo, hi = _ratio_interval(sim, samples, (bc, bw), (fc, fw), f, calibration, ratio)
+        lo, hi = _ratio_interval(sim, samples, (bc, bw), (fc, fw), b, f, calibration)
         rows.append({"env": fc.name, "size_bytes": fw.size_bytes, "op": fw.op,
                      "predicted_speedup": ratio, "low": lo, "high": hi})
     return pd.DataFrame(rows, columns=SPEEDUP_COLUMNS)
@@ -190,7 +189,8 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
     for w in wls:
         base_cfg, cfg = cfgs[(w["env"], _key(w.get("config")))]
         wl = Workload(int(w["size_bytes"]), w["op"], int(w["reps"]), w.get("io_size"))
-        base = sim(values, base_cfg, wl).per_op_s
+        base_res = sim(values, base_cfg, wl)
+        base = base_res.per_op_s
         res = sim(values, cfg, wl)
         pred = res.per_op_s
         lo, hi = _interval(sim, samples, cfg, wl, res, calibration)
@@ -199,7 +199,7 @@ def predict(calibration, scenario: str, params: dict | None = None, draws: int =
                      "pi95_high_s": hi, "speedup": base / pred,
                      # the speed-up's own interval (predict_speedups: joint draws, the fix's regime)
                      **dict(zip(("speedup_low", "speedup_high"),
-                                _ratio_interval(sim, samples, (base_cfg, wl), (cfg, wl), res, calibration))),
+                                _ratio_interval(sim, samples, (base_cfg, wl), (cfg, wl), base_res, res, calibration))),
                      "assumes": assumes(cfg), **p})
     return pd.DataFrame(rows, columns=COLUMNS + list(p))
 
