@@ -22,6 +22,9 @@ from edgeio.records import PRIMITIVES
 from edgeio.units import GIB, KIB, MIB, format_size, format_time
 
 MIN_BATCH_S = 0.02          # shortest timed batch (see above)
+# a primitive's batches last longer: it pins its parameter alone, and its runs are cheap;
+# in 10-15 ms batches the ring primitive read 40 to 60 us a request within one run
+PRIMITIVE_MIN_BATCH_S = 0.1
 QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MAD and a CI
 LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
 LARGE_OP_S = 0.5
@@ -180,13 +183,14 @@ def speeds_from_pilot(pilot: dict) -> dict:
     return p
 
 
-def batch_sizing(per_op_s: float, batches: int | None = None) -> tuple[int, int, str]:
-    """(reps, batches, reason): each batch lasts >= MIN_BATCH_S by the estimate."""
-    per_batch = max(1, math.ceil(MIN_BATCH_S / per_op_s)) if per_op_s > 0 else 1
+def batch_sizing(per_op_s: float, batches: int | None = None,
+                 min_batch_s: float = MIN_BATCH_S) -> tuple[int, int, str]:
+    """(reps, batches, reason): each batch lasts >= min_batch_s by the estimate."""
+    per_batch = max(1, math.ceil(min_batch_s / per_op_s)) if per_op_s > 0 else 1
     if batches is None:
         batches = LARGE_BATCHES if per_op_s >= LARGE_OP_S else QUICK_BATCHES
     why = (f"{per_batch} reps per batch x {batches} batches: an op takes ~{format_time(per_op_s)} "
-           f"(estimate), a batch >= {format_time(MIN_BATCH_S)}")
+           f"(estimate), a batch >= {format_time(min_batch_s)}")
     return per_batch * batches, batches, why
 
 
@@ -263,7 +267,8 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
                    for s in specs):
                 continue
             per_op = per_op_estimate(cfg, size, op, kvm, priors)
-            reps, batches, sizing = batch_sizing(per_op)
+            reps, batches, sizing = batch_sizing(
+                per_op, min_batch_s=PRIMITIVE_MIN_BATCH_S if kind == "primitive" else MIN_BATCH_S)
             if op == "ring":          # whole notifications of the ring primitive's batch
                 from edgeio.limits import HVT_RING_DEFAULT_BATCH as RING_BATCH
                 reps = -(-reps // (RING_BATCH * batches)) * RING_BATCH * batches
