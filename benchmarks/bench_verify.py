@@ -3,6 +3,7 @@
   python benchmarks/bench_verify.py                     measure, calibrate, verify six fixes
   python benchmarks/bench_verify.py --campaign DIR      reuse a protocol campaign (skip measuring)
   python benchmarks/bench_verify.py --only hvt-ring-64,hvt-mapped
+  python benchmarks/bench_verify.py --rounds 6          more runs of each cell (verify --rounds)
 
 1. The calibration protocol's campaign (linux, docker, qemu, hvt; `invoke measure
    --protocol calibrate`): file cells plus the primitives (hvt's block call without its
@@ -108,6 +109,7 @@ def main() -> int:
     ap.add_argument("--campaign", help="a protocol campaign directory to calibrate on (default: measure one)")
     ap.add_argument("--out", help="where campaigns go (default: a temporary directory)")
     ap.add_argument("--only", help=f"comma-separated fixes (of {', '.join(WHATIFS)})")
+    ap.add_argument("--rounds", help="runs (boots) of each verify cell (verify --rounds; default verify's)")
     args = ap.parse_args()
     names = [n.strip() for n in args.only.split(",")] if args.only else list(WHATIFS)
     unknown = [n for n in names if n not in WHATIFS]
@@ -134,7 +136,7 @@ def main() -> int:
         t = time.monotonic()
         try:
             path = verify.run(scenario, params, calibration=str(cal_path), size=SIZES,
-                              out=str(out / "verify"), quiet=True)
+                              out=str(out / "verify"), quiet=True, rounds=args.rounds)
         except UserError as e:
             notes.append(f"{name}: not verified: {e}")
             continue
@@ -187,6 +189,8 @@ def main() -> int:
         sp.to_csv(out / "speedups.csv", index=False)
     for n in notes:
         print(n)
+    from verification.plan import ROUNDS
+    print(f"verify rounds per cell: {args.rounds or ROUNDS}")
     print(f"total {time.monotonic() - t0:.0f} s; campaigns and speedups.csv under {out}")
     return 0
 

@@ -52,10 +52,10 @@ PRIORS = {
     # the hvt primitives (probe.c) on a software / hardware KVM: the guest's block call
     # refused before its exit, a bare exit, a ring request without I/O, a guest copy per byte
     # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device model)
-    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "copy_per_byte": 600e-9,
-                             "trap": 10e-6},
-    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "copy_per_byte": 0.3e-9,
-                             "trap": 5e-6},
+    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "rep": 20e-6,
+                             "copy_per_byte": 600e-9, "trap": 10e-6},
+    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "rep": 0.02e-6,
+                             "copy_per_byte": 0.3e-9, "trap": 5e-6},
     "read_copy_factor": 3.0,        # a read's copy against a write's, per byte
     # per-cell costs outside the probe's timing (starting it, filling a read's file, removing it)
     "cell_overhead_s": 0.05,
@@ -289,7 +289,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             notes.append("hvt: the unikernel has no page cache; the tender's host file is in the host's, "
                          "whose memory and dirty limit are the linux regimes'")
             sector = int(cfg.get("block_size") or 512)
-            add(env, sector, ("call", "exit", "ring"), "primitive: one per repetition, no data moved",
+            add(env, sector, ("call", "exit", "ring", "rep"), "primitive: one per repetition, no data moved",
                 kind="primitive")
             add(env, max(sector, COPY_PRIMITIVE), ("copy",), "primitive: a copy in guest memory",
                 kind="primitive")

@@ -260,7 +260,7 @@ def guest_code(facts: dict) -> str:
 EMULATED_MACHINE_SLOWDOWN = 50.0
 EMULATED_MACHINE_CPU = ("syscall_s", "cache_copy_s_per_byte", "dram_copy_s_per_byte", "write_call_s",
                         "write_s_per_byte", "page_dirtying_s", "page_io_s", "container_syscall_s",
-                        "xen_syscall_s", "guest_call_s")
+                        "xen_syscall_s", "guest_call_s", "guest_rep_s")
 
 
 # What a copy between the page cache and a buffer costs per byte, by CPU class: the
@@ -294,7 +294,8 @@ def machine_priors(facts: dict) -> dict:
 # and how far an emulated CPU slows them: a software KVM or an emulated board runs guest
 # code 10-1000x slower than hardware (/work/shared/notes/emulated-targets.md; this
 # machine: ~25 us per block call, ~400 ns/B per copied byte).
-HARDWARE_GUEST_CODE = {"guest_call_s": 0.3e-6, "ring_post_s": 0.5e-6, "guest_copy_s_per_byte": 0.5e-9}
+HARDWARE_GUEST_CODE = {"guest_call_s": 0.3e-6, "ring_post_s": 0.5e-6, "guest_rep_s": 0.02e-6,
+                       "guest_copy_s_per_byte": 0.5e-9}
 EMULATED_SLOWDOWN = (10.0, 1000.0)
 
 
