@@ -256,3 +256,24 @@ def test_predictions_record_the_models_speedup_for_fix_cells_only():
     assert all(math.isnan(v) for v in b + orphan)
     ratio, low, high = f
     assert 1.5 < ratio and low < ratio < high and math.isfinite(high)
+
+
+def test_a_fix_runs_as_long_as_its_baseline():
+    """verification.plan.equal_durations: a fix predicted 8x faster gets 8x the reps (so its
+    batches last as long as its baseline's on a shared machine), one 2x slower half, never
+    fewer than its batches, at most MAX_REPS_SCALE times; baselines and unpaired cells keep theirs."""
+    from verification import plan as vp
+    def cell(role, op="read", rnd=1, reps=100, size=4096, batches=34):
+        return {"env": "hvt", "size_bytes": size, "op": op, "role": role, "round": rnd, "reps": reps,
+                "batches": batches}
+    cells = [cell("baseline"), cell("fix"),                              # fix 8x faster
+             cell("baseline", rnd=2), cell("fix", rnd=2),                # round 2: its own baseline
+             cell("baseline", "write"), cell("fix", "write"),            # fix 2x slower
+             cell("baseline", "write_sync"), cell("fix", "write_sync"),  # 1000x faster: capped
+             cell("baseline", "read", size=8192, batches=80), cell("fix", "read", size=8192, batches=80),
+             cell("fix", "read", size=1 << 20)]                          # no baseline: unchanged
+    pred = [8e-3, 1e-3, 4e-3, 1e-3, 1e-3, 2e-3, 1.0, 1e-3, 1e-3, 2e-3, 5e-3]
+    out = vp.equal_durations(cells, pred)
+    assert [c["reps"] for c in out] == [100, 800, 100, 400, 100, 50, 100, 100 * vp.MAX_REPS_SCALE, 100, 80, 100]
+    assert cells[1]["reps"] == 100                                      # pure: the input is untouched
+    assert all(o == c for o, c in zip(out, cells) if c["role"] == "baseline")

@@ -8,6 +8,7 @@ fix cells beside the baseline cells they are compared against. Pure functions ex
 """
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,33 @@ def cells(b: Build, workloads: dict, baselines: dict, target: str, batches: int 
         cell["index"] = i
         cell["cell_id"] = (f"{i:04d}-{cell['env']}-{format_size(cell['size_bytes']).replace(' ', '')}"
                            f"-{cell['op']}-{cell['role']}" + (f"-r{cell['round']}" if rounds > 1 else ""))
+    return out
+
+
+# A fix's repetitions are scaled so that its batches last as long as its baseline's, by
+# the prediction (within 1/MAX_REPS_SCALE..MAX_REPS_SCALE times the baseline's reps). On
+# a shared machine a short cell and a long one are not measured alike: with two busy
+# loops beside, hvt multiblock's 4 KiB fix cells (8x shorter than their baselines) ran
+# at the quiet speed in every round, 53 us per op, while their baselines were
+# time-shared in some rounds (0.36 ms per op in one, 0.87 ms in the next), and the
+# speed-up read 11.4x where one call for eight allows 8x.
+MAX_REPS_SCALE = 16
+
+
+def equal_durations(cells: list[dict], predicted_s: list[float]) -> list[dict]:
+    """cells with each fix cell's reps scaled by its baseline's predicted time per op over
+    its own (same env, size, op and round), never below its batch count where the
+    baseline had that many. Pure."""
+    base = {(c["env"], c["size_bytes"], c["op"], c.get("round")): p
+            for c, p in zip(cells, predicted_s) if c.get("role") == "baseline"}
+    out = []
+    for c, p in zip(cells, predicted_s):
+        b = base.get((c["env"], c["size_bytes"], c["op"], c.get("round")))
+        if c.get("role") == "fix" and b and p and p > 0 and math.isfinite(b / p):
+            scale = min(MAX_REPS_SCALE, max(1 / MAX_REPS_SCALE, b / p))
+            reps = max(1, round(c["reps"] * scale), min(c["reps"], int(c.get("batches") or 1)))
+            c = dict(c, reps=reps)
+        out.append(c)
     return out
 
 
