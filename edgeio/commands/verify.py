@@ -93,11 +93,12 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
     asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
     predicted = vpred.predict_cells(cal, asked)
-    # fix batches as long as their baseline's (verification.plan.equal_durations), then
-    # the prediction of the cells as they will run
-    cells = vp.equal_durations(cells, predicted["predicted_s"].tolist())
-    asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
-    predicted = vpred.predict_cells(cal, asked)
+    if not reps:
+        # fix batches as long as their baseline's (verification.plan.equal_durations; a
+        # --reps given is kept as given), then the prediction of the cells as they will run
+        cells = vp.equal_durations(cells, predicted["predicted_s"].tolist())
+        asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
+        predicted = vpred.predict_cells(cal, asked)
     stamp = store.now_iso()
     table = vpred.prediction_table(cells, predicted, model_configs, stamp, str(cal_path),
                                    vpred.calibration_reference(cal, cells), vpred.predict_speedups(cal, asked))
