@@ -44,16 +44,17 @@ PRIORS = {
     "tcg_device_factor": 3.0,       # the emulated virtio data path under TCG
     "tcg_factor": 6.0,              # guest kernel work under TCG (qemu without hardware KVM)
     "kvm_factor": 1.5,              # guest kernel work under hardware KVM
-    "tcg_fsync_s": 3.0e-3,          # a guest's fsync: exits to QEMU, host fsync
+    "tcg_fsync_s": 0.4e-3,          # a guest's fsync: QEMU's flush, host fsync (0.5 ms here, bv9)
     "hvt_call_s_software": 70e-6,   # one hvt block hypercall on a software /dev/kvm
     "hvt_call_s_hardware": 5e-6,    # ... on hardware KVM
     "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 8.0, "qemu_kvm": 2.0, "xen": 30.0},
     "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
     # the hvt primitives (probe.c) on a software / hardware KVM: the guest's block call
     # refused before its exit, a bare exit, a ring request without I/O, a guest copy per byte
-    # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device model)
+    # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device
+    # model: 54 ns here, bv9, where a 10 us prior had sized its batches at 0.8 ms)
     "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "rep": 20e-6,
-                             "copy_per_byte": 600e-9, "trap": 10e-6},
+                             "copy_per_byte": 600e-9, "trap": 0.05e-6},
     "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "rep": 0.02e-6,
                              "copy_per_byte": 0.3e-9, "trap": 5e-6},
     "read_copy_factor": 3.0,        # a read's copy against a write's, per byte

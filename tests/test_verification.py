@@ -258,6 +258,25 @@ def test_predictions_record_the_models_speedup_for_fix_cells_only():
     assert 1.5 < ratio and low < ratio < high and math.isfinite(high)
 
 
+def test_a_baseline_batch_lasts_as_long_as_the_protocols():
+    """verification.plan.long_enough: a baseline whose batches would last 0.4 ms at what it
+    measured grows to MIN_BATCH_S batches; one already long enough, a fix, and a cell with
+    no time per op keep their reps; growth is capped at MAX_REPS_GROWTH; pure."""
+    from measure.protocol import MIN_BATCH_S
+    from verification import plan as vp
+    def cell(role, reps=34, batches=34):
+        return {"env": "qemu", "size_bytes": 1 << 20, "op": "read", "role": role, "round": 1,
+                "reps": reps, "batches": batches}
+    cells = [cell("baseline"), cell("baseline", reps=3400), cell("fix"), cell("baseline"),
+             cell("baseline", reps=1)]
+    per_op = [0.4e-3, 0.4e-3, 0.4e-3, float("nan"), 1e-9]
+    out = vp.long_enough(cells, per_op)
+    per_batch = out[0]["reps"] // 34
+    assert per_batch * 0.4e-3 >= MIN_BATCH_S > (per_batch - 1) * 0.4e-3
+    assert [c["reps"] for c in out[1:]] == [3400, 34, 34, vp.MAX_REPS_GROWTH]
+    assert cells[0]["reps"] == 34
+
+
 def test_a_fix_runs_as_long_as_its_baseline():
     """verification.plan.equal_durations: a fix predicted 8x faster gets 8x the reps (so its
     batches last as long as its baseline's on a shared machine), one 2x slower half, never

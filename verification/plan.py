@@ -114,6 +114,30 @@ def cells(b: Build, workloads: dict, baselines: dict, target: str, batches: int 
     return out
 
 
+# A verify cell's batches last at least as long as the protocol's (measure.protocol
+# MIN_BATCH_S) by what its baseline measured at calibration, else by the prediction. The
+# campaign's reps were sized from priors, and a qemu TCG guest's 1 MiB reads ran in
+# 0.4 ms batches (its 4 KiB fsyncs in 2.5 ms ones) whose medians moved 1.9x between
+# rounds of one cell (bv12), where a 20 ms batch averages over a neighbour's burst.
+MAX_REPS_GROWTH = 256          # a cell grows at most this many times its campaign's reps
+
+
+def long_enough(cells: list[dict], per_op_s: list[float], min_batch_s: float | None = None) -> list[dict]:
+    """cells with each baseline cell's reps raised so that each of its batches lasts at
+    least min_batch_s at per_op_s (that cell's time per op: measured at calibration, else
+    predicted), by at most MAX_REPS_GROWTH times; other cells unchanged. Pure."""
+    from measure.protocol import MIN_BATCH_S
+    floor = MIN_BATCH_S if min_batch_s is None else min_batch_s
+    out = []
+    for c, t in zip(cells, per_op_s):
+        if c.get("role") == "baseline" and t and math.isfinite(t) and t > 0:
+            batches = max(1, int(c.get("batches") or 1))
+            want = math.ceil(floor / t) * batches
+            c = dict(c, reps=max(int(c["reps"]), min(want, int(c["reps"]) * MAX_REPS_GROWTH)))
+        out.append(c)
+    return out
+
+
 # A fix's repetitions are scaled so that its batches last as long as its baseline's, by
 # the prediction (within 1/MAX_REPS_SCALE..MAX_REPS_SCALE times the baseline's reps). On
 # a shared machine a short cell and a long one are not measured alike: with two busy
@@ -125,17 +149,17 @@ MAX_REPS_SCALE = 16
 
 
 def equal_durations(cells: list[dict], predicted_s: list[float]) -> list[dict]:
-    """cells with each fix cell's reps scaled by its baseline's predicted time per op over
-    its own (same env, size, op and round), never below its batch count where the
-    baseline had that many. Pure."""
-    base = {(c["env"], c["size_bytes"], c["op"], c.get("round")): p
+    """cells with each fix cell's reps set to its baseline's (same env, size, op and
+    round) scaled by the baseline's predicted time per op over its own, never below its
+    batch count where the baseline had that many; a fix without a baseline unchanged. Pure."""
+    base = {(c["env"], c["size_bytes"], c["op"], c.get("round")): (p, int(c["reps"]))
             for c, p in zip(cells, predicted_s) if c.get("role") == "baseline"}
     out = []
     for c, p in zip(cells, predicted_s):
-        b = base.get((c["env"], c["size_bytes"], c["op"], c.get("round")))
+        b, base_reps = base.get((c["env"], c["size_bytes"], c["op"], c.get("round")), (None, 0))
         if c.get("role") == "fix" and b and p and p > 0 and math.isfinite(b / p):
             scale = min(MAX_REPS_SCALE, max(1 / MAX_REPS_SCALE, b / p))
-            reps = max(1, round(c["reps"] * scale), min(c["reps"], int(c.get("batches") or 1)))
+            reps = max(1, round(base_reps * scale), min(base_reps, int(c.get("batches") or 1)))
             c = dict(c, reps=reps)
         out.append(c)
     return out

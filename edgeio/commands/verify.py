@@ -15,6 +15,7 @@ The domain (plan, predictions, comparison, summary) lives in verification/; this
 asks for the inputs, runs the engine and prints.
 """
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -92,16 +93,20 @@ def run(scenario: str, params: list[str] | None = None, calibration: str | None 
     if not quiet:
         print(f"Predicting {len(cells)} cells of {sc.name} with {cal_path}...", file=sys.stderr, flush=True)
     asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
-    predicted = vpred.predict_cells(cal, asked)
+    reference = vpred.calibration_reference(cal, cells)      # keyed by cell, not by its reps
     if not reps:
-        # fix batches as long as their baseline's (verification.plan.equal_durations; a
-        # --reps given is kept as given), then the prediction of the cells as they will run
-        cells = vp.equal_durations(cells, predicted["predicted_s"].tolist())
+        # baseline batches of at least the protocol's length by what calibration measured,
+        # fix batches as long as their baseline's by the prediction (verification.plan; a
+        # --reps given is kept as given); a point prediction suffices to size them
+        point = vpred.predict_cells(cal, asked, draws=0)["predicted_s"].tolist()
+        then = [r[0] for r in reference]
+        per_op = [m if math.isfinite(m) and m > 0 else p for m, p in zip(then, point)]
+        cells = vp.equal_durations(vp.long_enough(cells, per_op), point)
         asked = [dict(c, config=m) for c, m in zip(cells, model_configs)]
-        predicted = vpred.predict_cells(cal, asked)
+    predicted = vpred.predict_cells(cal, asked)
     stamp = store.now_iso()
     table = vpred.prediction_table(cells, predicted, model_configs, stamp, str(cal_path),
-                                   vpred.calibration_reference(cal, cells), vpred.predict_speedups(cal, asked))
+                                   reference, vpred.predict_speedups(cal, asked))
     text = table.to_csv(index=False)
     verify_meta = {"scenario": sc.name, "values": b.values, "fix": {e: b.fix[e] for e in envs},
                    "baseline": baselines, "unbuildable": b.unbuildable,
