@@ -117,12 +117,24 @@ def ratio_of_medians_ci95(numerator, denominator, resamples: int = BOOTSTRAP_RES
     independent samples (e.g. a baseline's and a fix's per-op times over their batches),
     each resampled on its own. Fewer than 6 values on either side: (nan, nan), as
     median_ci95 (an interval from so few batches means nothing)."""
+    return _ratio_bootstrap_ci95(numerator, denominator, np.median, resamples)
+
+
+def ratio_of_minima_ci95(numerator, denominator, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """As ratio_of_medians_ci95, of min(numerator) / min(denominator): the fastest batch
+    of each sample. A resampled minimum is never below the sample's, so the interval is
+    lopsided and says little on its own; across rounds (ratio_across_runs_ci95 of each
+    round's minimum) is the spread that counts."""
+    return _ratio_bootstrap_ci95(numerator, denominator, np.min, resamples)
+
+
+def _ratio_bootstrap_ci95(numerator, denominator, statistic, resamples: int) -> tuple[float, float]:
     a, b = np.asarray(numerator, float), np.asarray(denominator, float)
     if a.size < 6 or b.size < 6:
         return math.nan, math.nan
     rng = np.random.default_rng(0)
-    ma = np.median(a[rng.integers(0, a.size, size=(resamples, a.size))], axis=1)
-    mb = np.median(b[rng.integers(0, b.size, size=(resamples, b.size))], axis=1)
+    ma = statistic(a[rng.integers(0, a.size, size=(resamples, a.size))], axis=1)
+    mb = statistic(b[rng.integers(0, b.size, size=(resamples, b.size))], axis=1)
     low, high = np.percentile(ma / mb, [2.5, 97.5])
     return float(low), float(high)
 

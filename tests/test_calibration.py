@@ -147,6 +147,27 @@ def test_a_campaign_directory_is_a_results_set(tmp_path):
     assert df.attrs["machine"]["memory_bytes"] == PROFILE["machine"]["memory_bytes"]
 
 
+def test_a_primitive_is_fitted_on_its_runs_fastest_batches(tmp_path):
+    """A primitive's runs, each with some batches time-shared with a neighbour (2x): its
+    measured_s is the median of the runs' fastest batches, not of all batches; a file
+    cell with the same batches keeps its median."""
+    camp = store.Campaign.create(tmp_path, {"host": "h", "targets": {"local": dict(PROFILE["machine"], host="h")}},
+                                 [], name="c1")
+    shared = {1: [1, 2, 2, 2, 1, 2, 2], 2: [2, 2, 1, 2, 2, 2, 2], 3: [1.01, 2, 2, 2, 2, 2, 2]}
+    for run, factors in shared.items():
+        for env, op in (("hvt", "call"), ("linux", "write")):
+            cell = {"cell_id": f"{op}-r{run}", "env": env, "target": "local", "size_bytes": 512 if env == "hvt" else 4096,
+                    "op": op, "params": {}, **({"kind": "primitive"} if env == "hvt" else {})}
+            probe = {"batch_reps": [1000] * 7, "batch_seconds": [25e-6 * f * 1000 for f in factors]}
+            camp.record_cell(cell, "ok", probe, {"host": "h", "arch": "x86_64"})
+    camp.finish()
+    df = calibration.load_results(str(camp.path))
+    call = df[df.op == "call"].iloc[0]
+    assert call["measured_s"] == pytest.approx(25e-6) and call["median_per_op_s"] == pytest.approx(50e-6)
+    assert 0 < call["rel_se"] < 0.01                       # the runs' minima agree to 1%
+    assert df.loc[df.op == "write", "measured_s"].iloc[0] == pytest.approx(50e-6)
+
+
 def test_validation_on_a_small_set(tmp_path):
     small = PI[PI.env.isin(["linux", "docker"]) & (PI.size_bytes == 4096)].reset_index(drop=True)
     cal = calibration.fit(small)

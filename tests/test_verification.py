@@ -148,6 +148,32 @@ def test_comparison_drift_and_reanchoring_from_the_batches():
     assert calm.iloc[0]["drifted"] is False and vs.drift_line(calm) is None
 
 
+def test_the_speedup_holds_when_a_neighbour_halves_some_batches(tmp_path):
+    """Two busy loops beside: each batch ran on a core of its own or on half of one (2x),
+    in proportions that differ from cell to cell (bv11). The fix is 4x in either mode; the
+    fastest batches say so, the medians (one cell mostly shared, the other mostly not) do
+    not. A comparison stored on medians, before the column said which, is recomputed on
+    medians and accepted; the same file against today's statistic is refused."""
+    rng = np.random.default_rng(3)
+    def mixed(per_op, shared, n=60):
+        return per_op * np.where(rng.random(n) < shared, 2.0, 1.0) * rng.lognormal(0, 0.01, n)
+    samples = _samples(mixed(1e-3, 0.7), mixed(2.5e-4, 0.2))
+    comp = vc.compare(_pred(), samples)
+    fix = comp.iloc[1]
+    assert fix["measured_speedup"] == pytest.approx(4.0, rel=0.05) and fix["speedup_statistic"] == "fastest"
+    assert fix["measured_speedup_ci95_low"] <= fix["measured_speedup"] <= fix["measured_speedup_ci95_high"]
+    assert str(fix["speedup_inside"]) == "True"
+    by_median = vc.compare(_pred(), samples, "median")
+    assert by_median.iloc[1]["measured_speedup"] > 6.0          # 2 ms / 0.25 ms: the modes crossed
+    old = by_median.drop(columns=["speedup_statistic"])
+    p = tmp_path / "comparison.csv"
+    p.write_text(old.to_csv(index=False))
+    assert vcampaign._statistic_of(p) == "median"
+    vcampaign.check_stored(p, by_median)
+    with pytest.raises(UserError, match="measured_speedup"):
+        vcampaign.check_stored(p, comp)
+
+
 def test_wrong_direction_is_counted():
     comp = vc.compare(_pred(), _samples([1e-3] * 20, [2e-3] * 20))      # predicted 4x faster, measured 2x slower
     fix = comp.iloc[1]

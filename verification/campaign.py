@@ -16,7 +16,7 @@ import pandas as pd
 from edgeio import store
 from edgeio.errors import UserError
 from verification import predictions as _pred
-from verification.compare import BOOL_COLUMNS, COLUMNS, compare
+from verification.compare import BOOL_COLUMNS, COLUMNS, SPEEDUP_STATISTIC, STATISTICS, compare
 from verification.summary import jsonable, summarize
 
 COMPARISON = "comparison.csv"
@@ -80,8 +80,8 @@ def load(path, require_comparison: bool = True) -> Verification:
     Unfinished, unless require_comparison is False."""
     path = Path(path)
     campaign, v, predictions = open_campaign(path)
-    comparison = compare(predictions, campaign.samples())
     stored = stored_comparison(path)
+    comparison = compare(predictions, campaign.samples(), _statistic_of(stored))
     if stored is None and require_comparison:
         raise Unfinished(f"{path}: no {COMPARISON} (the verify did not finish: invoke verify --resume {path})")
     if stored is not None:
@@ -97,6 +97,21 @@ def stored_comparison(path: Path) -> Path | None:
         return stamped[-1]
     p = Path(path) / COMPARISON
     return p if p.is_file() else None
+
+
+def _statistic_of(stored: Path | None) -> str:
+    """What a stored comparison's speed-ups are ratios of: its speedup_statistic column,
+    or medians for a file written before that column existed; none stored: today's."""
+    if stored is None:
+        return SPEEDUP_STATISTIC
+    try:
+        head = pd.read_csv(stored, nrows=50, dtype=str)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return SPEEDUP_STATISTIC            # check_stored says what is wrong with it
+    if "speedup_statistic" not in head.columns:
+        return "median"
+    said = set(head["speedup_statistic"].dropna()) & set(STATISTICS)
+    return said.pop() if len(said) == 1 else SPEEDUP_STATISTIC
 
 
 def check_stored(file: Path, comparison: pd.DataFrame) -> None:
