@@ -31,6 +31,7 @@ WATCHDOG_GRACE_S = 30.0
 # stuck (a guest that sleeps, a wedged device) and must not hang the campaign forever.
 TIMEOUT_FLOOR_S = 900.0     # never less: a guest boot under TCG, a slow SD card's fsyncs
 TIMEOUT_FACTOR = 10.0       # x the time expected from the cells already finished
+TIMEOUT_CEILING_S = 7 * 86400.0   # never more: beyond ~24 days poll() overflows; a week is no limit
 # Before a cell like it has finished: what the slowest storage we target (an SD card)
 # could take at worst per repetition: a latency plus a throughput.
 A_PRIORI_PER_REP_S = 0.05
@@ -262,9 +263,9 @@ def default_timeout(cell: dict, estimator=None) -> float:
     if expected is None and isinstance(cell.get("estimate_s"), (int, float)) and cell["estimate_s"] > 0:
         expected = float(cell["estimate_s"])         # the protocol's own estimate (measure/protocol.py)
     if expected is not None:
-        return max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * expected)
+        return min(TIMEOUT_CEILING_S, max(TIMEOUT_FLOOR_S, TIMEOUT_FACTOR * expected))
     worst = int(cell["reps"]) * (A_PRIORI_PER_REP_S + int(cell["size_bytes"]) / A_PRIORI_BYTES_PER_S)
-    return max(TIMEOUT_FLOOR_S, worst)
+    return min(TIMEOUT_CEILING_S, max(TIMEOUT_FLOOR_S, worst))
 
 
 # -- running -------------------------------------------------------------------------

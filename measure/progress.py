@@ -13,6 +13,8 @@ import threading
 import time
 from collections import defaultdict
 
+from edgeio.records import PRIMITIVES
+
 
 
 def _fmt_duration(seconds) -> str:
@@ -45,6 +47,10 @@ class Estimator:
          the size ratio (a 4 KiB fsync costs about what a 64 KiB one does, a read of
          64 KiB 16 times a 4 KiB one: the root is the compromise);
       5. any op of the target, the same way.
+    A primitive (edgeio.records.PRIMITIVES) goes no further than rung 3's own op: its
+    repetition is one call or trap, unlike any file op's (a qemu trap is 50 ns here, the
+    file ops beside it microseconds to seconds), and rung 5 once gave its 21 million
+    repetitions a timeout that overflowed. Unknown: the plan's estimate serves.
     A random-order campaign of the study's protocol runs each (env, op, size) once, so
     rungs 2-5 carry most of its estimates.
     """
@@ -66,10 +72,12 @@ class Estimator:
         same = self._per_rep.get((env, target, op, size))
         if same:
             return sum(same) / len(same)
-        others = [v for (e, t, o, sz), vs in self._per_rep.items() if (t, o, sz) == (target, op, size) for v in vs]
+        primitive = op in PRIMITIVES
+        others = [v for (e, t, o, sz), vs in self._per_rep.items()
+                  if (t, o, sz) == (target, op, size) and (e == env or not primitive) for v in vs]
         if others:
             return _median(others)
-        for scope in ("env and op", "op", "any"):
+        for scope in ("env and op",) if primitive else ("env and op", "op", "any"):
             sizes = {}
             for (e, t, o, sz), vs in self._per_rep.items():
                 if t != target or (scope != "any" and o != op) or (scope == "env and op" and e != env):

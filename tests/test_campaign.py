@@ -385,6 +385,24 @@ def test_default_timeout_scales_with_the_expected_time():
         engine.TIMEOUT_FLOOR_S + 900
 
 
+def test_a_primitive_is_not_timed_by_the_file_ops_beside_it():
+    """A qemu trap primitive of 21 million 50 ns repetitions, in a campaign whose qemu
+    file ops took milliseconds: the estimator does not lend it their time (that gave a
+    timeout poll() could not take), the plan's estimate serves, and no timeout, however
+    many reps, exceeds the ceiling."""
+    e = Estimator()
+    e.add({"env": "qemu", "target": "local", "op": "write_sync", "size_bytes": 4096, "reps": 100}, 12.0, 0.5)
+    e.add({"env": "qemu", "target": "local", "op": "write", "size_bytes": 1 << 20, "reps": 100}, 12.0, 0.1)
+    trap = {"env": "qemu", "target": "local", "op": "trap", "kind": "primitive", "size_bytes": 4096,
+            "reps": 21_625_212, "estimate_s": 9.5}
+    assert e.estimate(trap) is None
+    assert engine.default_timeout(trap, e) == engine.TIMEOUT_FLOOR_S
+    e.add(dict(trap, reps=1000), 11.6, 5e-5)                # once one ran, its own rung
+    assert e.estimate(trap) == pytest.approx(11.6 + 21_625_212 * 5e-8, rel=1e-3)   # median overhead + reps
+    huge = {"env": "linux", "target": "local", "op": "write", "size_bytes": 4096, "reps": 10 ** 12}
+    assert engine.default_timeout(huge) == engine.TIMEOUT_CEILING_S
+
+
 def test_a_stuck_cell_is_abandoned_by_default(tmp_path, monkeypatch):
     """A guest that sleeps: no --cell-timeout given, the cell still ends, failed."""
     monkeypatch.setattr(engine, "TIMEOUT_FLOOR_S", 0.3)
