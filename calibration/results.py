@@ -98,7 +98,8 @@ def _rel_se_from_ci(df) -> np.ndarray:
 def _from_campaign(path: Path, profile) -> pd.DataFrame:
     from edgeio import store
     camp = store.Campaign.open(path)
-    summary = camp.summary()
+    samples = camp.samples()                # read once: the summary and the primitives share it
+    summary = camp.summary(samples)
     if summary.empty:
         raise UserError(f"{path}: campaign has no successful cells to calibrate on")
     targets = sorted(set(summary["target"]))
@@ -120,7 +121,7 @@ def _from_campaign(path: Path, profile) -> pd.DataFrame:
     med, mad, n = df["median_per_op_s"], df["mad_per_op_s"], df["n_batches"].clip(lower=1)
     df["measured_s"] = med.where(med > 0, df["mean_per_op_s"])
     df["rel_se"] = (MEDIAN_SE * MAD_SD * mad / np.sqrt(n) / df["measured_s"]).fillna(0.0)
-    _primitives_at_fastest(df, camp.samples())
+    _primitives_at_fastest(df, samples)
     df["config"] = [json.dumps(effective_config(r.env, _record_config(records, r), None, facts),
                                sort_keys=True, default=str) for r in df.itertuples()]
     df.attrs["source"] = f"campaign: {path.resolve()}"

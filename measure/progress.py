@@ -72,12 +72,10 @@ class Estimator:
         same = self._per_rep.get((env, target, op, size))
         if same:
             return sum(same) / len(same)
-        primitive = op in PRIMITIVES
-        others = [v for (e, t, o, sz), vs in self._per_rep.items()
-                  if (t, o, sz) == (target, op, size) and (e == env or not primitive) for v in vs]
+        others = [v for (e, t, o, sz), vs in self._per_rep.items() if (t, o, sz) == (target, op, size) for v in vs]
         if others:
             return _median(others)
-        for scope in ("env and op",) if primitive else ("env and op", "op", "any"):
+        for scope in ("env and op",) if op in PRIMITIVES else ("env and op", "op", "any"):
             sizes = {}
             for (e, t, o, sz), vs in self._per_rep.items():
                 if t != target or (scope != "any" and o != op) or (scope == "env and op" and e != env):

@@ -43,6 +43,7 @@ COLUMNS = BASE_COLUMNS + ["cell_id", "n_batches"] + SPEEDUP_COLUMNS + DRIFT_COLU
 # before this statistic was recorded was computed on medians and is recomputed so.
 SPEEDUP_STATISTIC = "fastest"
 STATISTICS = {"fastest": np.min, "median": np.median}
+_RATIO_CI95 = {"fastest": stats.ratio_of_minima_ci95, "median": stats.ratio_of_medians_ci95}
 BOOL_COLUMNS = ["inside", "speedup_inside", "direction_agrees", "drifted"]
 KEYS = ["env", "size_bytes", "op"]
 
@@ -125,12 +126,9 @@ def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic
         r, lo, hi = _speedup.predicted_ratio((base["predicted_s"], base["low_s"], base["high_s"]),
                                              (fix["predicted_s"], fix["low_s"], fix["high_s"]))
     b, f = per_op[base["cell_id"]], per_op[fix["cell_id"]]
-    if statistic == "median":
-        measured = base["measured_s"] / fix["measured_s"]
-        mlo, mhi = stats.ratio_of_medians_ci95(b, f)
-    else:
-        measured = float(np.min(b) / np.min(f))
-        mlo, mhi = stats.ratio_of_minima_ci95(b, f)
+    of = STATISTICS[statistic]
+    measured = float(of(b) / of(f))
+    mlo, mhi = _RATIO_CI95[statistic](b, f)
     rlo, rhi = stats.ratio_across_runs_ci95(per_round[base["cell_id"]], per_round[fix["cell_id"]])
     if math.isfinite(rlo):
         mlo, mhi = (rlo, rhi) if not math.isfinite(mlo) else (min(mlo, rlo), max(mhi, rhi))
