@@ -150,9 +150,12 @@ def main() -> int:
     print(f"\nbench_verify: campaign {campaign} ({len(results)} cells, {len(prims)} primitives; {measured}), "
           f"calibration {cal_path} (fit + validation {t_cal:.0f} s)")
     for r in prims.itertuples(index=False):
-        per = r.measured_s / r.size_bytes * 1e9 if r.op == "copy" else r.measured_s * 1e6
-        unit = "ns/B" if r.op == "copy" else "us"
-        print(f"  primitive {r.env} {r.op:5s} {per:9.3f} {unit}")
+        print(f"  primitive {r.env} {r.op:5s} {format_size(r.size_bytes):>7s} {r.measured_s * 1e6:11.3f} us")
+    v = cal.values()
+    print("  fitted guest costs: " + ", ".join(f"{n} {v[n] * scale:.3g} {unit}" for n, scale, unit in (
+        ("guest_call_s", 1e6, "us"), ("hypercall_s", 1e6, "us"), ("ring_post_s", 1e6, "us"),
+        ("guest_rep_s", 1e6, "us"), ("guest_copy_call_s", 1e6, "us"), ("guest_copy_s_per_byte", 1e9, "ns/B"),
+        ("trap_s", 1e9, "ns"))))
     fit = cal.fit_table["rel_error"].abs()
     print(f"  in-sample fit: median |error| {fit.median():.1%}, largest {fit.max():.1%}")
     left = cal.metadata.get("whatif_unpinned") or {}

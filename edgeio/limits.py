@@ -23,6 +23,7 @@ HVT_SECTOR_SIZE = (512, 32768)
 HVT_RING_BATCH = (1, 4096)
 HVT_RING_DEFAULT_BATCH = 64     # the tender's requests per notification when none is given (issue 14)
 HVT_MEM_MIB = (1, 4096)
+HVT_COPY_ALIGN = 16             # the copy primitive's size: a multiple of this (probe.c, edgeio_copy)
 # qemu and xen guests: the smallest memory their kernels boot in (MiB)
 QEMU_MIN_MEM_MIB = 64
 XEN_MIN_MEM_MIB = 32

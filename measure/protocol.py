@@ -18,6 +18,7 @@ within a time budget; see calibrate_specs.
 
 import math
 
+from edgeio.limits import HVT_COPY_ALIGN
 from edgeio.records import PRIMITIVES
 from edgeio.units import GIB, KIB, MIB, format_size, format_time
 
@@ -29,7 +30,10 @@ QUICK_BATCHES = 20          # batches of a small cell: enough for a median, a MA
 LARGE_BATCHES = 3           # batches of a cell whose single operation takes >= LARGE_OP_S
 LARGE_OP_S = 0.5
 SMALL = 4 * KIB             # per-call costs: one call moves one page
-COPY_PRIMITIVE = 64 * KIB   # the guest copy primitive: per-byte cost dominates its call
+# The guest copy primitive at two sizes, which part a copy's per-call cost from its per-byte
+# one: 64 KiB, where the bytes dominate, and the probe's smallest copy (a multiple of 16
+# bytes, probe.c), where the call does (here 8.9 us of 11 us; linear from 16 B to 64 KiB)
+COPY_PRIMITIVE, COPY_PRIMITIVE_SMALL = 64 * KIB, HVT_COPY_ALIGN
 QEMU_CALIBRATE_MIB = 256    # the calibration protocol's small qemu guest (unless --param mem=)
 DEFAULT_BUDGET_S = 600.0
 FALLBACK_LLC_BYTES = MIB    # = model.machine.FALLBACK_LLC_BYTES, when a target gives no cache size
@@ -50,13 +54,15 @@ PRIORS = {
     "start_s": {"linux": 0.05, "docker": 0.5, "hvt": 0.3, "qemu_tcg": 8.0, "qemu_kvm": 2.0, "xen": 30.0},
     "image_s_per_byte": 3e-9,       # building a disk image or the probe's first write of its file
     # the hvt primitives (probe.c) on a software / hardware KVM: the guest's block call
-    # refused before its exit, a bare exit, a ring request without I/O, a guest copy per byte
-    # and qemu's trapped register access (an exit to QEMU; under TCG a call into its device
-    # model: 54 ns here, bv9, where a 10 us prior had sized its batches at 0.8 ms)
+    # refused before its exit, a bare exit, a ring request without I/O, a guest copy per call
+    # and per byte, and qemu's trapped register access (an exit to QEMU; under TCG a call into
+    # its device model: 54 ns here, bv9, where a 10 us prior had sized its batches at 0.8 ms).
+    # Software: in units of hvt_call_s_software, which a pilot rescales (~0.6x here: a copy
+    # measured 8 us + 124 ns/B, where 600 ns/B had sized its batches at a third of the floor)
     "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "rep": 20e-6,
-                             "copy_per_byte": 600e-9, "trap": 0.05e-6},
+                             "copy_call": 13e-6, "copy_per_byte": 200e-9, "trap": 0.05e-6},
     "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "rep": 0.02e-6,
-                             "copy_per_byte": 0.3e-9, "trap": 5e-6},
+                             "copy_call": 0.02e-6, "copy_per_byte": 0.3e-9, "trap": 5e-6},
     "read_copy_factor": 3.0,        # a read's copy against a write's, per byte
     # per-cell costs outside the probe's timing (starting it, filling a read's file, removing it)
     "cell_overhead_s": 0.05,
@@ -89,7 +95,7 @@ def per_op_estimate(cfg: dict, size: int, op: str, kvm: str = "software", priors
     if op in PRIMITIVES:
         hardware = kvm == "hardware" and (env != "qemu" or cfg.get("accel") == "kvm")
         prim = p["primitive_s_hardware" if hardware else "primitive_s_software"]
-        return size * prim["copy_per_byte"] if op == "copy" else prim[op]
+        return prim["copy_call"] + size * prim["copy_per_byte"] if op == "copy" else prim[op]
     if env == "hvt":
         per_call = p["hvt_call_s_hardware" if kvm == "hardware" else "hvt_call_s_software"]
         io = max(1, int(cfg.get("io_size_bytes") or 512))
@@ -292,7 +298,9 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             sector = int(cfg.get("block_size") or 512)
             add(env, sector, ("call", "exit", "ring", "rep"), "primitive: one per repetition, no data moved",
                 kind="primitive")
-            add(env, max(sector, COPY_PRIMITIVE), ("copy",), "primitive: a copy in guest memory",
+            add(env, COPY_PRIMITIVE_SMALL, ("copy",), "primitive: the smallest copy in guest memory "
+                "(its per-call cost)", kind="primitive")
+            add(env, COPY_PRIMITIVE, ("copy",), "primitive: a copy in guest memory (its per-byte cost)",
                 kind="primitive")
             continue
         if env == "qemu" and (cfg.get("arch") or facts.get("arch")) == "x86_64":

@@ -512,7 +512,7 @@ class HvtEnv:
         one small host pread of the cached block per request: nothing to merge), a pass of
         the repetition loop with no call."""
         terms = {"call": {"guest_call_s": 1}, "exit": {"hypercall_s": 1}, "rep": {"guest_rep_s": 1},
-                 "copy": {"guest_copy_s_per_byte": size},
+                 "copy": {"guest_copy_call_s": 1, "guest_copy_s_per_byte": size},
                  "ring": {"ring_post_s": 1, "hypercall_s": 1 / self.cfg.batch, "syscall_s": 1,
                           "cache_copy_s_per_byte": size}}[op]
         yield from self.sim.cpu(ctx, terms)

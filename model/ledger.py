@@ -14,7 +14,7 @@ STAGES = {
     "syscall_s": "system calls", "container_syscall_s": "system calls", "xen_syscall_s": "system calls",
     "write_call_s": "system calls",
     "cache_copy_s_per_byte": "copies", "dram_copy_s_per_byte": "copies", "write_s_per_byte": "copies",
-    "guest_copy_s_per_byte": "copies in the guest",
+    "guest_copy_s_per_byte": "copies in the guest", "guest_copy_call_s": "copies in the guest",
     "page_dirtying_s": "page cache", "page_io_s": "page cache",
     "fsync_overhead_s": "fsync (journal)", "container_fsync_s": "fsync (journal)",
     "hypercall_s": "hypercalls (VM exits)", "guest_call_s": "guest block requests",

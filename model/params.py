@@ -60,6 +60,9 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "its calls (the loop, the checks after its calls); emulated on a software KVM"),
     Spec("guest_copy_s_per_byte", "linear", 0.3e-9, "s/B", "a copy inside the hvt guest (mapped transport, "
          "a unikernel's own cache); emulated instruction by instruction on a software KVM"),
+    Spec("guest_copy_call_s", "linear", 0.02e-6, "s", "one copy inside the hvt guest besides its bytes (the "
+         "call, the copy instruction's start and end): a mapped block call pays it per block; ~8 us on a "
+         "software KVM"),
     Spec("virtio_exit_s", "linear", 30e-6, "s", "one virtio-blk request: notify exit, QEMU dispatch, completion irq"),
     Spec("trap_s", "linear", 5e-6, "s", "one trapped register access of an emulated device (a port or MMIO "
          "read QEMU's device model answers): an ide/ahci request makes several"),
@@ -120,7 +123,8 @@ INFORMED_BY = {
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
     "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt primitive call (or hvt 4 KiB cells)",
     "ring_post_s": "hvt primitive ring", "guest_rep_s": "hvt primitive rep",
-    "guest_copy_s_per_byte": "hvt primitive copy", "ide_exits_per_request": "qemu disk=ide cells",
+    "guest_copy_s_per_byte": "hvt primitive copy (64 KiB)", "guest_copy_call_s": "hvt primitive copy (one block)",
+    "ide_exits_per_request": "qemu disk=ide cells",
     "ahci_exits_per_request": "qemu disk=ahci cells",
     "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "dev_read_bps": "reads that miss every cache",
     "dev_write_bps": "writes larger than the dirty limit", "dev_request_s": "cells that reach the device",

@@ -283,19 +283,20 @@ class HostFile:
 
 
 class GuestBlockCache:
-    """Block calls served by copies inside the hvt guest (guest_copy_s_per_byte; emulated
-    on a software KVM): a unikernel's own block cache (passthrough), or the host file
-    mapped into the guest (the mapped transport: the cache is the host's page cache)."""
+    """Block calls served by copies inside the hvt guest (guest_copy_call_s per call and
+    guest_copy_s_per_byte; emulated on a software KVM): a unikernel's own block cache
+    (passthrough), or the host file mapped into the guest (the mapped transport: the cache
+    is the host's page cache)."""
 
     def __init__(self, sim, cache: PageCache, mapped: bool = False):
         self.sim, self.cache, self.mapped = sim, cache, mapped
 
     def read(self, ctx, nbytes, nreq):
-        yield from self.sim.cpu(ctx, {"guest_copy_s_per_byte": nbytes})
+        yield from self.sim.cpu(ctx, {"guest_copy_call_s": nreq, "guest_copy_s_per_byte": nbytes})
         yield from self.cache.read(ctx, nbytes, self.sim.p["readahead_bytes"])
 
     def write(self, ctx, nbytes, nreq):
-        yield from self.sim.cpu(ctx, {"guest_copy_s_per_byte": nbytes})
+        yield from self.sim.cpu(ctx, {"guest_copy_call_s": nreq, "guest_copy_s_per_byte": nbytes})
         yield from self.cache.write(ctx, nbytes)
 
     def flush(self, ctx):

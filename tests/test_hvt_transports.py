@@ -50,7 +50,7 @@ def test_ring_cell(env_factory):
 
 
 @needs_kvm
-@pytest.mark.parametrize("op,size", [("call", 512), ("exit", 512), ("copy", 8192), ("ring", 512), ("rep", 512)])
+@pytest.mark.parametrize("op,size", [("call", 512), ("exit", 512), ("copy", 16), ("copy", 8192), ("ring", 512), ("rep", 512)])
 def test_primitive_probes_count_exactly_and_cost_something(env_factory, op, size):
     """The calibration protocol's micro-probes (probe.c): exact exits and notifications,
     a positive finite cost per repetition, whatever transport the campaign's hvt has."""

@@ -297,6 +297,7 @@ def test_hvt_transports(p):
     assert hvt.ledger.coef["syscall_s"] == 128
     assert mapped.ledger.coef.get("hypercall_s", 0) == 0 and mapped.ledger.coef.get("syscall_s", 0) == 0
     assert mapped.ledger.coef["guest_copy_s_per_byte"] == 64 * KIB
+    assert mapped.ledger.coef["guest_copy_call_s"] == 128         # one copy per block call
 
 
 def test_structure_comes_from_the_machine_facts():

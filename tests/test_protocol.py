@@ -70,12 +70,13 @@ def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
     specs, _ = plan(facts, accel, budget_s=600, free_bytes=50 * GIB)
     prim = [s for s in specs if s["kind"] == "primitive"]
     trap = [("qemu", "trap")] if facts["arch"] == "x86_64" else []      # port I/O: x86 guests only
-    assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "exit"),
-                                                          ("hvt", "rep"), ("hvt", "ring")] + trap
+    assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "copy"),
+                                                          ("hvt", "exit"), ("hvt", "rep"), ("hvt", "ring")] + trap
     assert all(s["kind"] == "file" for s in specs if s not in prim)
     ring = next(s for s in prim if s["op"] == "ring")
     assert ring["reps"] % (64 * ring["batches"]) == 0           # whole notifications in every batch
-    assert next(s for s in prim if s["op"] == "copy")["size_bytes"] == P.COPY_PRIMITIVE
+    # the smallest copy and a large one: its per-call and its per-byte cost
+    assert sorted(s["size_bytes"] for s in prim if s["op"] == "copy") == [16, P.COPY_PRIMITIVE]
     # short: seconds each of timed work, by the estimate (a qemu guest boots besides)
     assert all(s["reps"] * s["per_op_estimate_s"] < 5 for s in prim)
 
@@ -204,7 +205,8 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     rounds = {}
     for r in records.values():
         if r["cell"].get("kind") == "primitive":
-            rounds.setdefault(r["cell"]["op"], []).append(r["cell"]["round"])
+            rounds.setdefault((r["cell"]["op"], r["cell"]["size_bytes"]), []).append(r["cell"]["round"])
+    assert sorted(size for op, size in rounds if op == "copy") == [16, P.COPY_PRIMITIVE]
     assert all(sorted(v) == list(range(1, P.PRIMITIVE_ROUNDS + 1)) for v in rounds.values()), rounds
     summary = store.Campaign.open(path).summary()
     ring = summary[summary["op"] == "ring"]

@@ -13,7 +13,7 @@ import json
 import shlex
 
 from edgeio.errors import UserError
-from edgeio.limits import HVT_BLOCKS_PER_CALL, HVT_MEM_MIB, HVT_RING_BATCH, HVT_SECTOR_SIZE
+from edgeio.limits import HVT_BLOCKS_PER_CALL, HVT_COPY_ALIGN, HVT_MEM_MIB, HVT_RING_BATCH, HVT_SECTOR_SIZE
 from edgeio.limits import HVT_RING_DEFAULT_BATCH as RING_BATCH
 from edgeio.records import PRIMITIVES
 from measure.environments.base import (CellFailed, CellResult, Environment, Unavailable,
@@ -128,7 +128,11 @@ class HvtEnvironment(Environment):
                 raise UserError(f"hvt: the primitive {cell['op']!r} runs on the edgeio tender only "
                                 "(stock solo5-hvt has no counters and no ring)")
             size, k = cell["size_bytes"], self._blocks_for(cell)
-            if size % (self.sector * k):
+            if cell["op"] == "copy":        # a copy in guest memory: no block call
+                if size % HVT_COPY_ALIGN:
+                    raise UserError(f"hvt: the copy primitive's size {size} B is not a multiple of "
+                                    f"{HVT_COPY_ALIGN} B")
+            elif size % (self.sector * k):
                 raise UserError(f"hvt: size {size} B is not a multiple of sector_size x blocks_per_call "
                                 f"({self.sector} x {k} B)")
             if cell.get("cache") == "cold" or cell.get("direct"):
@@ -227,7 +231,11 @@ class HvtEnvironment(Environment):
         try:
             if own_disk:
                 pages = self.params["transport"] == "mapped"
-                log += self._make_disk(disk, -(-size // MAPPED_PAGE) * MAPPED_PAGE if pages else size, timeout)
+                # a primitive needs a disk to acquire, of at least one sector (the tender's floor)
+                disk_bytes = -(-max(size, self.sector) // self.sector) * self.sector if cell["op"] in PRIMITIVES \
+                    else size
+                log += self._make_disk(disk, -(-disk_bytes // MAPPED_PAGE) * MAPPED_PAGE if pages else disk_bytes,
+                                       timeout)
             log += f"$ {shlex.join(argv)}\n"
             try:
                 proc = self.target.run(argv, timeout=timeout)
