@@ -199,4 +199,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except UserError as e:          # an environment that cannot run here, a bad campaign: one line
+        print(f"bench_verify: {e}", file=sys.stderr)
+        sys.exit(1)
