@@ -265,10 +265,18 @@ EMULATED_MACHINE_CPU = ("syscall_s", "cache_copy_s_per_byte", "dram_copy_s_per_b
 
 # What a copy between the page cache and a buffer costs per byte, by CPU class: the
 # params.py priors (0.25 ns/B in cache, 0.9 ns/B from DRAM with page lookups) are a
-# Cortex-A72's (a Pi 4 copies ~1-4 GB/s); an x86_64 server core copies ~10-20 GB/s from
-# DRAM and several times that from its LLC. A fit with few cells (two points of a
-# published sweep) leans on these: a Pi's 0.9 ns/B made a Xeon's hvt reads +123% at 16 KiB.
-COPY_PRIORS = {"x86_64": {"cache_copy_s_per_byte": 0.05e-9, "dram_copy_s_per_byte": 0.15e-9}}
+# Cortex-A72's (a Pi 4 copies ~1-4 GB/s: 0.9 ns/B is the slow end of that range, page
+# lookups included); an x86_64 server core copies ~10-20 GB/s from DRAM and several times
+# that from its LLC, so its DRAM prior is the slow end of its range in the same way,
+# 10 GB/s = 0.1 ns/B (0.15 ns/B before, 6.7 GB/s, was below the range it cited).
+# The one x86_64 page-cache read in the published series agrees: Solo5 issue 325's spt
+# column (a Xeon E3-1270 v6 reading the same page-cached 1 GB file with one pread per
+# 16 KiB block, no VM exit) took 0.103 s, so its copy cost at most 0.096 ns/B.
+# A fit with few cells (two points of a published sweep, whose difference pins the
+# per-call cost but leaves the per-byte share, 1-3% of each point, to this prior at the
+# model's nominal 10% error per cell) leans on these: a Pi's 0.9 ns/B made that Xeon's hvt
+# reads +123% at 16 KiB, 0.15 ns/B +27%.
+COPY_PRIORS = {"x86_64": {"cache_copy_s_per_byte": 0.05e-9, "dram_copy_s_per_byte": 0.1e-9}}
 
 
 def machine_priors(facts: dict) -> dict:

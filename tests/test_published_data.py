@@ -25,11 +25,15 @@ def test_series_is_cited_and_usable(path):
     header, df = bench.load_series(path)
     assert "http" in header["source"] and header.get("read_from")
     assert (df["seconds"] > 0).all() and df["size_bytes"].gt(0).all()
-    n = int(header["calibrate_on"].split()[0])
-    fit = bench.calibration_points(df, n)
+    n, min_seconds = bench.calibration_rule(header)
+    fit = bench.calibration_points(df, n, min_seconds)
     assert 0 < len(fit) < len(df)
-    # the calibration points are the smallest of each op
+    # the calibration points are the smallest of each op (of those that took at least
+    # min_seconds, where the source calls its shortest runs noise: the file says so)
+    if min_seconds:
+        assert "noise" in header["calibrate_on"]
     for op, g in df.groupby("op"):
+        g = g[g["seconds"] >= min_seconds]
         key = "size_bytes" if g["size_bytes"].nunique() > 1 else ("block_size" if g["block_size"].notna().any()
                                                                   else "io_size_bytes")
         assert set(g.sort_values(key).index[:n]) == set(fit) & set(g.index)
@@ -41,3 +45,16 @@ def test_a_throughput_becomes_seconds(tmp_path):
                  "linux,read,104857600,,1048576,true,1,50.0 MiB/s,\n")
     _, df = bench.load_series(p)
     assert df.loc[0, "seconds"] == pytest.approx(2.0)
+
+
+def test_a_calibration_threshold_keeps_the_shorter_points_held_out(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("# source: x\n# calibrate_on: 1 smallest size among those that took at least 0.5 s (noise)\n"
+                 "# machine: m.json\n" + ",".join(bench.COLUMNS) + "\n"
+                 "linux,read,1048576,,1048576,true,1,,0.2\n"
+                 "linux,read,2097152,,1048576,true,1,,0.6\n"
+                 "linux,read,4194304,,1048576,true,1,,1.2\n")
+    header, df = bench.load_series(p)
+    assert bench.calibration_rule(header) == (1, 0.5)
+    assert list(bench.calibration_points(df, *bench.calibration_rule(header))) == [1]
+    assert bench.calibration_rule({"calibrate_on": "2 smallest block sizes"}) == (2, 0.0)
