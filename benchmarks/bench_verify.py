@@ -154,7 +154,8 @@ def main() -> int:
     v = cal.values()
     print("  fitted guest costs: " + ", ".join(f"{n} {v[n] * scale:.3g} {unit}" for n, scale, unit in (
         ("guest_call_s", 1e6, "us"), ("hypercall_s", 1e6, "us"), ("ring_post_s", 1e6, "us"),
-        ("guest_rep_s", 1e6, "us"), ("guest_copy_call_s", 1e6, "us"), ("guest_copy_s_per_byte", 1e9, "ns/B"),
+        ("guest_rep_s", 1e6, "us"), ("guest_flush_s", 1e6, "us"), ("guest_copy_call_s", 1e6, "us"),
+        ("guest_copy_s_per_byte", 1e9, "ns/B"),
         ("trap_s", 1e9, "ns"))))
     fit = cal.fit_table["rel_error"].abs()
     print(f"  in-sample fit: median |error| {fit.median():.1%}, largest {fit.max():.1%}")

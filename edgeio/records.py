@@ -20,9 +20,11 @@ OPS = ("write_sync", "write", "read")
 # The calibration protocol's micro-probes ("primitive" cells, docs/formats.md): each
 # repetition is, in hvt, one guest-side block call refused before its exit (call), one
 # bare exit (exit), a copy of size_bytes in guest memory (copy), one ring request without
-# I/O (ring), one pass of the probe's repetition loop with no call (rep); in a qemu guest,
-# one trapped register access (trap).
-PRIMITIVE_ENV = {"call": "hvt", "exit": "hvt", "copy": "hvt", "ring": "hvt", "rep": "hvt", "trap": "qemu"}
+# I/O (ring), one pass of the probe's repetition loop with no call (rep), such a pass with
+# write_sync's flush request and nothing to flush (flush); in a qemu guest, one trapped
+# register access (trap).
+PRIMITIVE_ENV = {"call": "hvt", "exit": "hvt", "copy": "hvt", "ring": "hvt", "rep": "hvt", "flush": "hvt",
+                 "trap": "qemu"}
 PRIMITIVES = tuple(PRIMITIVE_ENV)
 KINDS = ("file", "primitive")
 STATUSES = ("ok", "failed")

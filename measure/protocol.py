@@ -59,9 +59,9 @@ PRIORS = {
     # its device model: 54 ns here, bv9, where a 10 us prior had sized its batches at 0.8 ms).
     # Software: in units of hvt_call_s_software, which a pilot rescales (~0.6x here: a copy
     # measured 8 us + 124 ns/B, where 600 ns/B had sized its batches at a third of the floor)
-    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "rep": 20e-6,
+    "primitive_s_software": {"call": 40e-6, "exit": 40e-6, "ring": 120e-6, "rep": 20e-6, "flush": 60e-6,
                              "copy_call": 13e-6, "copy_per_byte": 200e-9, "trap": 0.05e-6},
-    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "rep": 0.02e-6,
+    "primitive_s_hardware": {"call": 0.1e-6, "exit": 5e-6, "ring": 0.5e-6, "rep": 0.02e-6, "flush": 5e-6,
                              "copy_call": 0.02e-6, "copy_per_byte": 0.3e-9, "trap": 5e-6},
     "read_copy_factor": 3.0,        # a read's copy against a write's, per byte
     # per-cell costs outside the probe's timing (starting it, filling a read's file, removing it)
@@ -296,7 +296,7 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
             notes.append("hvt: the unikernel has no page cache; the tender's host file is in the host's, "
                          "whose memory and dirty limit are the linux regimes'")
             sector = int(cfg.get("block_size") or 512)
-            add(env, sector, ("call", "exit", "ring", "rep"), "primitive: one per repetition, no data moved",
+            add(env, sector, ("call", "exit", "ring", "rep", "flush"), "primitive: one per repetition, no data moved",
                 kind="primitive")
             add(env, COPY_PRIMITIVE_SMALL, ("copy",), "primitive: the smallest copy in guest memory "
                 "(its per-call cost)", kind="primitive")

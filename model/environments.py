@@ -466,7 +466,7 @@ class HvtEnv:
     def _flush_request(self, ctx):
         """The probe's flush request at the end of a write_sync repetition: one hypercall;
         the tender fsyncs only under on-request (each-write has synced every write)."""
-        guest = "ring_post_s" if self.cfg.transport == "ring" else "guest_call_s"
+        guest = "ring_post_s" if self.cfg.transport == "ring" else "guest_flush_s"
         yield from self.sim.cpu(ctx, {"hypercall_s": 1, guest: 1})
         if self.cfg.flush == "on-request":
             yield from self._fsync(ctx)
@@ -510,8 +510,10 @@ class HvtEnv:
         repetition: a block call the guest refuses before its exit, a bare exit, a copy in
         guest memory, a one-block ring read at offset 0 (one notification per ring batch,
         one small host pread of the cached block per request: nothing to merge), a pass of
-        the repetition loop with no call."""
+        the repetition loop with no call, such a pass with write_sync's flush request (the
+        tender's --flush=none: no fsync)."""
         terms = {"call": {"guest_call_s": 1}, "exit": {"hypercall_s": 1}, "rep": {"guest_rep_s": 1},
+                 "flush": {"guest_rep_s": 1, "guest_flush_s": 1, "hypercall_s": 1},
                  "copy": {"guest_copy_call_s": 1, "guest_copy_s_per_byte": size},
                  "ring": {"ring_post_s": 1, "hypercall_s": 1 / self.cfg.batch, "syscall_s": 1,
                           "cache_copy_s_per_byte": size}}[op]

@@ -19,7 +19,7 @@ STAGES = {
     "fsync_overhead_s": "fsync (journal)", "container_fsync_s": "fsync (journal)",
     "hypercall_s": "hypercalls (VM exits)", "guest_call_s": "guest block requests",
     "virtio_exit_s": "disk transport exits", "xen_ring_s": "Xen ring requests",
-    "ring_post_s": "guest block requests", "trap_s": "disk transport exits",
+    "ring_post_s": "guest block requests", "guest_flush_s": "guest block requests", "trap_s": "disk transport exits",
     "guest_rep_s": "the probe's loop in the guest",
 }
 DEVICE = "the device"

@@ -303,7 +303,7 @@ def machine_priors(facts: dict) -> dict:
 # code 10-1000x slower than hardware (/work/shared/notes/emulated-targets.md; this
 # machine: ~25 us per block call, ~400 ns/B per copied byte).
 HARDWARE_GUEST_CODE = {"guest_call_s": 0.3e-6, "ring_post_s": 0.5e-6, "guest_rep_s": 0.02e-6,
-                       "guest_copy_s_per_byte": 0.5e-9, "guest_copy_call_s": 0.02e-6}
+                       "guest_copy_s_per_byte": 0.5e-9, "guest_copy_call_s": 0.02e-6, "guest_flush_s": 0.1e-6}
 EMULATED_SLOWDOWN = (10.0, 1000.0)
 
 

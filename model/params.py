@@ -56,6 +56,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
          "(the caller's loop, the runtime's checks; the mapped transport's call); emulated on a software KVM"),
     Spec("ring_post_s", "linear", 0.5e-6, "s", "one ring request posted and completed, without its I/O "
          "(descriptor, the caller's loop, the tender's checks); emulated on a software KVM"),
+    Spec("guest_flush_s", "linear", 0.1e-6, "s", "guest-side work of one hvt flush request besides its exit "
+         "(the runtime's checks; fewer than a block call's); emulated on a software KVM"),
     Spec("guest_rep_s", "linear", 0.02e-6, "s", "one repetition of the probe's loop in the hvt guest besides "
          "its calls (the loop, the checks after its calls); emulated on a software KVM"),
     Spec("guest_copy_s_per_byte", "linear", 0.3e-9, "s/B", "a copy inside the hvt guest (mapped transport, "
@@ -122,7 +124,7 @@ INFORMED_BY = {
     "virtio_exit_s": "qemu write_sync and 1 GiB read", "trap_s": "qemu primitive trap", "xen_ring_s": "xen write_sync and 1 GiB read",
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
     "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt primitive call (or hvt 4 KiB cells)",
-    "ring_post_s": "hvt primitive ring", "guest_rep_s": "hvt primitive rep",
+    "ring_post_s": "hvt primitive ring", "guest_rep_s": "hvt primitive rep", "guest_flush_s": "hvt primitive flush",
     "guest_copy_s_per_byte": "hvt primitive copy (64 KiB)", "guest_copy_call_s": "hvt primitive copy (one block)",
     "ide_exits_per_request": "qemu disk=ide cells",
     "ahci_exits_per_request": "qemu disk=ahci cells",

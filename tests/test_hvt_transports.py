@@ -50,7 +50,8 @@ def test_ring_cell(env_factory):
 
 
 @needs_kvm
-@pytest.mark.parametrize("op,size", [("call", 512), ("exit", 512), ("copy", 16), ("copy", 8192), ("ring", 512), ("rep", 512)])
+@pytest.mark.parametrize("op,size", [("call", 512), ("exit", 512), ("copy", 16), ("copy", 8192), ("ring", 512), ("rep", 512),
+                                     ("flush", 512)])
 def test_primitive_probes_count_exactly_and_cost_something(env_factory, op, size):
     """The calibration protocol's micro-probes (probe.c): exact exits and notifications,
     a positive finite cost per repetition, whatever transport the campaign's hvt has."""
@@ -63,7 +64,9 @@ def test_primitive_probes_count_exactly_and_cost_something(env_factory, op, size
     per_op = sum(probe["batch_seconds"]) / reps
     assert math.isfinite(per_op) and per_op > 0
     exits = c["exits"]
-    assert exits["block_read"] == exits["block_write"] == exits["block_flush"] == exits["mapped_flush"] == 0
+    assert exits["block_read"] == exits["block_write"] == exits["mapped_flush"] == 0
+    assert exits["block_flush"] == (reps if op == "flush" else 0)    # a flush request each, no fsync
+    assert c.get("fsyncs", 0) == 0
     assert exits["walltime"] == (reps if op == "exit" else 0)       # one bare exit per repetition
     if op == "ring":                      # 128 per batch, 64 per notification: 2 notifications each
         assert c["notifications"] == reps // 64 and c["ring_requests"] == reps and c.get("fsyncs", 0) == 0

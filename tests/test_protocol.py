@@ -71,7 +71,8 @@ def test_calibrate_measures_the_primitives_and_never_a_fix(facts, accel):
     prim = [s for s in specs if s["kind"] == "primitive"]
     trap = [("qemu", "trap")] if facts["arch"] == "x86_64" else []      # port I/O: x86 guests only
     assert sorted((s["env"], s["op"]) for s in prim) == [("hvt", "call"), ("hvt", "copy"), ("hvt", "copy"),
-                                                          ("hvt", "exit"), ("hvt", "rep"), ("hvt", "ring")] + trap
+                                                          ("hvt", "exit"), ("hvt", "flush"), ("hvt", "rep"),
+                                                          ("hvt", "ring")] + trap
     assert all(s["kind"] == "file" for s in specs if s not in prim)
     ring = next(s for s in prim if s["op"] == "ring")
     assert ring["reps"] % (64 * ring["batches"]) == 0           # whole notifications in every batch
@@ -197,7 +198,7 @@ def test_calibrate_protocol_small_run(results_tmp, capsys):
     assert len(records) == len(cells) and all(r["status"] == "ok" for r in records.values())
     # the primitives ran (whatever --op said), recorded with their kind
     prim = {r["cell"]["op"]: r for r in records.values() if r["cell"].get("kind") == "primitive"}
-    assert set(prim) == {"call", "exit", "copy", "ring", "rep", "trap"}
+    assert set(prim) == {"call", "exit", "copy", "ring", "rep", "flush", "trap"}
     assert prim["trap"]["cell"]["env"] == "qemu" and prim["trap"]["probe"]["op"] == "trap"
     assert all(r["config"]["kind"] == "primitive" for r in prim.values())
     assert prim["ring"]["config"]["transport"] == "ring" and prim["exit"]["config"]["transport"] == "hvt"

@@ -3,7 +3,7 @@
  *
  * Command line: op=write_sync|write|read size=BYTES reps=N [batches=B]
  *               [blocks=K] [disk=NAME] [transport=hvt|ring|mapped] [batch=N]
- *        or op=call|exit|copy|ring|rep (primitives, below) with the same options.
+ *        or op=call|exit|copy|ring|rep|flush (primitives, below) with the same options.
  * Each repetition writes (or reads) the whole size from offset 0, K blocks per
  * block call (1 = stock Solo5); write_sync then asks for a flush. transport=ring
  * posts the calls as ring requests, N per notification (edgeio tender
@@ -31,7 +31,10 @@
  *         pread (requests at one offset are not contiguous: nothing merges),
  *         from the host's page cache;
  *   rep   a repetition of the file ops' loop that makes no call (size 0 a
- *         repetition): what a repetition costs besides its calls.
+ *         repetition): what a repetition costs besides its calls;
+ *   flush a repetition of write_sync's loop that makes no call, only its flush
+ *         request (the tender runs with --flush=none: the exit and the guest's
+ *         side of a flush, no fsync); a rep besides it.
  */
 #include "solo5.h"
 #include "edgeio_ext.h"
@@ -129,7 +132,7 @@ enum kind { K_READ, K_WRITE, K_RING_READ, K_RING_WRITE, K_REFUSED, K_RING_BLOCK0
 struct loop {
     solo5_handle_t h;
     uint8_t *data;
-    uint64_t span, capacity, rep_bytes;     /* rep_bytes: a file op's size; 0: the rep primitive */
+    uint64_t span, capacity, rep_bytes;     /* rep_bytes: a file op's size; 0: the rep and flush primitives */
     int syncing, prim;
 };
 
@@ -215,17 +218,21 @@ static int primitive(struct run *r, const struct solo5_start_info *si, solo5_han
     if (prim == 4 && !util_streq(r->transport, "ring"))
         return fail(r, 22, "op=ring needs transport=ring", UINT64_MAX, 2);
     if (prim != 4 && !util_streq(r->transport, "hvt"))
-        return fail(r, 22, "op=call, exit, copy and rep need transport=hvt", UINT64_MAX, 2);
+        return fail(r, 22, "op=call, exit, copy, rep and flush need transport=hvt", UINT64_MAX, 2);
     if (prim == 4 && edgeio_block_ring_setup(h, (uint32_t)r->batch) != SOLO5_R_OK)
         return fail(r, 95, "op=ring needs the tender's ring extension (--transport=ring)", UINT64_MAX, 2);
+    if (prim == 6 && !edgeio_block_flush_supported())
+        return fail(r, 95, "op=flush needs the tender's flush extension", UINT64_MAX, 2);
     if (prim == 3 && (r->size % 16 || 2 * r->size + 8192 > si->heap_size))
         return fail(r, 22, "op=copy: size must be a multiple of 16 that fits twice in guest memory",
                     UINT64_MAX, 2);
     r->io_size = prim == 3 ? r->size : info->block_size;   /* a call of one block */
     uint8_t *a = (uint8_t *)((si->heap_start + 4095) & ~4095UL);
-    if (prim == 1 || prim == 4 || prim == 5) {
-        struct loop L = { .h = h, .data = a, .span = r->io_size, .capacity = info->capacity, .prim = prim != 5 };
-        int rc = run_loop(r, &L, prim == 1 ? K_REFUSED : prim == 4 ? K_RING_BLOCK0 : K_READ);
+    if (prim == 1 || prim == 4 || prim == 5 || prim == 6) {
+        /* rep and flush: a file op's repetitions of no bytes (write_sync's loop for flush) */
+        struct loop L = { .h = h, .data = a, .span = r->io_size, .capacity = info->capacity,
+                          .prim = prim == 1 || prim == 4, .syncing = prim == 6 };
+        int rc = run_loop(r, &L, prim == 1 ? K_REFUSED : prim == 4 ? K_RING_BLOCK0 : prim == 6 ? K_WRITE : K_READ);
         if (rc == 0)
             report(r);
         return rc;
@@ -269,9 +276,9 @@ int solo5_app_main(const struct solo5_start_info *si)
     int writing = util_streq(r.op, "write") || util_streq(r.op, "write_sync");
     int syncing = util_streq(r.op, "write_sync");
     int prim = util_streq(r.op, "call") ? 1 : util_streq(r.op, "exit") ? 2 : util_streq(r.op, "copy") ? 3
-        : util_streq(r.op, "ring") ? 4 : util_streq(r.op, "rep") ? 5 : 0;
+        : util_streq(r.op, "ring") ? 4 : util_streq(r.op, "rep") ? 5 : util_streq(r.op, "flush") ? 6 : 0;
     if (!writing && !prim && !util_streq(r.op, "read"))
-        return fail(&r, 22, "op must be write_sync, write, read, call, exit, copy, ring or rep", UINT64_MAX, 2);
+        return fail(&r, 22, "op must be write_sync, write, read, call, exit, copy, ring, rep or flush", UINT64_MAX, 2);
     if (r.size == 0 || r.reps == 0 || r.blocks == 0 || r.blocks > 65536)
         return fail(&r, 22, "size, reps and blocks (<= 65536) must be positive", UINT64_MAX, 2);
     int ring = util_streq(r.transport, "ring"), mapped = util_streq(r.transport, "mapped");
