@@ -125,7 +125,7 @@ INFORMED_BY = {
     "fsync_overhead_s": "write_sync cells", "vm_cpu_factor": "qemu (kvm) or xen 4 KiB cells",
     "emulated_cpu_factor": "qemu accel=tcg 4 KiB cells", "emulated_copy_factor": "qemu accel=tcg 1 MiB+ cells", "guest_call_s": "hvt primitive call (or hvt 4 KiB cells)",
     "ring_post_s": "hvt primitive ring", "guest_rep_s": "hvt primitive rep", "guest_flush_s": "hvt primitive flush",
-    "guest_copy_s_per_byte": "hvt primitive copy (64 KiB)", "guest_copy_call_s": "hvt primitive copy (one block)",
+    "guest_copy_s_per_byte": "hvt primitive copy (64 KiB)", "guest_copy_call_s": "hvt primitive copy (16 B)",
     "ide_exits_per_request": "qemu disk=ide cells",
     "ahci_exits_per_request": "qemu disk=ahci cells",
     "guest_fsync_flushes": "qemu or xen 4 KiB write_sync", "dev_read_bps": "reads that miss every cache",
