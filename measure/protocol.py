@@ -242,7 +242,8 @@ def calibrate_specs(configs: dict[str, dict], facts: dict, budget_s: float = DEF
       primitives   the micro-probes (kind "primitive", edgeio.records.PRIMITIVES) that
                    pin the costs the what-ifs are composed of, a few seconds each: hvt's
                    block call refused before its exit, a bare exit, a ring request
-                   without I/O, a 64 KiB copy in guest memory; an x86_64 qemu guest's
+                   without I/O, a pass of the probe's loop with and without a flush
+                   request, a 16 B and a 64 KiB copy in guest memory; an x86_64 qemu guest's
                    trapped register access (a port read QEMU's device model answers). No fix (more blocks per
                    call, a ring with data, a mapped disk, another disk) is ever measured
                    here: the model is checked on what it has not seen.

@@ -205,8 +205,8 @@ def test_predict_cells_models_each_cell_as_it_will_run(cal):
     assert len(df) == len(cells) and list(df["op"]) == [c["op"] for c in cells]      # input order
     assert (df["low_s"] < df["predicted_s"]).all() and (df["predicted_s"] < df["high_s"]).all()
     t = df["predicted_s"].tolist()
-    # the tender's default flush (none) syncs nothing: write_sync is a write plus one exit
-    assert t[0] == pytest.approx(t[1] + cal.values()["hypercall_s"] + cal.values()["guest_call_s"], rel=1e-6)
+    # the tender's default flush (none) syncs nothing: write_sync is a write plus one flush request
+    assert t[0] == pytest.approx(t[1] + cal.values()["hypercall_s"] + cal.values()["guest_flush_s"], rel=1e-6)
     assert t[2] > 20 * t[0]                     # each-write: an fsync per write call
     assert t[4] > 4 * t[3]                      # 8 blocks per call: 8x fewer exits
     assert t[5] > t[6]                          # an emulated IDE disk traps more per request
