@@ -184,14 +184,13 @@ def main() -> int:
         within = int((a <= TARGET).sum())
         print(f"   held out: {len(held)} points, median |error| {a.median():.1%}, largest {a.max():.1%}; "
               f"{within}/{len(held)} within {TARGET:.0%} ({'ok' if within == len(held) else 'MISSED'})")
-        short = held[held["short"]]
-        if len(short):
-            sa = short["rel_error"].abs()
-            print(f"   of which {len(short)} took less than {out.attrs['min_seconds']:g} s (shorter than the calibration "
+        sa, la = a[held["short"]], a[~held["short"]]      # shorter than the calibration points, the rest
+        if len(sa):
+            print(f"   of which {len(sa)} took less than {out.attrs['min_seconds']:g} s (shorter than the calibration "
                   f"points; the source calls them noise-dominated): median |error| {sa.median():.1%}, "
-                  f"{int((sa <= TARGET).sum())}/{len(short)} within {TARGET:.0%}; the other {len(held) - len(short)}: "
-                  f"median |error| {a[~held['short']].median():.1%}, largest {a[~held['short']].max():.1%}, "
-                  f"{int((a[~held['short']] <= TARGET).sum())}/{len(held) - len(short)} within {TARGET:.0%}")
+                  f"{int((sa <= TARGET).sum())}/{len(sa)} within {TARGET:.0%}; the other {len(la)}: "
+                  f"median |error| {la.median():.1%}, largest {la.max():.1%}, "
+                  f"{int((la <= TARGET).sum())}/{len(la)} within {TARGET:.0%}")
         line = held["line_rel_error"].abs()
         print(f"   reference, not the model: a plain line (per call + per byte) fitted on the same points misses "
               f"the held-out points by median {line.median():.1%}, largest {line.max():.1%}")

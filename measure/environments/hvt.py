@@ -232,10 +232,8 @@ class HvtEnvironment(Environment):
             if own_disk:
                 pages = self.params["transport"] == "mapped"
                 # a primitive needs a disk to acquire, of at least one sector (the tender's floor)
-                disk_bytes = -(-max(size, self.sector) // self.sector) * self.sector if cell["op"] in PRIMITIVES \
-                    else size
-                log += self._make_disk(disk, -(-disk_bytes // MAPPED_PAGE) * MAPPED_PAGE if pages else disk_bytes,
-                                       timeout)
+                disk_bytes = _round_up(max(size, self.sector), self.sector) if cell["op"] in PRIMITIVES else size
+                log += self._make_disk(disk, _round_up(disk_bytes, MAPPED_PAGE) if pages else disk_bytes, timeout)
             log += f"$ {shlex.join(argv)}\n"
             try:
                 proc = self.target.run(argv, timeout=timeout)
@@ -337,3 +335,7 @@ def _reason(stdout: str, stderr: str) -> str:
                 return f"probe: {err}"
     tail = (stderr.strip() or stdout.strip()).splitlines()[-1:] or ["(no output)"]
     return tail[0][:300]
+
+
+def _round_up(n: int, unit: int) -> int:
+    return -(-n // unit) * unit
