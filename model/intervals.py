@@ -15,7 +15,8 @@ regime is not given a noisy one's width; a regime no cell measured takes the poo
 
   regime(env, op, device_share) -> str
   regime_spreads(residuals, regimes, within=False) -> {regime: {"log_sd", "n", "df"}, POOLED: ...}
-  ratio_log_sd(within_sd) -> log sd of a ratio of two cells of one regime
+  unshared(base, fix) -> (u_base, u_fix) shares of each cell's time the other does not have
+  ratio_log_sd(within_sd, u_base, u_fix) -> log sd of a ratio of two cells of one regime
   interval(pred, var_params, log_sd, df) -> (low, high)      95%, Student t
   coverage(measured, low, high) -> share inside
 """
@@ -110,12 +111,28 @@ def _between_regimes(regimes: list[tuple[float, float]], pooled: float) -> tuple
     return float(np.sum(wr * lv) / np.sum(wr)), tau2
 
 
-def ratio_log_sd(within_sd: float) -> float:
+def unshared(base: dict, fix: dict) -> tuple[float, float]:
+    """(u_base, u_fix): the share of each cell's modelled time that the other cell does not
+    spend on the same cost (base, fix: {cost: seconds per op}, e.g. a ledger's parameter
+    times its count, the device, the waits). What both spend alike is one computation of
+    the model, off by the same amount in both, and cancels in their ratio; what the fix
+    changed is where the ratio can be wrong. A fix that changes nothing gives (0, 0), one
+    that shares nothing (1, 1)."""
+    tb, tf = sum(base.values()), sum(fix.values())
+    if not (tb > 0 and tf > 0):
+        return 1.0, 1.0
+    same = sum(min(base.get(k, 0.0), fix.get(k, 0.0)) for k in set(base) | set(fix))
+    return max(0.0, 1 - same / tb), max(0.0, 1 - same / tf)
+
+
+def ratio_log_sd(within_sd: float, u_base: float = 1.0, u_fix: float = 1.0) -> float:
     """The structural error of a ratio of two cells of one regime: each cell's own error
-    around the regime's level, the two independent (sqrt 2); the level cancels. A fix is
-    measured beside its baseline, so a level error of the calibration campaign (measured
-    at another time, under another load) cancels too."""
-    return math.sqrt(2.0) * within_sd
+    around the regime's level, carried by the part of its time the other cell does not
+    share (unshared), the two independent; the level cancels, and so does what both cells
+    spend alike. Two cells sharing nothing: sqrt 2 x within_sd. A fix is measured beside
+    its baseline, so a level error of the calibration campaign (measured at another
+    time, under another load) cancels too."""
+    return within_sd * math.sqrt(u_base ** 2 + u_fix ** 2)
 
 
 def spread_for(spreads: dict, name: str) -> tuple[float, int]:

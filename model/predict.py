@@ -102,7 +102,7 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
     """95% interval of baseline / fix time (base_res, fix_res: both cells simulated at the
     calibrated values): the ratio in every parameter draw (both cells at once) and the
     structural error of a ratio (see predict_speedups)."""
-    from model.intervals import interval, ratio_log_sd
+    from model.intervals import interval, ratio_log_sd, unshared
     (bc, bw), (fc, fw) = base, fix
     ratio = base_res.per_op_s / fix_res.per_op_s
     var = 0.0
@@ -112,12 +112,23 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
     name = _regime_of(fc, fw, fix_res)
     within = calibration.structural_within_log_sd(name)
     if within is not None and _regime_of(bc, bw, base_res) == name:
-        # one regime: its level error is common to both cells and cancels in the ratio
-        log_sd, df = ratio_log_sd(within[0]), within[1]
+        # one regime: its level error is common to both cells and cancels in the ratio, as
+        # does what both cells spend alike
+        values = calibration.values()
+        log_sd, df = ratio_log_sd(within[0], *unshared(_costs(base_res, values), _costs(fix_res, values))), within[1]
     else:
         log_sd, df = calibration.structural_log_sd(name), calibration.structural_df(name)
     lo, hi = interval(ratio, var, log_sd, df)
     return float(lo), float(hi)
+
+
+def _costs(res, values) -> dict:
+    """Seconds per op of a simulated cell by cost: each ledger parameter times its count,
+    the device, the waits."""
+    led = res.ledger
+    out = {name: count * values[name] for name, count in led.coef.items()}
+    out.update({" device": led.device_s, " waiting": led.wait_s})
+    return out
 
 
 def _regime_of(cfg, wl, res) -> str:
@@ -132,10 +143,13 @@ def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
     will run (pairs: [(baseline_cell, fix_cell)], cells as predict_cells takes them), with
     its 95% interval: parameter draws give both cells at once (a cost they share cancels
     in the ratio), plus the structural error of a ratio (model/intervals.py): where both
-    cells fall in one regime, each cell's error around that regime's level, twice (a
-    level error common to the regime, like the machine's load when the calibration
-    campaign ran, cancels in a ratio measured in one run); where the fix moves to
-    another regime, the fix regime's whole structural error, since nothing cancels."""
+    cells fall in one regime, each cell's error around that regime's level, carried by
+    the part of each cell's time the fix changed (a level error common to the regime,
+    like the machine's load when the calibration campaign ran, cancels in a ratio
+    measured in one run, and so does a cost both cells pay alike); where the fix moves
+    to another regime, the fix regime's whole structural error, since nothing cancels.
+    The interval is the model's: a measured ratio carries its own noise besides
+    (verification.speedup.expected_interval)."""
     machine = calibration.machine
     values = calibration.values()
     Params(values)

@@ -110,14 +110,17 @@ def section(verified: list) -> Section:
         if len(fixes):
             sub.add(Paragraph(f"Speed-up of the fix over the baseline measured beside it, {sp['cells']} fix cells: "
                               f"median |error| {sp['median_abs_rel_error']:.1%}, largest {sp['max_abs_rel_error']:.1%}, "
-                              f"{sp['share_inside']:.0%} inside their 95% intervals, {sp['wrong_direction']} the "
+                              f"{sp['share_inside']:.0%} inside their 95% intervals (the model's, widened by the measured CI), "
+                              f"{sp['wrong_direction']} the "
                               "wrong way (predicted faster, measured slower, or the reverse)."))
             sub.add(Table(f"{scen}: speed-up (baseline / fix), predicted (95% PI) against measured (95% CI)",
-                          ["env", "size", "op", "config", "predicted", "measured", "error", "inside", "direction"],
+                          ["env", "size", "op", "config", "predicted", "measured", "expected (interval + CI)",
+                           "error", "inside", "direction"],
                           [[Cell(r.env, header=True), Cell(format_size(int(r.size_bytes))), Cell(r.op),
                             Cell(r.config), Cell(f"{_x(r.predicted_speedup)} [{_x(r.speedup_low)}, {_x(r.speedup_high)}]"),
                             Cell(f"{_x(r.measured_speedup)} [{_x(r.measured_speedup_ci95_low)}, "
                                  f"{_x(r.measured_speedup_ci95_high)}]"),
+                            Cell(f"[{_x(r.speedup_expected_low)}, {_x(r.speedup_expected_high)}]"),
                             Cell(f"{r.speedup_rel_error:+.1%}", {"rel-error": repr(float(r.speedup_rel_error))}),
                             Cell("yes" if str(r.speedup_inside) == "True" else "NO"),
                             Cell(f"{r.predicted_direction} / {r.measured_direction}"

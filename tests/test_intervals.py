@@ -13,7 +13,7 @@ from calibration.coverage import whatif_needs
 from calibration.fit import cells_from
 from model import Params, simulate
 from model.environments import config_for
-from model.intervals import POOLED, coverage, interval, ratio_log_sd, regime_spreads, spread_for
+from model.intervals import POOLED, coverage, interval, ratio_log_sd, regime_spreads, spread_for, unshared
 from model.machine import machine_prior_sds
 from model.params import SPECS, prior_sds
 from model.predict import predict_cells
@@ -174,6 +174,54 @@ def test_a_ratio_within_one_regime_is_not_charged_its_level_error():
     share = float(np.mean(inside))
     assert 0.90 <= share <= 0.99, share
     assert np.median(widths) < 1.5 < np.median(abs_widths)
+
+
+def test_a_ratio_is_charged_the_error_of_what_the_fix_changed_only():
+    """Known truth: a cell's own error (sd 0.05 in log) lives in the part of its time the
+    model computes for it alone; a cost the fix left as it was (a shared amount) is the
+    same computation in both cells and errs alike. Intervals from unshared() cover 90-99%
+    of fresh ratios of pairs sharing 0-90% of their time, and are narrower than the
+    share-nothing sqrt 2 ones wherever a cost is shared."""
+    assert unshared({"a": 1.0, "b": 3.0}, {"a": 1.0, "c": 0.5}) == pytest.approx((0.75, 1 / 3))
+    assert unshared({"a": 2.0, "b": 1.0}, {"a": 2.0, "b": 1.0}) == (0.0, 0.0)
+    assert unshared({"a": 2.0}, {"b": 1.0}) == (1.0, 1.0)
+    assert unshared({"a": 8.0}, {"a": 1.0}) == pytest.approx((7 / 8, 0.0))   # 8 calls become 1
+    assert ratio_log_sd(0.1) == pytest.approx(0.1 * math.sqrt(2))
+    rng = np.random.default_rng(5)
+    inside, narrower = [], []
+    for _ in range(300):
+        regimes = ["hvt cpu"] * 10
+        resid = list(rng.normal(0, 0.3) + rng.normal(0, 0.05, 10))     # whole cells: level + own error
+        sd, df = spread_for(regime_spreads(resid, regimes, within=True), "hvt cpu")
+        for _ in range(4):
+            shared, b, f = rng.uniform(0, 9), rng.uniform(0.5, 2), rng.uniform(0.2, 2)
+            base, fix = {"shared": shared, "b": b}, {"shared": shared, "f": f}
+            lo, hi = interval(1.0, 0.0, ratio_log_sd(sd, *unshared(base, fix)), df)
+            level = np.exp(rng.normal(0, 0.3))                        # common to both: cancels
+            tb = level * (shared + b * np.exp(rng.normal(0, 0.05)))
+            tf = level * (shared + f * np.exp(rng.normal(0, 0.05)))
+            truth = (tb / tf) / ((shared + b) / (shared + f))
+            inside.append(lo <= truth <= hi)
+            narrower.append(hi / lo < math.exp(2 * 2.3 * ratio_log_sd(sd)))
+    share = float(np.mean(inside))
+    assert 0.90 <= share <= 0.99, share
+    assert all(narrower)
+
+
+def test_a_fix_that_changes_nothing_of_a_cell_predicts_no_structural_error():
+    """predict_speedups: the same hvt cell with more guest memory (nothing of its modelled
+    time changes) gets a point; the mapped transport (the copies are new, the calls stay)
+    an interval, narrower than if the two cells shared nothing."""
+    from model.predict import predict_speedups
+    cal = calibration.fit(_results(HVT + PRIMS))
+    base = {"env": "hvt", "size_bytes": 4 * KIB, "op": "read", "reps": 100, "config": {}}
+    same, mapped = predict_speedups(cal, [(base, {**base, "config": {"memory_bytes": GIB}}),
+                                          (base, {**base, "config": {"transport": "mapped"}})], draws=0
+                                    ).to_dict("records")
+    assert same["low"] == pytest.approx(1.0) == same["high"]
+    sd, df = cal.structural_within_log_sd("hvt cpu")
+    lo, hi = interval(1.0, 0.0, ratio_log_sd(sd), df)
+    assert 1.0 < mapped["high"] / mapped["low"] < hi / lo
 
 
 def test_a_quiet_regime_keeps_its_scale_beside_noisy_ones_and_a_lone_cell_does_not():

@@ -174,6 +174,40 @@ def test_the_speedup_holds_when_a_neighbour_halves_some_batches(tmp_path):
         vcampaign.check_stored(p, comp)
 
 
+def test_a_measured_speedup_is_judged_with_its_own_noise(tmp_path):
+    """The model's interval is of the true ratio; a ratio measured in one run carries its
+    batches' luck besides. A fix the model says changes nothing (interval a point, 1.0x)
+    measured at 1.02x with a CI of +-3% is inside the expected interval (the two in
+    quadrature), not inside the model's own; measured at 1.2x it is outside both. A
+    comparison stored before the expected interval existed is recomputed on the model's
+    interval and accepted; against today's judgement it is refused."""
+    lo, hi = speedup.expected_interval(2.0, 2.0 / math.e ** 0.03, 2.0 * math.e ** 0.03,
+                                       1.9 / math.e ** 0.04, 1.9 * math.e ** 0.04)
+    assert (lo, hi) == (pytest.approx(2.0 / math.e ** 0.05), pytest.approx(2.0 * math.e ** 0.05))
+    assert speedup.expected_interval(2.0, 1.8, 2.2, math.nan, math.nan) == (1.8, 2.2)
+    assert all(math.isnan(x) for x in speedup.expected_interval(2.0, math.nan, math.nan, 1.9, 2.1))
+    rng = np.random.default_rng(4)
+    same = _pred().assign(predicted_s=[1e-3, 1e-3], low_s=[0.8e-3, 0.8e-3], high_s=[1.25e-3, 1.25e-3],
+                          predicted_speedup=[math.nan, 1.0], speedup_low=[math.nan, 1.0], speedup_high=[math.nan, 1.0])
+    noisy = lambda n: rng.lognormal(0, 0.03, n)          # noqa: E731
+    near = _samples(1.02e-3 * noisy(40), 1e-3 * noisy(40))
+    comp = vc.compare(same, near)
+    fix = comp.iloc[1]
+    assert fix["speedup_low"] == fix["speedup_high"] == 1.0
+    assert fix["speedup_expected_low"] < fix["measured_speedup"] < fix["speedup_expected_high"]
+    assert str(fix["speedup_inside"]) == "True"
+    assert str(vc.compare(same, near, with_noise=False).iloc[1]["speedup_inside"]) == "False"
+    far = vc.compare(same, _samples(1.2e-3 * noisy(40), 1e-3 * noisy(40))).iloc[1]
+    assert str(far["speedup_inside"]) == "False" and far["speedup_expected_high"] < far["measured_speedup"]
+    old = vc.compare(same, near, with_noise=False).drop(columns=vc.EXPECTED_COLUMNS)
+    p = tmp_path / "comparison.csv"
+    p.write_text(old.to_csv(index=False))
+    assert vcampaign._with_noise(p) is False
+    vcampaign.check_stored(p, vc.compare(same, near, with_noise=False))
+    with pytest.raises(UserError, match="speedup_inside"):
+        vcampaign.check_stored(p, comp)
+
+
 def test_wrong_direction_is_counted():
     comp = vc.compare(_pred(), _samples([1e-3] * 20, [2e-3] * 20))      # predicted 4x faster, measured 2x slower
     fix = comp.iloc[1]

@@ -16,7 +16,7 @@ import pandas as pd
 from edgeio import store
 from edgeio.errors import UserError
 from verification import predictions as _pred
-from verification.compare import BOOL_COLUMNS, COLUMNS, SPEEDUP_STATISTIC, STATISTICS, compare
+from verification.compare import BOOL_COLUMNS, COLUMNS, EXPECTED_COLUMNS, SPEEDUP_STATISTIC, STATISTICS, compare
 from verification.summary import jsonable, summarize
 
 COMPARISON = "comparison.csv"
@@ -81,7 +81,7 @@ def load(path, require_comparison: bool = True) -> Verification:
     path = Path(path)
     campaign, v, predictions = open_campaign(path)
     stored = stored_comparison(path)
-    comparison = compare(predictions, campaign.samples(), _statistic_of(stored))
+    comparison = compare(predictions, campaign.samples(), _statistic_of(stored), _with_noise(stored))
     if stored is None and require_comparison:
         raise Unfinished(f"{path}: no {COMPARISON} (the verify did not finish: invoke verify --resume {path})")
     if stored is not None:
@@ -112,6 +112,18 @@ def _statistic_of(stored: Path | None) -> str:
         return "median"
     said = set(head["speedup_statistic"].dropna()) & set(STATISTICS)
     return said.pop() if len(said) == 1 else SPEEDUP_STATISTIC
+
+
+def _with_noise(stored: Path | None) -> bool:
+    """Whether a stored comparison judged its speed-ups with the measurement's noise: it has
+    the expected interval's columns (none stored: today's way)."""
+    if stored is None:
+        return True
+    try:
+        head = pd.read_csv(stored, nrows=0)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return True                         # check_stored says what is wrong with it
+    return all(c in head.columns for c in EXPECTED_COLUMNS)
 
 
 def check_stored(file: Path, comparison: pd.DataFrame) -> None:

@@ -30,7 +30,12 @@ SPEEDUP_COLUMNS = ["predicted_speedup", "speedup_low", "speedup_high", "measured
 DRIFT_COLUMNS = ["calibration_measured_s", "calibration_low_s", "calibration_high_s", "drift_ratio",
                  "drift_ratio_low", "drift_ratio_high", "drifted",
                  "reanchored_s", "reanchored_low_s", "reanchored_high_s", "reanchored_rel_error"]
-COLUMNS = BASE_COLUMNS + ["cell_id", "n_batches"] + SPEEDUP_COLUMNS + DRIFT_COLUMNS + ["speedup_statistic"]
+# Where the measured speed-up was expected, the model's interval widened by the
+# measurement's own CI (verification.speedup.expected_interval): what speedup_inside judges
+# by. A comparison stored before these columns existed judged by the model's interval alone.
+EXPECTED_COLUMNS = ["speedup_expected_low", "speedup_expected_high"]
+COLUMNS = (BASE_COLUMNS + ["cell_id", "n_batches"] + SPEEDUP_COLUMNS + DRIFT_COLUMNS + ["speedup_statistic"]
+           + EXPECTED_COLUMNS)
 
 # The measured speed-up is the ratio of the two cells' fastest batches (time per op). On a
 # shared machine a neighbour only ever adds time, so the fastest of many batches is the
@@ -48,13 +53,16 @@ BOOL_COLUMNS = ["inside", "speedup_inside", "direction_agrees", "drifted"]
 KEYS = ["env", "size_bytes", "op"]
 
 
-def compare(predictions: pd.DataFrame, samples: pd.DataFrame, statistic: str = SPEEDUP_STATISTIC) -> pd.DataFrame:
+def compare(predictions: pd.DataFrame, samples: pd.DataFrame, statistic: str = SPEEDUP_STATISTIC,
+            with_noise: bool = True) -> pd.DataFrame:
     """One row per predicted cell that has batches (a cell not measured yet has none), in
     plan order; a cell run in rounds (verification.plan.ROUNDS) is one row, its rounds'
     batches pooled, named by its first round's cell_id. rel_error = predicted / measured
     - 1; inside: measured in [low, high]. statistic: of each cell's batches, what the
     measured speed-up is a ratio of ("fastest", or "median" as comparisons stored before
-    the column speedup_statistic were)."""
+    the column speedup_statistic were). with_noise: a speed-up is inside when the measured
+    ratio is in its expected interval (EXPECTED_COLUMNS), else (a comparison stored before
+    them) in the model's interval alone."""
     of = STATISTICS[statistic]
     preds = _with_cell_ids(predictions, samples).to_dict("records")
     batches = {str(cid): (g["seconds"].to_numpy(float), g["repetitions"].to_numpy(float))
@@ -95,7 +103,8 @@ def compare(predictions: pd.DataFrame, samples: pd.DataFrame, statistic: str = S
         base = next((b for b in rows if b["role"] == "baseline" and all(b[k] == row[k] for k in KEYS)), None)
         if row["role"] != "fix" or base is None:
             continue
-        row.update(zip(SPEEDUP_COLUMNS, _speedup_of(base, row, per_op, per_round, said[row["cell_id"]], statistic)))
+        row.update(zip(SPEEDUP_COLUMNS + EXPECTED_COLUMNS,
+                       _speedup_of(base, row, per_op, per_round, said[row["cell_id"]], statistic, with_noise)))
         row["speedup_statistic"] = statistic
         re = _drift.reanchored((row["predicted_s"], row["low_s"], row["high_s"]), base["predicted_s"], base["measured_s"])
         row.update(zip(DRIFT_COLUMNS[7:], [*re, re[0] / row["measured_s"] - 1]))
@@ -114,7 +123,7 @@ def _with_cell_ids(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataF
     return p
 
 
-def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic: str) -> list:
+def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic: str, with_noise: bool) -> list:
     """said: the speed-up predictions.csv recorded for the fix (the model's joint draws);
     a verify from before it was recorded gets the two cells' intervals combined. The
     measured ratio (of `statistic` over each cell's batches) has a CI spanning both the
@@ -133,7 +142,9 @@ def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic
     if math.isfinite(rlo):
         mlo, mhi = (rlo, rhi) if not math.isfinite(mlo) else (min(mlo, rlo), max(mhi, rhi))
     pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)
-    return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(lo <= measured <= hi), pdir, mdir, pdir == mdir]
+    elo, ehi = _speedup.expected_interval(r, lo, hi, mlo, mhi) if with_noise else (math.nan, math.nan)
+    inside = elo <= measured <= ehi if with_noise else lo <= measured <= hi
+    return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(inside), pdir, mdir, pdir == mdir, elo, ehi]
 
 
 def _drift_of(base, pred: dict) -> list:

@@ -29,6 +29,23 @@ def predicted_ratio(base: tuple, fix: tuple) -> tuple[float, float, float]:
     return r, r * math.exp(-half), r * math.exp(half)
 
 
+def expected_interval(ratio: float, low: float, high: float, measured_low: float, measured_high: float) -> tuple[float, float]:
+    """Where a measured speed-up is expected to fall: the model's 95% interval of the true
+    ratio (ratio, low, high), widened by the measurement's own 95% CI in quadrature (in
+    log). The model's interval is about the code; a ratio measured in one run adds its
+    batches' and boots' luck, which can be told only once it ran (a quiet ratio of two
+    unchanged cells varies by 1-2% here, a loaded one by 5-10%), so a prediction is judged
+    against what it and that measurement can tell apart. Without a measured CI: the
+    model's interval."""
+    hm = _half_log(measured_low, measured_high)
+    if not (math.isfinite(hm) and ratio > 0):
+        return low, high
+    half = math.sqrt(_half_log(low, high) ** 2 + hm ** 2)
+    if not math.isfinite(half):
+        return low, high
+    return ratio * math.exp(-half), ratio * math.exp(half)
+
+
 def _half_log(low, high) -> float:
     if not (low > 0 and high > 0):
         return math.nan

@@ -337,13 +337,14 @@ def print_comparison(comparison: pd.DataFrame, verify_meta: dict) -> None:
     if len(fix):
         t = Table(title=f"verify {scen}: speed-up (baseline / fix) predicted before measured")
         for col in ("env", "size", "op", "config", "predicted", "95% interval", "measured", "95% CI",
-                    "error", "inside", "direction"):
+                    "expected (interval + CI)", "error", "inside", "direction"):
             t.add_column(col, justify="left" if col in ("env", "op", "config", "direction") else "right")
         for r in fix.itertuples(index=False):
             agree = "" if str(r.direction_agrees) == "True" else " (NO)"
             t.add_row(r.env, format_size(int(r.size_bytes)), r.op, r.config, _x(r.predicted_speedup),
                       f"[{_x(r.speedup_low)}, {_x(r.speedup_high)}]", _x(r.measured_speedup),
                       f"[{_x(r.measured_speedup_ci95_low)}, {_x(r.measured_speedup_ci95_high)}]",
+                      f"[{_x(r.speedup_expected_low)}, {_x(r.speedup_expected_high)}]",
                       f"{r.speedup_rel_error:+.1%}", "yes" if str(r.speedup_inside) == "True" else "NO",
                       f"{r.predicted_direction} / {r.measured_direction}{agree}")
         console.print(t)
