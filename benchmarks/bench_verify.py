@@ -168,12 +168,13 @@ def main() -> int:
         print("  what-ifs needing an unpinned parameter: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in left.items()))
     if len(sp):
         print(f"\n{'fix':20s} {'env':5s} {'size':>7s} {'op':10s} {'predicted [95% interval]':>27s} "
-              f"{'measured [95% CI]':>25s} {'error':>7s} inside direction")
+              f"{'measured [95% CI]':>25s} {'expected':>14s} {'error':>7s} inside direction")
         for r in sp.itertuples(index=False):
             p = f"{r.predicted:.2f}x [{r.p_low:.2f}, {r.p_high:.2f}]"
             m = f"{r.measured:.2f}x [{r.m_low:.2f}, {r.m_high:.2f}]"
+            e = f"[{r.e_low:.2f}, {r.e_high:.2f}]"
             print(f"{r.whatif:20s} {r.env:5s} {format_size(int(r.size_bytes)):>7s} {r.op:10s} {p:>27s} {m:>25s} "
-                  f"{r.error:+7.1%} {'yes' if r.inside else 'NO ':6s} {_direction(r)}")
+                  f"{e:>14s} {r.error:+7.1%} {'yes' if r.inside else 'NO ':6s} {_direction(r)}")
         a = sp["error"].abs()
         big = sp[sp["measured_direction"] != "same"]      # measured changed beyond the margin, CI included
         cover, width = float(sp["inside"].mean()), float(sp["width"].median())
@@ -188,7 +189,7 @@ def main() -> int:
              f"{a.max():.1%}", "<= 40%", a.max() <= TARGETS["largest"])
         line(f"wrong direction (of {len(big)} cells measured >10% changed)", f"{int(sp['wrong_direction'].sum())}",
              "0", not sp["wrong_direction"].any())
-        line("95% intervals covering the measured speed-up", f"{cover:.0%}", "80-99%", lo <= cover <= hi)
+        line("95% expected intervals covering the speed-up", f"{cover:.0%}", "80-99%", lo <= cover <= hi)
         line("median interval width (high/low)", f"{width:.2f}x", "<= 2x", width <= TARGETS["width"])
         for name, g in sp.groupby("whatif", sort=False):
             e = g["error"].abs()
