@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 from edgeio import stats
 from edgeio.parse import parse_duration as _parse_duration, parse_percent
+# A batch shorter than this measures the clock and the scheduler more than the op: the
+# protocols' floor, one home (measure/protocol.py says why 20 ms).
+from measure.protocol import MIN_BATCH_S
 
 DEFAULT_CI = 0.02          # 2% of the mean
 DEFAULT_BUDGET_S = 600.0   # 10 minutes per cell
@@ -24,9 +27,6 @@ MIN_ROUND_BATCHES = 10     # a round smaller than this costs more in start-up th
 MAX_ROUNDS = 50
 # Enough batches for any sane interval; beyond this a cell only grows its files.
 MAX_BATCHES = 5000
-# A batch shorter than this measures the clock and the scheduler more than the op
-# (pyperf calibrates its loops for 100 ms; our ops are slower, 10 ms suffices).
-MIN_BATCH_S = 0.01
 ROUND_SHARE = 0.5
 # A round is stopped (and its batches lost) past this multiple of the budget left.
 ROUND_TIMEOUT_FACTOR = 2.0
