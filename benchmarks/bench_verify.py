@@ -95,8 +95,9 @@ def speedup_table(cal, path: Path, name: str) -> pd.DataFrame:
     out["inside"] = (out["e_low"] <= out["measured"]) & (out["measured"] <= out["e_high"])
     out["width"] = out["e_high"] / out["e_low"]
     # directions as verify judges them (verification.speedup: one home for the 10% margin):
-    # a prediction within it says "no change", which no measurement contradicts in direction
-    out["predicted_direction"] = out["predicted"].map(direction)
+    # a prediction within it, or whose interval holds no change, says "no change", which no
+    # measurement contradicts in direction
+    out["predicted_direction"] = [direction(p, lo, hi) for p, lo, hi in zip(out["predicted"], out["p_low"], out["p_high"])]
     out["measured_direction"] = [direction(m, lo, hi) for m, lo, hi in zip(out["measured"], out["m_low"], out["m_high"])]
     out["wrong_direction"] = [wrong_way(p, m) for p, m in zip(out["predicted_direction"], out["measured_direction"])]
     return out

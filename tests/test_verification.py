@@ -196,16 +196,31 @@ def test_a_measured_speedup_is_judged_with_its_own_noise(tmp_path):
     assert fix["speedup_low"] == fix["speedup_high"] == 1.0
     assert fix["speedup_expected_low"] < fix["measured_speedup"] < fix["speedup_expected_high"]
     assert str(fix["speedup_inside"]) == "True"
-    assert str(vc.compare(same, near, with_noise=False).iloc[1]["speedup_inside"]) == "False"
+    assert str(vc.compare(same, near, judged_today=False).iloc[1]["speedup_inside"]) == "False"
     far = vc.compare(same, _samples(1.2e-3 * noisy(40), 1e-3 * noisy(40))).iloc[1]
     assert str(far["speedup_inside"]) == "False" and far["speedup_expected_high"] < far["measured_speedup"]
-    old = vc.compare(same, near, with_noise=False).drop(columns=vc.EXPECTED_COLUMNS)
+    old = vc.compare(same, near, judged_today=False).drop(columns=vc.EXPECTED_COLUMNS)
     p = tmp_path / "comparison.csv"
     p.write_text(old.to_csv(index=False))
-    assert vcampaign._with_noise(p) is False
-    vcampaign.check_stored(p, vc.compare(same, near, with_noise=False))
+    assert vcampaign._judged_today(p) is False
+    vcampaign.check_stored(p, vc.compare(same, near, judged_today=False))
     with pytest.raises(UserError, match="speedup_inside"):
         vcampaign.check_stored(p, comp)
+
+
+def test_a_prediction_whose_interval_holds_no_change_claims_no_direction():
+    """1.2x [0.8x, 1.8x] predicts no direction (as a measured ratio whose CI holds 1 has
+    none), so a measured 0.85x is not the wrong way; 1.2x [1.12x, 1.3x] predicts faster
+    and is. A comparison stored before took the point alone."""
+    rng = np.random.default_rng(6)
+    slower = _samples(1e-3 * rng.lognormal(0, 0.01, 30), 1.18e-3 * rng.lognormal(0, 0.01, 30))
+    wide = _pred().assign(predicted_speedup=[math.nan, 1.2], speedup_low=[math.nan, 0.8], speedup_high=[math.nan, 1.8])
+    fix = vc.compare(wide, slower).iloc[1]
+    assert fix["predicted_direction"] == "same" and fix["measured_direction"] == "slower"
+    assert vs.summarize(vc.compare(wide, slower))["speedup"]["wrong_direction"] == 0
+    assert vc.compare(wide, slower, judged_today=False).iloc[1]["predicted_direction"] == "faster"
+    sure = wide.assign(speedup_low=[math.nan, 1.12], speedup_high=[math.nan, 1.3])
+    assert vs.summarize(vc.compare(sure, slower))["speedup"]["wrong_direction"] == 1
 
 
 def test_wrong_direction_is_counted():

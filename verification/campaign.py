@@ -81,7 +81,7 @@ def load(path, require_comparison: bool = True) -> Verification:
     path = Path(path)
     campaign, v, predictions = open_campaign(path)
     stored = stored_comparison(path)
-    comparison = compare(predictions, campaign.samples(), _statistic_of(stored), _with_noise(stored))
+    comparison = compare(predictions, campaign.samples(), _statistic_of(stored), _judged_today(stored))
     if stored is None and require_comparison:
         raise Unfinished(f"{path}: no {COMPARISON} (the verify did not finish: invoke verify --resume {path})")
     if stored is not None:
@@ -114,8 +114,9 @@ def _statistic_of(stored: Path | None) -> str:
     return said.pop() if len(said) == 1 else SPEEDUP_STATISTIC
 
 
-def _with_noise(stored: Path | None) -> bool:
-    """Whether a stored comparison judged its speed-ups with the measurement's noise: it has
+def _judged_today(stored: Path | None) -> bool:
+    """Whether a stored comparison judged its speed-ups as today (the measurement's noise
+    in the expected interval, a predicted direction the model's interval holds): it has
     the expected interval's columns (none stored: today's way)."""
     if stored is None:
         return True

@@ -54,15 +54,16 @@ KEYS = ["env", "size_bytes", "op"]
 
 
 def compare(predictions: pd.DataFrame, samples: pd.DataFrame, statistic: str = SPEEDUP_STATISTIC,
-            with_noise: bool = True) -> pd.DataFrame:
+            judged_today: bool = True) -> pd.DataFrame:
     """One row per predicted cell that has batches (a cell not measured yet has none), in
     plan order; a cell run in rounds (verification.plan.ROUNDS) is one row, its rounds'
     batches pooled, named by its first round's cell_id. rel_error = predicted / measured
     - 1; inside: measured in [low, high]. statistic: of each cell's batches, what the
     measured speed-up is a ratio of ("fastest", or "median" as comparisons stored before
-    the column speedup_statistic were). with_noise: a speed-up is inside when the measured
-    ratio is in its expected interval (EXPECTED_COLUMNS), else (a comparison stored before
-    them) in the model's interval alone."""
+    the column speedup_statistic were). judged_today: a speed-up is inside when the measured
+    ratio is in its expected interval (EXPECTED_COLUMNS), and a predicted direction is one
+    the model's interval holds (as a measured one is the CI's); False (a comparison stored
+    before those columns): inside the model's interval alone, the point's direction."""
     of = STATISTICS[statistic]
     preds = _with_cell_ids(predictions, samples).to_dict("records")
     batches = {str(cid): (g["seconds"].to_numpy(float), g["repetitions"].to_numpy(float))
@@ -104,7 +105,7 @@ def compare(predictions: pd.DataFrame, samples: pd.DataFrame, statistic: str = S
         if row["role"] != "fix" or base is None:
             continue
         row.update(zip(SPEEDUP_COLUMNS + EXPECTED_COLUMNS,
-                       _speedup_of(base, row, per_op, per_round, said[row["cell_id"]], statistic, with_noise)))
+                       _speedup_of(base, row, per_op, per_round, said[row["cell_id"]], statistic, judged_today)))
         row["speedup_statistic"] = statistic
         re = _drift.reanchored((row["predicted_s"], row["low_s"], row["high_s"]), base["predicted_s"], base["measured_s"])
         row.update(zip(DRIFT_COLUMNS[7:], [*re, re[0] / row["measured_s"] - 1]))
@@ -123,7 +124,7 @@ def _with_cell_ids(predictions: pd.DataFrame, samples: pd.DataFrame) -> pd.DataF
     return p
 
 
-def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic: str, with_noise: bool) -> list:
+def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic: str, judged_today: bool) -> list:
     """said: the speed-up predictions.csv recorded for the fix (the model's joint draws);
     a verify from before it was recorded gets the two cells' intervals combined. The
     measured ratio (of `statistic` over each cell's batches) has a CI spanning both the
@@ -141,9 +142,10 @@ def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic
     rlo, rhi = stats.ratio_across_runs_ci95(per_round[base["cell_id"]], per_round[fix["cell_id"]])
     if math.isfinite(rlo):
         mlo, mhi = (rlo, rhi) if not math.isfinite(mlo) else (min(mlo, rlo), max(mhi, rhi))
-    pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)
-    elo, ehi = _speedup.expected_interval(r, lo, hi, mlo, mhi) if with_noise else (math.nan, math.nan)
-    inside = elo <= measured <= ehi if with_noise else lo <= measured <= hi
+    pdir = _speedup.direction(r, lo, hi) if judged_today else _speedup.direction(r)
+    mdir = _speedup.direction(measured, mlo, mhi)
+    elo, ehi = _speedup.expected_interval(r, lo, hi, mlo, mhi) if judged_today else (math.nan, math.nan)
+    inside = elo <= measured <= ehi if judged_today else lo <= measured <= hi
     return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(inside), pdir, mdir, pdir == mdir, elo, ehi]
 
 
