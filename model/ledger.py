@@ -26,16 +26,21 @@ DEVICE = "the device"
 WAITING = "waiting (throttled or queued)"
 
 
+def by_cost(result, values: dict) -> dict[str, float]:
+    """Seconds per operation of a CellResult by cost: each ledger parameter times its
+    count, the device (DEVICE), the waits (WAITING); zeros kept."""
+    out = {name: count * values[name] for name, count in result.ledger.coef.items()}
+    out[DEVICE] = result.ledger.device_s
+    out[WAITING] = result.ledger.wait_s
+    return out
+
+
 def by_stage(result, values: dict) -> dict[str, float]:
     """Seconds per operation of a CellResult by stage, largest first."""
     out: dict[str, float] = {}
-    for name, count in result.ledger.coef.items():
+    for name, seconds in by_cost(result, values).items():
         stage = STAGES.get(name, name)
-        out[stage] = out.get(stage, 0.0) + count * values[name]
-    if result.ledger.device_s:
-        out[DEVICE] = out.get(DEVICE, 0.0) + result.ledger.device_s
-    if result.ledger.wait_s:
-        out[WAITING] = out.get(WAITING, 0.0) + result.ledger.wait_s
+        out[stage] = out.get(stage, 0.0) + seconds
     return dict(sorted(((k, v) for k, v in out.items() if v > 0), key=lambda kv: -kv[1]))
 
 

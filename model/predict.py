@@ -103,6 +103,7 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
     calibrated values): the ratio in every parameter draw (both cells at once) and the
     structural error of a ratio (see predict_speedups)."""
     from model.intervals import interval, ratio_log_sd, unshared
+    from model.ledger import by_cost
     (bc, bw), (fc, fw) = base, fix
     ratio = base_res.per_op_s / fix_res.per_op_s
     var = 0.0
@@ -115,20 +116,11 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
         # one regime: its level error is common to both cells and cancels in the ratio, as
         # does what both cells spend alike
         values = calibration.values()
-        log_sd, df = ratio_log_sd(within[0], *unshared(_costs(base_res, values), _costs(fix_res, values))), within[1]
+        log_sd, df = ratio_log_sd(within[0], *unshared(by_cost(base_res, values), by_cost(fix_res, values))), within[1]
     else:
         log_sd, df = calibration.structural_log_sd(name), calibration.structural_df(name)
     lo, hi = interval(ratio, var, log_sd, df)
     return float(lo), float(hi)
-
-
-def _costs(res, values) -> dict:
-    """Seconds per op of a simulated cell by cost: each ledger parameter times its count,
-    the device, the waits."""
-    led = res.ledger
-    out = {name: count * values[name] for name, count in led.coef.items()}
-    out.update({" device": led.device_s, " waiting": led.wait_s})
-    return out
 
 
 def _regime_of(cfg, wl, res) -> str:
