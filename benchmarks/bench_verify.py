@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from edgeio.errors import UserError  # noqa: E402
 from edgeio.units import format_size  # noqa: E402
-from verification.speedup import SAME_MARGIN, direction, expected_interval, wrong_way  # noqa: E402
+from verification.speedup import SAME_MARGIN, judge, wrong_way  # noqa: E402
 
 SIZES = "4KiB,1MiB"
 # name -> (scenario, params)
@@ -90,15 +90,14 @@ def speedup_table(cal, path: Path, name: str) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["predicted"], out["p_low"], out["p_high"] = sp["predicted_speedup"], sp["low"], sp["high"]
     out["error"] = out["predicted"] / out["measured"] - 1
-    expected = [expected_interval(*x) for x in zip(out["predicted"], out["p_low"], out["p_high"], out["m_low"], out["m_high"])]
-    out["e_low"], out["e_high"] = [e[0] for e in expected], [e[1] for e in expected]
-    out["inside"] = (out["e_low"] <= out["measured"]) & (out["measured"] <= out["e_high"])
+    # judged as verify judges (verification.speedup.judge: the expected interval, and the
+    # 10% margin: a prediction within it, or whose interval holds no change, says "no
+    # change", which no measurement contradicts in direction)
+    judged = [judge(*x) for x in zip(out["predicted"], out["p_low"], out["p_high"], out["measured"],
+                                     out["m_low"], out["m_high"])]
+    for i, col in enumerate(("e_low", "e_high", "inside", "predicted_direction", "measured_direction")):
+        out[col] = [j[i] for j in judged]
     out["width"] = out["e_high"] / out["e_low"]
-    # directions as verify judges them (verification.speedup: one home for the 10% margin):
-    # a prediction within it, or whose interval holds no change, says "no change", which no
-    # measurement contradicts in direction
-    out["predicted_direction"] = [direction(p, lo, hi) for p, lo, hi in zip(out["predicted"], out["p_low"], out["p_high"])]
-    out["measured_direction"] = [direction(m, lo, hi) for m, lo, hi in zip(out["measured"], out["m_low"], out["m_high"])]
     out["wrong_direction"] = [wrong_way(p, m) for p, m in zip(out["predicted_direction"], out["measured_direction"])]
     return out
 

@@ -168,7 +168,7 @@ def test_the_speedup_holds_when_a_neighbour_halves_some_batches(tmp_path):
     old = by_median.drop(columns=["speedup_statistic"])
     p = tmp_path / "comparison.csv"
     p.write_text(old.to_csv(index=False))
-    assert vcampaign._statistic_of(p) == "median"
+    assert vcampaign._statistic_of(vcampaign._stored_head(p)) == "median"
     vcampaign.check_stored(p, by_median)
     with pytest.raises(UserError, match="measured_speedup"):
         vcampaign.check_stored(p, comp)
@@ -202,7 +202,7 @@ def test_a_measured_speedup_is_judged_with_its_own_noise(tmp_path):
     old = vc.compare(same, near, judged_today=False).drop(columns=vc.EXPECTED_COLUMNS)
     p = tmp_path / "comparison.csv"
     p.write_text(old.to_csv(index=False))
-    assert vcampaign._judged_today(p) is False
+    assert vcampaign._judged_today(vcampaign._stored_head(p)) is False
     vcampaign.check_stored(p, vc.compare(same, near, judged_today=False))
     with pytest.raises(UserError, match="speedup_inside"):
         vcampaign.check_stored(p, comp)

@@ -81,7 +81,8 @@ def load(path, require_comparison: bool = True) -> Verification:
     path = Path(path)
     campaign, v, predictions = open_campaign(path)
     stored = stored_comparison(path)
-    comparison = compare(predictions, campaign.samples(), _statistic_of(stored), _judged_today(stored))
+    head = _stored_head(stored)
+    comparison = compare(predictions, campaign.samples(), _statistic_of(head), _judged_today(head))
     if stored is None and require_comparison:
         raise Unfinished(f"{path}: no {COMPARISON} (the verify did not finish: invoke verify --resume {path})")
     if stored is not None:
@@ -99,32 +100,33 @@ def stored_comparison(path: Path) -> Path | None:
     return p if p.is_file() else None
 
 
-def _statistic_of(stored: Path | None) -> str:
+def _stored_head(stored: Path | None) -> pd.DataFrame | None:
+    """The first rows of a stored comparison, read once to tell how it was judged; None
+    when none is stored or it cannot be read (check_stored says what is wrong with it)."""
+    if stored is None:
+        return None
+    try:
+        return pd.read_csv(stored, nrows=50, dtype=str)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+
+
+def _statistic_of(head: pd.DataFrame | None) -> str:
     """What a stored comparison's speed-ups are ratios of: its speedup_statistic column,
     or medians for a file written before that column existed; none stored: today's."""
-    if stored is None:
+    if head is None:
         return SPEEDUP_STATISTIC
-    try:
-        head = pd.read_csv(stored, nrows=50, dtype=str)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return SPEEDUP_STATISTIC            # check_stored says what is wrong with it
     if "speedup_statistic" not in head.columns:
         return "median"
     said = set(head["speedup_statistic"].dropna()) & set(STATISTICS)
     return said.pop() if len(said) == 1 else SPEEDUP_STATISTIC
 
 
-def _judged_today(stored: Path | None) -> bool:
+def _judged_today(head: pd.DataFrame | None) -> bool:
     """Whether a stored comparison judged its speed-ups as today (the measurement's noise
     in the expected interval, a predicted direction the model's interval holds): it has
     the expected interval's columns (none stored: today's way)."""
-    if stored is None:
-        return True
-    try:
-        head = pd.read_csv(stored, nrows=0)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return True                         # check_stored says what is wrong with it
-    return all(c in head.columns for c in EXPECTED_COLUMNS)
+    return head is None or all(c in head.columns for c in EXPECTED_COLUMNS)
 
 
 def check_stored(file: Path, comparison: pd.DataFrame) -> None:

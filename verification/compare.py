@@ -142,11 +142,12 @@ def _speedup_of(base, fix, per_op: dict, per_round: dict, said: tuple, statistic
     rlo, rhi = stats.ratio_across_runs_ci95(per_round[base["cell_id"]], per_round[fix["cell_id"]])
     if math.isfinite(rlo):
         mlo, mhi = (rlo, rhi) if not math.isfinite(mlo) else (min(mlo, rlo), max(mhi, rhi))
-    pdir = _speedup.direction(r, lo, hi) if judged_today else _speedup.direction(r)
-    mdir = _speedup.direction(measured, mlo, mhi)
-    elo, ehi = _speedup.expected_interval(r, lo, hi, mlo, mhi) if judged_today else (math.nan, math.nan)
-    inside = elo <= measured <= ehi if judged_today else lo <= measured <= hi
-    return [r, lo, hi, measured, mlo, mhi, r / measured - 1, bool(inside), pdir, mdir, pdir == mdir, elo, ehi]
+    if judged_today:
+        elo, ehi, inside, pdir, mdir = _speedup.judge(r, lo, hi, measured, mlo, mhi)
+    else:                           # as judged before the expected interval existed
+        elo, ehi, inside = math.nan, math.nan, bool(lo <= measured <= hi)
+        pdir, mdir = _speedup.direction(r), _speedup.direction(measured, mlo, mhi)
+    return [r, lo, hi, measured, mlo, mhi, r / measured - 1, inside, pdir, mdir, pdir == mdir, elo, ehi]
 
 
 def _drift_of(base, pred: dict) -> list:

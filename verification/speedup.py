@@ -46,6 +46,17 @@ def expected_interval(ratio: float, low: float, high: float, measured_low: float
     return ratio * math.exp(-half), ratio * math.exp(half)
 
 
+def judge(ratio: float, low: float, high: float, measured: float, measured_low: float,
+          measured_high: float) -> tuple[float, float, bool, str, str]:
+    """(expected low, expected high, inside, predicted direction, measured direction) of a
+    predicted speed-up (ratio, its 95% interval) against a measured one (with its CI): the
+    measured ratio inside the expected interval, and each direction one its own interval
+    holds."""
+    elo, ehi = expected_interval(ratio, low, high, measured_low, measured_high)
+    return (elo, ehi, bool(elo <= measured <= ehi), direction(ratio, low, high),
+            direction(measured, measured_low, measured_high))
+
+
 def _half_log(low, high) -> float:
     if not (low > 0 and high > 0):
         return math.nan
