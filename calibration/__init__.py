@@ -19,7 +19,8 @@ from scipy import stats as _st
 from calibration.core import FIT_COLUMNS, Calibration, load, matches
 from calibration.coverage import whatif_needs
 from calibration.fit import Fitter, cells_from
-from model.intervals import POOLED, regime, regime_spreads
+from model.intervals import POOLED, regime_spreads
+from model.ledger import regime_of
 from calibration.results import load_results
 from calibration.validate import validate as _validate
 from model.params import SPECS, prior_sds, priors
@@ -56,7 +57,7 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
     fr = fitter.fit(start=dict(prior))
     final = fitter.model(fr.values)
     modelled = [r.per_op_s for r in final]
-    regimes = [regime_of(c, r) for c, r in zip(cells, final)]
+    regimes = [regime_of(c.env, c.op, r) for c, r in zip(cells, final)]
     table = pd.DataFrame({
         "env": [c.env for c in cells], "size_bytes": [c.size_bytes for c in cells],
         "op": [c.op for c in cells], "measured_s": [c.measured_s for c in cells],
@@ -109,13 +110,6 @@ def fit(results: pd.DataFrame, validate: bool = False, progress=None) -> Calibra
                                    prior_sd=prior_sd)
         _record_validation(cal)
     return cal
-
-
-def regime_of(cell, result) -> str:
-    """The cell's regime (model/intervals.py) from its simulated ledger."""
-    led = result.ledger
-    share = (led.device_s + led.wait_s) / result.per_op_s if result.per_op_s > 0 else 0.0
-    return regime(cell.env, cell.op, share)
 
 
 def _structural(loo, table, p, regimes, method) -> dict:

@@ -35,6 +35,15 @@ def by_cost(result, values: dict) -> dict[str, float]:
     return out
 
 
+def regime_of(env: str, op: str, result) -> str:
+    """A simulated cell's regime (model.intervals.regime) from the share of its time spent
+    on its device or waiting."""
+    from model.intervals import regime
+    led = result.ledger
+    share = (led.device_s + led.wait_s) / result.per_op_s if result.per_op_s > 0 else 0.0
+    return regime(env, op, share)
+
+
 def by_stage(result, values: dict) -> dict[str, float]:
     """Seconds per operation of a CellResult by stage, largest first."""
     out: dict[str, float] = {}

@@ -33,14 +33,13 @@ CELL_COLUMNS = ["env", "size_bytes", "op", "config", "predicted_s", "low_s", "hi
 def _interval(sim, samples, cfg, wl, res, calibration):
     """(low, high) of the 95% prediction interval around the simulated `res`: parameter
     draws plus the structural error of the cell's regime (model/intervals.py)."""
-    from model.intervals import interval, regime
+    from model.intervals import interval
+    from model.ledger import regime_of
     var = 0.0
     if samples:
         t = np.log([sim(s, cfg, wl).per_op_s for s in samples])
         var = float(np.var(t, ddof=1)) if len(t) > 1 else 0.0
-    led = res.ledger
-    share = (led.device_s + led.wait_s) / res.per_op_s if res.per_op_s > 0 else 0.0
-    name = regime(cfg.name, wl.op, share)
+    name = regime_of(cfg.name, wl.op, res)
     lo, hi = interval(res.per_op_s, var, calibration.structural_log_sd(name), calibration.structural_df(name))
     return float(lo), float(hi)
 
@@ -103,16 +102,16 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
     calibrated values): the ratio in every parameter draw (both cells at once) and the
     structural error of a ratio (see predict_speedups)."""
     from model.intervals import interval, ratio_log_sd, unshared
-    from model.ledger import by_cost
+    from model.ledger import by_cost, regime_of
     (bc, bw), (fc, fw) = base, fix
     ratio = base_res.per_op_s / fix_res.per_op_s
     var = 0.0
     if len(samples) > 1:
         r = np.log([sim(s, bc, bw).per_op_s / sim(s, fc, fw).per_op_s for s in samples])
         var = float(np.var(r, ddof=1))
-    name = _regime_of(fc, fw, fix_res)
+    name = regime_of(fc.name, fw.op, fix_res)
     within = calibration.structural_within_log_sd(name)
-    if within is not None and _regime_of(bc, bw, base_res) == name:
+    if within is not None and regime_of(bc.name, bw.op, base_res) == name:
         # one regime: its level error is common to both cells and cancels in the ratio, as
         # does what both cells spend alike
         values = calibration.values()
@@ -121,13 +120,6 @@ def _ratio_interval(sim, samples, base, fix, base_res, fix_res, calibration):
         log_sd, df = calibration.structural_log_sd(name), calibration.structural_df(name)
     lo, hi = interval(ratio, var, log_sd, df)
     return float(lo), float(hi)
-
-
-def _regime_of(cfg, wl, res) -> str:
-    from model.intervals import regime
-    led = res.ledger
-    share = (led.device_s + led.wait_s) / res.per_op_s if res.per_op_s > 0 else 0.0
-    return regime(cfg.name, wl.op, share)
 
 
 def predict_speedups(calibration, pairs, draws: int = N_DRAWS) -> pd.DataFrame:
