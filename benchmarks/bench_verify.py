@@ -120,8 +120,19 @@ def main() -> int:
     if unknown:
         print(f"bench_verify: unknown fix {', '.join(unknown)} (known: {', '.join(WHATIFS)})", file=sys.stderr)
         return 2
+    from edgeio.parse import parse_int
+    from verification.plan import MAX_ROUNDS
+    try:                 # before measuring: verify would refuse it only after the campaign
+        rounds = None if args.rounds is None else parse_int("--rounds", args.rounds, lo=1, hi=MAX_ROUNDS)
+    except UserError as e:
+        print(f"bench_verify: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-verify-"))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"bench_verify: --out {out}: {e.strerror}", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
 
     import calibration
@@ -140,7 +151,7 @@ def main() -> int:
         t = time.monotonic()
         try:
             path = verify.run(scenario, params, calibration=str(cal_path), size=SIZES,
-                              out=str(out / "verify"), quiet=True, rounds=args.rounds)
+                              out=str(out / "verify"), quiet=True, rounds=rounds)
         except UserError as e:
             notes.append(f"{name}: not verified: {e}")
             continue
@@ -199,7 +210,7 @@ def main() -> int:
     for n in notes:
         print(n)
     from verification.plan import ROUNDS
-    print(f"verify rounds per cell: {args.rounds or ROUNDS}")
+    print(f"verify rounds per cell: {rounds or ROUNDS}")
     print(f"total {time.monotonic() - t0:.0f} s; campaigns and speedups.csv under {out}")
     return 0
 
